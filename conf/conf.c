@@ -1,0 +1,652 @@
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <strings.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/ssl.h>
+
+#include "conf/conf.h"
+#include "conf/log.h"
+
+enum conf_type {
+	CONF_T_STRING,
+	CONF_T_PATH,
+	CONF_T_BOOL,
+	CONF_T_DURATION,
+	CONF_T_SIZE,
+	CONF_T_LIST,
+	CONF_T_ENUM,
+};
+
+/*
+ * A list item validator returns NULL when the item is fine, otherwise a
+ * reason (static or from xasprintf into *owned, which the caller frees).
+ */
+typedef const char *(*conf_item_check)(const char *item, char **owned);
+
+struct conf_key {
+	const char	*section;	/* "" for keys before any [section] */
+	const char	*name;
+	enum conf_type	 type;
+	const char	*def;		/* parsed like a file value */
+	size_t		 offset;
+	unsigned long long min, max;	/* DURATION (seconds) and SIZE (bytes) */
+	const char	*choices;	/* ENUM: "a|b|c" */
+	conf_item_check	 check;		/* LIST items, STRING values */
+	const char	*doc;
+};
+
+static const char *check_forwarder(const char *item, char **owned);
+static const char *check_override(const char *item, char **owned);
+static const char *check_log_level(const char *item, char **owned);
+
+#define OFF(f) offsetof(struct conf, f)
+
+static const struct conf_key conf_keys[] = {
+	{ "", "state_dir", CONF_T_PATH, DEFAULT_STATE_DIR, OFF(state_dir), 0, 0, NULL, NULL,
+	  "Directory for the persistent databases (policy cache, reports). Created if missing." },
+	{ "", "log_level", CONF_T_STRING, "info", OFF(log_level), 0, 0, NULL, check_log_level,
+	  "Least severe level logged: err, warning, notice, info or debug." },
+
+	{ "dns", "forwarders", CONF_T_LIST, "", OFF(dns_forwarders), 0, 0, NULL, check_forwarder,
+	  "Recursive resolvers to forward queries to, as ADDRESS or ADDRESS@PORT. "
+	  "Empty: full recursion from the root. Loopback forwarders are allowed." },
+	{ "dns", "trust_anchor_file", CONF_T_PATH, DEFAULT_ROOT_ANCHOR, OFF(dns_trust_anchor_file), 0, 0, NULL, NULL,
+	  "DNSSEC trust anchor file (DS or DNSKEY records in zone-file format). "
+	  "The default is Debian's dns-root-data root anchor." },
+	{ "dns", "dnssec", CONF_T_BOOL, "yes", OFF(dns_dnssec), 0, 0, NULL, NULL,
+	  "Validate DNSSEC. Bogus answers are then never used." },
+	{ "dns", "timeout", CONF_T_DURATION, "10s", OFF(dns_timeout), 1, 300, NULL, NULL,
+	  "Time allowed for one DNS query before it counts as a timeout." },
+
+	{ "tls", "ca_file", CONF_T_PATH, "", OFF(tls_ca_file), 0, 0, NULL, NULL,
+	  "PEM file of trusted CA certificates. Empty (with ca_path empty): the system trust store." },
+	{ "tls", "ca_path", CONF_T_PATH, "", OFF(tls_ca_path), 0, 0, NULL, NULL,
+	  "Directory of hashed CA certificates, as made by openssl rehash." },
+	{ "tls", "min_version", CONF_T_ENUM, "1.2", OFF(tls_min_version), 0, 0, "1.2|1.3", NULL,
+	  "Lowest TLS version accepted for policy fetches and upstream SMTP (RFC 8461 requires 1.2 or later)." },
+
+	{ "policy", "fetch_timeout", CONF_T_DURATION, "60s", OFF(policy_fetch_timeout), 1, 600, NULL, NULL,
+	  "Total time allowed for one HTTPS policy fetch, connection to last byte (RFC 8461 section 3.3 suggests 60s)." },
+	{ "policy", "max_body", CONF_T_SIZE, "65536", OFF(policy_max_body), 1024, 1024 * 1024, NULL, NULL,
+	  "Largest policy body accepted; a larger one is a fetch failure (RFC 8461 section 3.3 suggests 64 KiB)." },
+	{ "policy", "refresh_interval", CONF_T_DURATION, "1d", OFF(policy_refresh_interval), 300, 31557600, NULL, NULL,
+	  "A cached policy older than this is fetched again in the background, whatever the TXT record says "
+	  "(RFC 8461 sections 3.3 and 10.2)." },
+	{ "policy", "cache_size", CONF_T_SIZE, "64M", OFF(policy_cache_size), 1024 * 1024, 1ULL << 36, NULL, NULL,
+	  "Maximum size of the policy cache database (the LMDB map size). About 2 KiB per domain." },
+	{ "policy", "override", CONF_T_LIST, "", OFF(policy_override), 0, 0, NULL, check_override,
+	  "Force a mode for domains, as DOMAIN:MODE with MODE enforce, testing or none. "
+	  "The discovered policy keeps its mx patterns; only its mode changes. For testing." },
+};
+
+#define NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
+
+static const char *
+check_log_level(const char *item, char **owned)
+{
+	(void)owned;
+	return log_level_parse(item) < 0 ? "must be err, warning, notice, info or debug" : NULL;
+}
+
+static const char *
+check_forwarder(const char *item, char **owned)
+{
+	char addr[INET6_ADDRSTRLEN + 1];
+	const char *at = strchr(item, '@');
+	size_t alen = at ? (size_t)(at - item) : strlen(item);
+	unsigned char bin[16];
+
+	if (alen == 0 || alen >= sizeof(addr)) {
+		*owned = xasprintf("'%s' is not an IP address", item);
+		return *owned;
+	}
+	memcpy(addr, item, alen);
+	addr[alen] = '\0';
+	if (inet_pton(AF_INET, addr, bin) != 1 && inet_pton(AF_INET6, addr, bin) != 1) {
+		*owned = xasprintf("'%s' is not an IP address (host names are not allowed here)", addr);
+		return *owned;
+	}
+	if (at != NULL) {
+		char *end;
+		long port;
+
+		errno = 0;
+		port = strtol(at + 1, &end, 10);
+		if (at[1] == '\0' || *end != '\0' || errno != 0 || port < 1 || port > 65535) {
+			*owned = xasprintf("'%s' has a bad port (1-65535 after '@')", item);
+			return *owned;
+		}
+	}
+	return NULL;
+}
+
+static const char *
+check_override(const char *item, char **owned)
+{
+	const char *colon = strrchr(item, ':');
+	char *dom;
+
+	if (colon == NULL) {
+		*owned = xasprintf("'%s' is not DOMAIN:MODE", item);
+		return *owned;
+	}
+	dom = xstrndup(item, (size_t)(colon - item));
+	char *norm = domain_normalize(dom);
+	free(dom);
+	if (norm == NULL) {
+		*owned = xasprintf("'%s' does not start with a valid domain name", item);
+		return *owned;
+	}
+	free(norm);
+	if (strcmp(colon + 1, "enforce") != 0 && strcmp(colon + 1, "testing") != 0 &&
+	    strcmp(colon + 1, "none") != 0) {
+		*owned = xasprintf("'%s': mode must be enforce, testing or none", item);
+		return *owned;
+	}
+	return NULL;
+}
+
+/* Parse "<digits>[suffix]" with the given unit table; -1 on error. */
+static int
+parse_scaled(const char *v, const char *suffixes, const unsigned long long *mult,
+    unsigned long long *out)
+{
+	char *end;
+	unsigned long long n;
+
+	if (!isdigit((unsigned char)v[0]))
+		return -1;
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno != 0)
+		return -1;
+	if (*end != '\0') {
+		const char *s = end[1] == '\0' ? strchr(suffixes, *end) : NULL;
+
+		if (s == NULL || *end == '\0')
+			return -1;
+		unsigned long long m = mult[s - suffixes];
+		if (n > ULLONG_MAX / m)
+			return -1;
+		n *= m;
+	}
+	*out = n;
+	return 0;
+}
+
+static void
+add_error(struct strlist *errors, const char *file, int line, const struct conf_key *k,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void
+add_error(struct strlist *errors, const char *file, int line, const struct conf_key *k,
+    const char *fmt, ...)
+{
+	struct strbuf sb;
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		fatalx("out of memory");
+	va_end(ap);
+	strbuf_init(&sb);
+	if (line > 0)
+		strbuf_printf(&sb, "%s:%d: ", file, line);
+	else
+		strbuf_printf(&sb, "%s: ", file);
+	if (k != NULL) {
+		if (k->section[0] != '\0')
+			strbuf_printf(&sb, "[%s] ", k->section);
+		strbuf_printf(&sb, "%s: ", k->name);
+	}
+	strbuf_printf(&sb, "%s", msg);
+	strlist_add(errors, sb.data);
+	strbuf_free(&sb);
+	free(msg);
+}
+
+/* Store value into conf for key k; on error append it and return -1. */
+static int
+conf_set(struct conf *conf, const struct conf_key *k, const char *value,
+    const char *file, int line, struct strlist *errors)
+{
+	void *field = (char *)conf + k->offset;
+	static const unsigned long long dur_mult[] = { 1, 60, 3600, 86400 };
+	static const unsigned long long size_mult[] = { 1024, 1024 * 1024, 1024ULL * 1024 * 1024,
+		1024, 1024 * 1024, 1024ULL * 1024 * 1024 };
+	unsigned long long n;
+	char *owned = NULL;
+	const char *why;
+
+	switch (k->type) {
+	case CONF_T_PATH:
+		if (value[0] != '\0' && value[0] != '/') {
+			add_error(errors, file, line, k, "'%s' is not an absolute path", value);
+			return -1;
+		}
+		/* FALLTHROUGH */
+	case CONF_T_STRING:
+		if (k->check != NULL && (why = k->check(value, &owned)) != NULL) {
+			add_error(errors, file, line, k, "%s", why);
+			free(owned);
+			return -1;
+		}
+		free(*(char **)field);
+		*(char **)field = xstrdup(value);
+		return 0;
+	case CONF_T_ENUM: {
+		size_t vl = strlen(value);
+		const char *c = k->choices;
+		bool ok = false;
+
+		while (*c) {
+			size_t cl = strcspn(c, "|");
+			if (cl == vl && strncmp(c, value, vl) == 0)
+				ok = true;
+			c += cl + (c[cl] == '|');
+		}
+		if (!ok) {
+			add_error(errors, file, line, k, "'%s' is not one of %s", value, k->choices);
+			return -1;
+		}
+		free(*(char **)field);
+		*(char **)field = xstrdup(value);
+		return 0;
+	}
+	case CONF_T_BOOL:
+		if (!strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "on") ||
+		    !strcmp(value, "1"))
+			*(bool *)field = true;
+		else if (!strcmp(value, "no") || !strcmp(value, "false") || !strcmp(value, "off") ||
+		    !strcmp(value, "0"))
+			*(bool *)field = false;
+		else {
+			add_error(errors, file, line, k, "'%s' is not yes or no", value);
+			return -1;
+		}
+		return 0;
+	case CONF_T_DURATION:
+		if (parse_scaled(value, "smhd", dur_mult, &n) < 0) {
+			add_error(errors, file, line, k,
+			    "'%s' is not a duration (seconds, or a number with s, m, h or d)", value);
+			return -1;
+		}
+		if (n < k->min || n > k->max) {
+			add_error(errors, file, line, k, "%s is out of range (%llus to %llus)", value,
+			    k->min, k->max);
+			return -1;
+		}
+		*(unsigned *)field = (unsigned)n;
+		return 0;
+	case CONF_T_SIZE:
+		if (parse_scaled(value, "KMGkmg", size_mult, &n) < 0) {
+			add_error(errors, file, line, k,
+			    "'%s' is not a size (bytes, or a number with K, M or G)", value);
+			return -1;
+		}
+		if (n < k->min || n > k->max) {
+			add_error(errors, file, line, k, "%s is out of range (%llu to %llu bytes)",
+			    value, k->min, k->max);
+			return -1;
+		}
+		*(size_t *)field = (size_t)n;
+		return 0;
+	case CONF_T_LIST: {
+		struct strlist *l = field;
+		char *copy = xstrdup(value), *save = NULL;
+		int rc = 0;
+
+		strlist_clear(l);
+		for (char *tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+			if (k->check != NULL && (why = k->check(tok, &owned)) != NULL) {
+				add_error(errors, file, line, k, "%s", why);
+				free(owned);
+				owned = NULL;
+				rc = -1;
+				continue;
+			}
+			strlist_add(l, tok);
+		}
+		free(copy);
+		return rc;
+	}
+	}
+	fatalx("conf_set: unknown type %d", (int)k->type);
+}
+
+static const struct conf_key *
+conf_key_find(const char *section, const char *name)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (!strcmp(conf_keys[i].section, section) && !strcmp(conf_keys[i].name, name))
+			return &conf_keys[i];
+	return NULL;
+}
+
+static bool
+section_known(const char *section)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (!strcmp(conf_keys[i].section, section))
+			return true;
+	return false;
+}
+
+static struct conf *
+conf_defaults(void)
+{
+	struct conf *conf = xcalloc(1, sizeof(*conf));
+	struct strlist errors = { 0 };
+
+	for (size_t i = 0; i < NKEYS; i++)
+		if (conf_set(conf, &conf_keys[i], conf_keys[i].def, "defaults", 0, &errors) < 0)
+			fatalx("embedded default invalid: %s", errors.items[0]);
+	return conf;
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+		*--e = '\0';
+	return s;
+}
+
+struct conf *
+conf_parse_buffer(const char *name, const char *buf, size_t len, struct strlist *errors)
+{
+	struct conf *conf = conf_defaults();
+	int seen_line[NKEYS] = { 0 };
+	char section[64] = "";
+	size_t nerr = errors->count;
+	int lineno = 0;
+
+	if (len > CONF_MAX_FILE_SIZE) {
+		add_error(errors, name, 0, NULL, "file is larger than %d bytes", CONF_MAX_FILE_SIZE);
+		conf_free(conf);
+		return NULL;
+	}
+	for (size_t pos = 0; pos < len;) {
+		const char *nl = memchr(buf + pos, '\n', len - pos);
+		size_t ll = nl ? (size_t)(nl - (buf + pos)) : len - pos;
+		char *line, *p, *eq;
+
+		lineno++;
+		if (ll > CONF_MAX_LINE) {
+			add_error(errors, name, lineno, NULL, "line longer than %d bytes", CONF_MAX_LINE);
+			pos += ll + 1;
+			continue;
+		}
+		line = xstrndup(buf + pos, ll);
+		pos += ll + 1;
+		if (strlen(line) != ll) {
+			add_error(errors, name, lineno, NULL, "NUL byte in line");
+			free(line);
+			continue;
+		}
+		/* '#' starts a comment at the start of a line or after blank space. */
+		for (p = line; *p; p++)
+			if (*p == '#' && (p == line || p[-1] == ' ' || p[-1] == '\t')) {
+				*p = '\0';
+				break;
+			}
+		p = trim(line);
+		if (*p == '\0') {
+			free(line);
+			continue;
+		}
+		if (*p == '[') {
+			char *close = strchr(p, ']');
+
+			if (close == NULL || close[1] != '\0' || close - p - 1 <= 0 ||
+			    (size_t)(close - p - 1) >= sizeof(section)) {
+				add_error(errors, name, lineno, NULL, "malformed section header '%s'", p);
+				section[0] = '\0';
+				free(line);
+				continue;
+			}
+			*close = '\0';
+			snprintf(section, sizeof(section), "%s", trim(p + 1));
+			if (!section_known(section))
+				add_error(errors, name, lineno, NULL, "unknown section [%s]", section);
+			free(line);
+			continue;
+		}
+		if ((eq = strchr(p, '=')) == NULL) {
+			add_error(errors, name, lineno, NULL, "expected 'key = value', got '%s'", p);
+			free(line);
+			continue;
+		}
+		*eq = '\0';
+		char *key = trim(p), *value = trim(eq + 1);
+		const struct conf_key *k = conf_key_find(section, key);
+
+		if (k == NULL) {
+			if (section_known(section))
+				add_error(errors, name, lineno, NULL, "%s%s%sunknown key '%s'",
+				    section[0] ? "[" : "", section, section[0] ? "] " : "", key);
+			free(line);
+			continue;
+		}
+		size_t idx = (size_t)(k - conf_keys);
+		if (seen_line[idx] != 0) {
+			add_error(errors, name, lineno, k, "set twice (first at line %d)", seen_line[idx]);
+			free(line);
+			continue;
+		}
+		seen_line[idx] = lineno;
+		conf_set(conf, k, value, name, lineno, errors);
+		free(line);
+	}
+	if (errors->count != nerr) {
+		conf_free(conf);
+		return NULL;
+	}
+	return conf;
+}
+
+struct conf *
+conf_load(const char *path, struct strlist *errors)
+{
+	FILE *f;
+	struct strbuf sb;
+	char chunk[8192];
+	size_t n;
+	struct conf *conf;
+
+	if (path == NULL)
+		return conf_defaults();
+	if ((f = fopen(path, "r")) == NULL) {
+		add_error(errors, path, 0, NULL, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	strbuf_init(&sb);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		strbuf_append(&sb, chunk, n);
+		if (sb.len > CONF_MAX_FILE_SIZE)
+			break;
+	}
+	if (ferror(f)) {
+		add_error(errors, path, 0, NULL, "read error: %s", strerror(errno));
+		fclose(f);
+		strbuf_free(&sb);
+		return NULL;
+	}
+	fclose(f);
+	conf = conf_parse_buffer(path, sb.data ? sb.data : "", sb.len, errors);
+	strbuf_free(&sb);
+	return conf;
+}
+
+void
+conf_free(struct conf *conf)
+{
+	if (conf == NULL)
+		return;
+	for (size_t i = 0; i < NKEYS; i++) {
+		void *field = (char *)conf + conf_keys[i].offset;
+
+		switch (conf_keys[i].type) {
+		case CONF_T_STRING:
+		case CONF_T_PATH:
+		case CONF_T_ENUM:
+			free(*(char **)field);
+			break;
+		case CONF_T_LIST:
+			strlist_clear(field);
+			break;
+		default:
+			break;
+		}
+	}
+	free(conf);
+}
+
+static void
+format_value(const struct conf *conf, const struct conf_key *k, struct strbuf *sb)
+{
+	const void *field = (const char *)conf + k->offset;
+
+	switch (k->type) {
+	case CONF_T_STRING:
+	case CONF_T_PATH:
+	case CONF_T_ENUM:
+		strbuf_printf(sb, "%s", *(char *const *)field);
+		break;
+	case CONF_T_BOOL:
+		strbuf_printf(sb, "%s", *(const bool *)field ? "yes" : "no");
+		break;
+	case CONF_T_DURATION:
+		strbuf_printf(sb, "%us", *(const unsigned *)field);
+		break;
+	case CONF_T_SIZE:
+		strbuf_printf(sb, "%zu", *(const size_t *)field);
+		break;
+	case CONF_T_LIST: {
+		const struct strlist *l = field;
+		for (size_t i = 0; i < l->count; i++)
+			strbuf_printf(sb, "%s%s", i ? " " : "", l->items[i]);
+		break;
+	}
+	}
+}
+
+void
+conf_print(const struct conf *conf, FILE *out)
+{
+	const char *section = NULL;
+
+	fprintf(out, "# effective stsproxy configuration\n");
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct conf_key *k = &conf_keys[i];
+		struct strbuf sb;
+
+		if (section == NULL || strcmp(section, k->section) != 0) {
+			section = k->section;
+			if (section[0] != '\0')
+				fprintf(out, "\n[%s]\n", section);
+		}
+		strbuf_init(&sb);
+		format_value(conf, k, &sb);
+		fprintf(out, "%s = %s\n", k->name, sb.data ? sb.data : "");
+		strbuf_free(&sb);
+	}
+}
+
+static const char *
+type_name(const struct conf_key *k)
+{
+	switch (k->type) {
+	case CONF_T_STRING: return "string";
+	case CONF_T_PATH: return "path";
+	case CONF_T_BOOL: return "yes|no";
+	case CONF_T_DURATION: return "duration";
+	case CONF_T_SIZE: return "size";
+	case CONF_T_LIST: return "list";
+	case CONF_T_ENUM: return k->choices;
+	}
+	return "?";
+}
+
+/* roff needs a backslash before '-' and a leading '.' or '\'' escaped. */
+static void
+roff_text(FILE *out, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '-' || *s == '\\')
+			fputc('\\', out);
+		fputc(*s, out);
+	}
+}
+
+void
+conf_print_man_keys(FILE *out)
+{
+	const char *section = NULL;
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct conf_key *k = &conf_keys[i];
+
+		if (section == NULL || strcmp(section, k->section) != 0) {
+			section = k->section;
+			fprintf(out, ".SS %s\n", section[0] ? "" : "Top level (before any section)");
+			if (section[0])
+				fprintf(out, ".RB [ %s ]\n", section);
+		}
+		fprintf(out, ".TP\n.BR %s \" = \" ", k->name);
+		roff_text(out, type_name(k));
+		fprintf(out, "\n");
+		roff_text(out, k->doc);
+		fprintf(out, "\nDefault: ");
+		if (k->def[0] == '\0')
+			fprintf(out, "empty.\n");
+		else {
+			fprintf(out, "\\fB");
+			roff_text(out, k->def);
+			fprintf(out, "\\fR.\n");
+		}
+		if (k->type == CONF_T_DURATION)
+			fprintf(out, "Range %llus to %llus.\n", k->min, k->max);
+		else if (k->type == CONF_T_SIZE)
+			fprintf(out, "Range %llu to %llu bytes.\n", k->min, k->max);
+	}
+}
+
+const char *
+conf_policy_override(const struct conf *conf, const char *domain)
+{
+	size_t dl = strlen(domain);
+
+	for (size_t i = 0; i < conf->policy_override.count; i++) {
+		const char *item = conf->policy_override.items[i];
+		const char *colon = strrchr(item, ':');
+		size_t il = (size_t)(colon - item);
+
+		if (il > 0 && item[il - 1] == '.')
+			il--;
+		if (il == dl && strncasecmp(item, domain, dl) == 0)
+			return colon + 1;
+	}
+	return NULL;
+}
+
+int
+conf_tls_min_version(const struct conf *conf)
+{
+	return strcmp(conf->tls_min_version, "1.3") == 0 ? TLS1_3_VERSION : TLS1_2_VERSION;
+}

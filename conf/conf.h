@@ -1,0 +1,74 @@
+/*
+ * conf.h - the configuration of one stsproxy process.
+ *
+ * One table of keys (conf.c) drives parsing, validation, the effective
+ * configuration printed by `stsproxy check-config` and the KEYS section of
+ * stsproxy.conf(5). A struct conf is immutable once conf_load() returns
+ * it; a reload builds a new one and swaps the pointer.
+ */
+#ifndef STSPROXY_CONF_H
+#define STSPROXY_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "conf/util.h"
+
+/** Hard bounds on the configuration file itself. */
+#define CONF_MAX_FILE_SIZE	(1024 * 1024)
+#define CONF_MAX_LINE		4096
+
+struct conf {
+	/* top level */
+	char		*state_dir;
+	char		*log_level;
+
+	/* [dns] */
+	struct strlist	 dns_forwarders;	/* "addr" or "addr@port"; empty: recursion */
+	char		*dns_trust_anchor_file;
+	bool		 dns_dnssec;
+	unsigned	 dns_timeout;		/* seconds */
+
+	/* [tls] */
+	char		*tls_ca_file;		/* empty: system store */
+	char		*tls_ca_path;
+	char		*tls_min_version;	/* "1.2" or "1.3" */
+
+	/* [policy] */
+	unsigned	 policy_fetch_timeout;	/* seconds */
+	size_t		 policy_max_body;	/* bytes */
+	unsigned	 policy_refresh_interval; /* seconds */
+	size_t		 policy_cache_size;	/* bytes: LMDB map size */
+	struct strlist	 policy_override;	/* "domain:mode" */
+};
+
+/**
+ * Load the configuration from path, or the embedded defaults when path is
+ * NULL. Every problem is appended to errors as "file:line: [section] key:
+ * reason"; on any error the result is NULL. Caller owns the result.
+ */
+struct conf *conf_load(const char *path, struct strlist *errors);
+
+/** The same from a buffer; name stands in for the file name in errors. */
+struct conf *conf_parse_buffer(const char *name, const char *buf, size_t len,
+    struct strlist *errors);
+
+void conf_free(struct conf *conf);
+
+/** Write the effective configuration in the file's own syntax. */
+void conf_print(const struct conf *conf, FILE *out);
+
+/** Write the KEYS section of stsproxy.conf(5), generated from the table. */
+void conf_print_man_keys(FILE *out);
+
+/**
+ * The mode forced by [policy] override for domain (already normalised),
+ * or NULL. The returned string is owned by conf.
+ */
+const char *conf_policy_override(const struct conf *conf, const char *domain);
+
+/** TLS protocol version constant (e.g. TLS1_2_VERSION) for tls_min_version. */
+int conf_tls_min_version(const struct conf *conf);
+
+#endif
