@@ -1,0 +1,292 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <event2/event.h>
+#include <unbound.h>
+
+#include "conf/log.h"
+#include "policy/resolver.h"
+
+#define DNS_RCODE_NOERROR	0
+#define DNS_RCODE_NXDOMAIN	3
+
+struct resolver_query {
+	struct resolver		*resolver;
+	struct resolver_query	*prev, *next;
+	int			 async_id;
+	struct event		*timer;
+	resolver_cb		 cb;
+	void			*arg;
+	char			*name;
+	int			 rrtype;
+};
+
+struct resolver {
+	struct event_base	*base;
+	struct ub_ctx		*ctx;
+	struct event		*ev;
+	unsigned		 timeout;
+	struct resolver_query	*pending;
+};
+
+static void
+resolver_unlink(struct resolver_query *q)
+{
+	struct resolver *r = q->resolver;
+
+	if (q->prev)
+		q->prev->next = q->next;
+	else
+		r->pending = q->next;
+	if (q->next)
+		q->next->prev = q->prev;
+	q->prev = q->next = NULL;
+}
+
+static void
+query_free(struct resolver_query *q)
+{
+	if (q->timer)
+		event_free(q->timer);
+	free(q->name);
+	free(q);
+}
+
+static void
+resolver_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct resolver *r = arg;
+	int rc;
+
+	(void)fd;
+	(void)what;
+	if ((rc = ub_process(r->ctx)) != 0)
+		log_warnx("event=dns_process_failed error=%s", log_quote(ub_strerror(rc)));
+}
+
+struct resolver *
+resolver_new(struct event_base *base, const struct conf *conf, char **err)
+{
+	struct resolver *r = xcalloc(1, sizeof(*r));
+	int rc;
+
+	r->base = base;
+	r->timeout = conf->dns_timeout;
+	if ((r->ctx = ub_ctx_create()) == NULL) {
+		*err = xstrdup("cannot create the libunbound context");
+		free(r);
+		return NULL;
+	}
+	/* A worker thread, not a forked process: cheaper and it shares the
+	 * cache across queries. */
+	if ((rc = ub_ctx_async(r->ctx, 1)) != 0)
+		goto fail;
+	/* Local forwarders (127.0.0.1, a sidecar resolver) are common; the
+	 * libunbound default refuses to query loopback addresses. */
+	if ((rc = ub_ctx_set_option(r->ctx, "do-not-query-localhost:", "no")) != 0)
+		goto fail;
+	for (size_t i = 0; i < conf->dns_forwarders.count; i++)
+		if ((rc = ub_ctx_set_fwd(r->ctx, conf->dns_forwarders.items[i])) != 0)
+			goto fail;
+	if (conf->dns_dnssec) {
+		struct stat sb;
+
+		if (stat(conf->dns_trust_anchor_file, &sb) != 0) {
+			*err = xasprintf("[dns] trust_anchor_file %s: %s (install dns-root-data, "
+			    "or set dnssec = no)", conf->dns_trust_anchor_file, strerror(errno));
+			ub_ctx_delete(r->ctx);
+			free(r);
+			return NULL;
+		}
+		if ((rc = ub_ctx_add_ta_file(r->ctx, conf->dns_trust_anchor_file)) != 0) {
+			*err = xasprintf("[dns] trust_anchor_file %s: %s",
+			    conf->dns_trust_anchor_file, ub_strerror(rc));
+			ub_ctx_delete(r->ctx);
+			free(r);
+			return NULL;
+		}
+	}
+	r->ev = event_new(base, ub_fd(r->ctx), EV_READ | EV_PERSIST, resolver_readable, r);
+	if (r->ev == NULL || event_add(r->ev, NULL) != 0) {
+		*err = xstrdup("cannot watch the libunbound descriptor");
+		if (r->ev)
+			event_free(r->ev);
+		ub_ctx_delete(r->ctx);
+		free(r);
+		return NULL;
+	}
+	return r;
+fail:
+	*err = xasprintf("libunbound setup: %s", ub_strerror(rc));
+	ub_ctx_delete(r->ctx);
+	free(r);
+	return NULL;
+}
+
+void
+resolver_free(struct resolver *r)
+{
+	if (r == NULL)
+		return;
+	while (r->pending != NULL) {
+		struct resolver_query *q = r->pending;
+
+		ub_cancel(r->ctx, q->async_id);
+		resolver_unlink(q);
+		query_free(q);
+	}
+	event_free(r->ev);
+	ub_ctx_delete(r->ctx);
+	free(r);
+}
+
+static void
+deliver(struct resolver_query *q, struct dns_answer *ans)
+{
+	resolver_cb cb = q->cb;
+	void *arg = q->arg;
+
+	ans->qname = q->name;
+	ans->qtype = q->rrtype;
+	resolver_unlink(q);
+	cb(arg, ans);
+	query_free(q);
+}
+
+static void
+resolver_done(void *mydata, int err, struct ub_result *result)
+{
+	struct resolver_query *q = mydata;
+	struct dns_answer ans = { 0 };
+
+	if (err != 0) {
+		ans.status = DNS_STATUS_ERROR;
+		ans.why = ub_strerror(err);
+		deliver(q, &ans);
+		return;
+	}
+	ans.rcode = result->rcode;
+	ans.canonname = result->canonname;
+	ans.security = result->bogus ? DNS_SECURITY_BOGUS :
+	    result->secure ? DNS_SECURITY_SECURE : DNS_SECURITY_INSECURE;
+	ans.why = result->why_bogus;
+	if (result->bogus) {
+		ans.status = DNS_STATUS_BOGUS;
+	} else if (result->rcode == DNS_RCODE_NXDOMAIN) {
+		ans.status = DNS_STATUS_NXDOMAIN;
+	} else if (result->rcode != DNS_RCODE_NOERROR) {
+		ans.status = DNS_STATUS_SERVFAIL;
+	} else if (!result->havedata) {
+		ans.status = DNS_STATUS_NODATA;
+	} else {
+		ans.status = DNS_STATUS_OK;
+		for (ans.count = 0; result->data[ans.count] != NULL; ans.count++)
+			;
+		ans.data = (const unsigned char *const *)result->data;
+		ans.len = result->len;
+	}
+	deliver(q, &ans);
+	ub_resolve_free(result);
+}
+
+static void
+resolver_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct resolver_query *q = arg;
+	struct dns_answer ans = { 0 };
+
+	(void)fd;
+	(void)what;
+	ub_cancel(q->resolver->ctx, q->async_id);
+	ans.status = DNS_STATUS_TIMEOUT;
+	ans.why = "no answer within [dns] timeout";
+	deliver(q, &ans);
+}
+
+struct resolver_query *
+resolver_query(struct resolver *r, const char *name, int rrtype, resolver_cb cb, void *arg)
+{
+	struct resolver_query *q = xcalloc(1, sizeof(*q));
+	struct timeval tv = { .tv_sec = r->timeout };
+	int rc;
+
+	q->resolver = r;
+	q->cb = cb;
+	q->arg = arg;
+	q->name = xstrdup(name);
+	q->rrtype = rrtype;
+	/* ub_resolve_async never calls back from inside itself; the answer
+	 * arrives through ub_process() on the loop. */
+	rc = ub_resolve_async(r->ctx, name, rrtype, 1 /* IN */, q, resolver_done, &q->async_id);
+	if (rc != 0) {
+		log_warnx("event=dns_query_failed name=%s error=%s", log_quote(name),
+		    log_quote(ub_strerror(rc)));
+		query_free(q);
+		return NULL;
+	}
+	q->timer = evtimer_new(r->base, resolver_timeout, q);
+	evtimer_add(q->timer, &tv);
+	q->next = r->pending;
+	if (r->pending)
+		r->pending->prev = q;
+	r->pending = q;
+	return q;
+}
+
+void
+resolver_cancel(struct resolver_query *q)
+{
+	if (q == NULL)
+		return;
+	ub_cancel(q->resolver->ctx, q->async_id);
+	resolver_unlink(q);
+	query_free(q);
+}
+
+int
+dns_txt_join(const unsigned char *rdata, int len, struct strbuf *out)
+{
+	int pos = 0;
+
+	while (pos < len) {
+		int n = rdata[pos];
+
+		if (pos + 1 + n > len)
+			return -1;
+		strbuf_append(out, (const char *)rdata + pos + 1, (size_t)n);
+		pos += 1 + n;
+	}
+	if (out->data == NULL)
+		strbuf_append(out, "", 0);
+	return 0;
+}
+
+const char *
+dns_status_name(enum dns_status status)
+{
+	switch (status) {
+	case DNS_STATUS_OK: return "ok";
+	case DNS_STATUS_NODATA: return "nodata";
+	case DNS_STATUS_NXDOMAIN: return "nxdomain";
+	case DNS_STATUS_SERVFAIL: return "servfail";
+	case DNS_STATUS_TIMEOUT: return "timeout";
+	case DNS_STATUS_BOGUS: return "bogus";
+	case DNS_STATUS_ERROR: return "error";
+	}
+	return "?";
+}
+
+const char *
+dns_security_name(enum dns_security security)
+{
+	switch (security) {
+	case DNS_SECURITY_INSECURE: return "insecure";
+	case DNS_SECURITY_SECURE: return "secure";
+	case DNS_SECURITY_BOGUS: return "bogus";
+	}
+	return "?";
+}

@@ -1,0 +1,85 @@
+/*
+ * resolver.h - asynchronous, DNSSEC-validating DNS on the event loop.
+ *
+ * libunbound resolves in its own worker thread and signals completion on
+ * ub_fd(); a persistent libevent read event calls ub_process(), which
+ * runs our callbacks on the loop thread. No call here ever blocks the
+ * loop. (Debian's libunbound links the same libevent, so
+ * ub_ctx_create_event() would work, but ub_resolve_event() returns raw
+ * wire packets; ub_resolve_async() returns parsed, validated RRsets.)
+ */
+#ifndef STSPROXY_RESOLVER_H
+#define STSPROXY_RESOLVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "conf/conf.h"
+
+struct event_base;
+struct resolver;
+struct resolver_query;
+
+enum dns_status {
+	DNS_STATUS_OK,		/* answer with data */
+	DNS_STATUS_NODATA,	/* name exists, no record of the type */
+	DNS_STATUS_NXDOMAIN,
+	DNS_STATUS_SERVFAIL,	/* includes REFUSED and other server errors */
+	DNS_STATUS_TIMEOUT,	/* no answer within [dns] timeout */
+	DNS_STATUS_BOGUS,	/* DNSSEC validation failed: never use the data */
+	DNS_STATUS_ERROR,	/* local failure (out of resources, bad name) */
+};
+
+enum dns_security {
+	DNS_SECURITY_INSECURE,
+	DNS_SECURITY_SECURE,
+	DNS_SECURITY_BOGUS,
+};
+
+/** An answer; valid only for the duration of the callback. */
+struct dns_answer {
+	const char		*qname;
+	int			 qtype;
+	enum dns_status		 status;
+	enum dns_security	 security;
+	int			 rcode;
+	const char		*canonname;	/* after CNAMEs; NULL if none */
+	size_t			 count;
+	const unsigned char	*const *data;	/* rdata, names uncompressed */
+	const int		*len;
+	const char		*why;		/* bogus or error explanation, or NULL */
+};
+
+typedef void (*resolver_cb)(void *arg, const struct dns_answer *answer);
+
+/**
+ * A resolver on base following [dns] in conf (forwarders, trust anchor,
+ * dnssec, timeout). NULL on error with *err set (caller frees). conf must
+ * outlive the resolver; caller owns the result.
+ */
+struct resolver *resolver_new(struct event_base *base, const struct conf *conf, char **err);
+
+/** Cancel every pending query (no callback runs) and free. */
+void resolver_free(struct resolver *resolver);
+
+/**
+ * Look up name/type; cb runs exactly once, later, on the loop (never from
+ * inside this call). Returns a handle for resolver_cancel(), which is dead
+ * once cb has started. NULL only on a local failure, with no callback.
+ */
+struct resolver_query *resolver_query(struct resolver *resolver, const char *name, int rrtype,
+    resolver_cb cb, void *arg);
+
+/** Stop a pending query; its callback will not run. */
+void resolver_cancel(struct resolver_query *query);
+
+/**
+ * Join the character-strings of one TXT rdata into out (STS-6, RPT-4).
+ * Returns -1 when the rdata is malformed.
+ */
+int dns_txt_join(const unsigned char *rdata, int len, struct strbuf *out);
+
+const char *dns_status_name(enum dns_status status);
+const char *dns_security_name(enum dns_security security);
+
+#endif

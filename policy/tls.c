@@ -1,0 +1,135 @@
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "conf/log.h"
+#include "policy/tls.h"
+
+SSL_CTX *
+tls_client_ctx_new(const struct conf *conf, char **err)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	const char *file = conf->tls_ca_file[0] ? conf->tls_ca_file : NULL;
+	const char *path = conf->tls_ca_path[0] ? conf->tls_ca_path : NULL;
+
+	if (ctx == NULL) {
+		*err = xstrdup("cannot create a TLS context");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, conf_tls_min_version(conf));
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (file != NULL || path != NULL) {
+		if (SSL_CTX_load_verify_locations(ctx, file, path) != 1) {
+			*err = xasprintf("cannot load CA certificates from %s: %s",
+			    file ? file : path, ERR_reason_error_string(ERR_get_error()));
+			ERR_clear_error();
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		*err = xstrdup("cannot load the system trust store");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+SSL *
+tls_client_new(SSL_CTX *ctx, const char *host)
+{
+	SSL *ssl = SSL_new(ctx);
+
+	if (ssl == NULL)
+		fatalx("SSL_new failed");
+	/* SNI is required by STS-13 and STS-40; the DNS-ID check follows
+	 * RFC 6125 with the MTA-STS restrictions: no partial wildcards
+	 * (STS-39) and no CN fallback when SANs are absent (STS-38). */
+	SSL_set_tlsext_host_name(ssl, host);
+	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
+	    X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
+	if (SSL_set1_host(ssl, host) != 1)
+		fatalx("SSL_set1_host failed for %s", host);
+	return ssl;
+}
+
+enum rpt_result_type
+tls_verify_result_type(long verify_result)
+{
+	switch (verify_result) {
+	case X509_V_OK:
+		return RPT_RESULT_NONE;
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+		return RPT_RESULT_CERT_EXPIRED;
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+		return RPT_RESULT_CERT_HOST_MISMATCH;
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_CERT_UNTRUSTED:
+	case X509_V_ERR_CERT_REJECTED:
+	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+	case X509_V_ERR_INVALID_CA:
+	case X509_V_ERR_PATH_LENGTH_EXCEEDED:
+	case X509_V_ERR_INVALID_PURPOSE:
+	case X509_V_ERR_PERMITTED_VIOLATION:
+	case X509_V_ERR_EXCLUDED_VIOLATION:
+	case X509_V_ERR_SUBTREE_MINMAX:
+	case X509_V_ERR_UNSUPPORTED_CONSTRAINT_TYPE:
+	case X509_V_ERR_UNSUPPORTED_NAME_SYNTAX:
+		return RPT_RESULT_CERT_NOT_TRUSTED;
+	default:
+		return RPT_RESULT_VALIDATION_FAILURE;
+	}
+}
+
+enum rpt_result_type
+tls_failure_reason(SSL *ssl, unsigned long ssl_error, char *reason, size_t reason_len)
+{
+	long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+	unsigned long e;
+	char buf[256];
+
+	if (vr != X509_V_OK) {
+		ERR_clear_error();
+		snprintf(reason, reason_len, "certificate %s", X509_verify_cert_error_string(vr));
+		return tls_verify_result_type(vr);
+	}
+	e = ssl_error ? ssl_error : ERR_peek_last_error();
+	if (e != 0) {
+		ERR_error_string_n(e, buf, sizeof(buf));
+		snprintf(reason, reason_len, "TLS handshake failed: %s",
+		    ERR_reason_error_string(e) ? ERR_reason_error_string(e) : buf);
+	} else {
+		snprintf(reason, reason_len, "TLS handshake failed: connection closed");
+	}
+	ERR_clear_error();
+	return RPT_RESULT_VALIDATION_FAILURE;
+}
+
+void
+tls_peer_describe(SSL *ssl, struct tls_peer_info *info)
+{
+	X509 *cert;
+
+	memset(info, 0, sizeof(*info));
+	snprintf(info->version, sizeof(info->version), "%s", SSL_get_version(ssl));
+	if (SSL_get_current_cipher(ssl) != NULL)
+		snprintf(info->cipher, sizeof(info->cipher), "%s",
+		    SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)));
+	if ((cert = SSL_get1_peer_certificate(ssl)) == NULL)
+		return;
+	X509_NAME_oneline(X509_get_subject_name(cert), info->subject, sizeof(info->subject));
+	X509_NAME_oneline(X509_get_issuer_name(cert), info->issuer, sizeof(info->issuer));
+	const ASN1_TIME *na = X509_get0_notAfter(cert);
+	struct tm tm;
+	if (na != NULL && ASN1_TIME_to_tm(na, &tm) == 1)
+		info->not_after = timegm(&tm);
+	X509_free(cert);
+}

@@ -1,0 +1,57 @@
+/*
+ * tls.h - the one TLS module: client contexts, SNI and host-name checks,
+ * and the mapping of verification errors to RFC 8460 result types.
+ *
+ * Used by the HTTPS policy fetcher and by the upstream SMTP leg, so both
+ * apply exactly the same PKIX rules (STS-14, STS-38, STS-39, STS-40).
+ */
+#ifndef STSPROXY_TLS_H
+#define STSPROXY_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include <openssl/ssl.h>
+
+#include "conf/conf.h"
+#include "policy/result_type.h"
+
+/**
+ * A verifying client context: trust store from [tls] ca_file/ca_path (or
+ * the system's), minimum version from [tls] min_version. NULL on error
+ * with *err set (caller frees). Caller owns the context (SSL_CTX_free).
+ */
+SSL_CTX *tls_client_ctx_new(const struct conf *conf, char **err);
+
+/**
+ * A client SSL for host: SNI set to host, certificate required to chain
+ * to the trust store and to carry a DNS-ID matching host (no CN fallback,
+ * "*" only as a whole left-most label). Caller owns the SSL.
+ */
+SSL *tls_client_new(SSL_CTX *ctx, const char *host);
+
+/** Result type for an X509_V_ERR_* verification result (X509_V_OK: NONE). */
+enum rpt_result_type tls_verify_result_type(long verify_result);
+
+/**
+ * Explain why the handshake on ssl failed, for logs and replies: the
+ * certificate error if verification failed, otherwise the OpenSSL error
+ * queue (which it drains). Returns the result type; writes reason.
+ */
+enum rpt_result_type tls_failure_reason(SSL *ssl, unsigned long ssl_error,
+    char *reason, size_t reason_len);
+
+/** What a peer presented, for `stsproxy policy` and outcome records. */
+struct tls_peer_info {
+	char	version[16];	/* "TLSv1.3" */
+	char	cipher[64];
+	char	subject[256];	/* one line, RFC 2253 */
+	char	issuer[256];
+	time_t	not_after;	/* 0 when unknown */
+};
+
+/** Fill info from an established or failed connection. */
+void tls_peer_describe(SSL *ssl, struct tls_peer_info *info);
+
+#endif
