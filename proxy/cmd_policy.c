@@ -1,0 +1,332 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "conf/log.h"
+#include "policy/mx_match.h"
+#include "proxy/commands.h"
+#include "proxy/format.h"
+#include "proxy/runtime.h"
+
+struct policy_cmd {
+	struct runtime	*rt;
+	bool		 json;
+	int		 status;
+};
+
+static json_t *
+json_strlist(const struct strlist *l)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; l != NULL && i < l->count; i++)
+		json_array_append_new(a, json_string(l->items[i]));
+	return a;
+}
+
+static json_t *
+json_time(time_t t)
+{
+	char buf[32];
+
+	return t == 0 ? json_null() : json_string(format_time(t, buf, sizeof(buf)));
+}
+
+static json_t *
+json_string_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+static void
+print_json(const struct policy_result *r)
+{
+	json_t *o = json_object(), *txt = json_object(), *v = json_object();
+	char *txtname = xasprintf("_mta-sts.%s", r->domain);
+
+	json_object_set_new(o, "domain", json_string(r->domain));
+	json_object_set_new(v, "mode", json_string(r->source == POLICY_SOURCE_NONE ? "no-policy" :
+	    sts_mode_name(r->mode)));
+	json_object_set_new(v, "source", json_string(policy_source_name(r->source)));
+	json_object_set_new(v, "id", json_string_or_null(r->id));
+	json_object_set_new(v, "override", json_string_or_null(r->override_mode));
+	json_object_set_new(v, "note", json_string_or_null(r->note));
+	json_object_set_new(o, "verdict", v);
+
+	json_object_set_new(txt, "name", json_string(txtname));
+	json_object_set_new(txt, "status", json_string(dns_status_name(r->txt_status)));
+	json_object_set_new(txt, "dnssec", json_string(dns_security_name(r->txt_security)));
+	json_object_set_new(txt, "canonical_name", json_string_or_null(r->txt_canonname));
+	json_object_set_new(txt, "records", json_strlist(r->txt_records));
+	json_object_set_new(txt, "record_status", json_string(sts_record_status_name(r->txt.status)));
+	json_object_set_new(txt, "id", r->txt.status == STS_RECORD_VALID ? json_string(r->txt.id) :
+	    json_null());
+	json_object_set_new(txt, "reason", r->txt.status == STS_RECORD_VALID ? json_null() :
+	    json_string(r->txt.reason));
+	json_object_set_new(o, "txt", txt);
+	free(txtname);
+
+	if (r->fetch != NULL) {
+		const struct fetch_result *f = r->fetch;
+		json_t *fo = json_object();
+
+		json_object_set_new(fo, "url", json_string(f->url));
+		json_object_set_new(fo, "address", json_string(f->address));
+		json_object_set_new(fo, "ok", json_boolean(f->ok));
+		json_object_set_new(fo, "http_status", f->http_status ? json_integer(f->http_status) :
+		    json_null());
+		json_object_set_new(fo, "content_type", f->http_status ? json_string(f->content_type) :
+		    json_null());
+		if (f->tls_done) {
+			json_t *t = json_object();
+
+			json_object_set_new(t, "version", json_string(f->peer.version));
+			json_object_set_new(t, "cipher", json_string(f->peer.cipher));
+			json_object_set_new(t, "subject", json_string(f->peer.subject));
+			json_object_set_new(t, "issuer", json_string(f->peer.issuer));
+			json_object_set_new(t, "not_after", json_time(f->peer.not_after));
+			json_object_set_new(fo, "tls", t);
+		} else {
+			json_object_set_new(fo, "tls", json_null());
+		}
+		json_object_set_new(fo, "result_type", f->ok ? json_null() :
+		    json_string(rpt_result_type_name(f->type)));
+		json_object_set_new(fo, "reason", f->ok ? json_null() : json_string(f->reason));
+		json_object_set_new(o, "fetch", fo);
+	} else {
+		json_object_set_new(o, "fetch", json_null());
+	}
+
+	if (r->policy != NULL) {
+		json_t *p = json_object();
+
+		json_object_set_new(p, "mode", json_string(sts_mode_name(r->policy->mode)));
+		json_object_set_new(p, "max_age", json_integer((json_int_t)r->policy->max_age));
+		json_object_set_new(p, "mx", json_strlist(&r->policy->mx));
+		json_object_set_new(p, "lines", json_strlist(&r->policy->lines));
+		json_object_set_new(p, "fetched_at", json_time(r->fetched_at));
+		json_object_set_new(p, "expires_at", json_time(r->expires_at));
+		json_object_set_new(o, "policy", p);
+	} else {
+		json_object_set_new(o, "policy", json_null());
+	}
+
+	if (r->failure != RPT_RESULT_NONE) {
+		json_t *f = json_object();
+
+		json_object_set_new(f, "result_type", json_string(rpt_result_type_name(r->failure)));
+		json_object_set_new(f, "reason", json_string_or_null(r->failure_reason));
+		json_object_set_new(f, "reportable", json_boolean(r->failure_reportable));
+		json_object_set_new(f, "backoff", json_boolean(r->backoff));
+		json_object_set_new(f, "next_fetch_at", json_time(r->next_fetch_at));
+		json_object_set_new(o, "failure", f);
+	} else {
+		json_object_set_new(o, "failure", json_null());
+	}
+	json_t *d = json_array();
+	for (size_t i = 0; r->parse_diags && i < r->parse_diags->count; i++) {
+		const struct policy_diag *pd = &r->parse_diags->items[i];
+		json_t *x = json_object();
+
+		json_object_set_new(x, "line", json_integer(pd->line));
+		json_object_set_new(x, "severity", json_string(pd->severity == POLICY_DIAG_ERROR ?
+		    "error" : "warning"));
+		json_object_set_new(x, "message", json_string(pd->message));
+		json_array_append_new(d, x);
+	}
+	json_object_set_new(o, "diagnostics", d);
+	json_object_set_new(o, "cache", json_pack("{s:b}", "enabled", r->cache_enabled));
+	json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	fputc('\n', stdout);
+	json_decref(o);
+}
+
+static void
+print_text(const struct policy_result *r)
+{
+	char t1[32], t2[32];
+
+	printf("domain:   %s\n", r->domain);
+	printf("txt:      _mta-sts.%s  status=%s dnssec=%s%s%s\n", r->domain,
+	    dns_status_name(r->txt_status), dns_security_name(r->txt_security),
+	    r->txt_canonname ? " cname=" : "", r->txt_canonname ? r->txt_canonname : "");
+	for (size_t i = 0; i < r->txt_records->count; i++)
+		printf("  record: \"%s\"\n", r->txt_records->items[i]);
+	if (r->txt.status == STS_RECORD_VALID)
+		printf("  valid, id=%s\n", r->txt.id);
+	else
+		printf("  %s: %s\n", sts_record_status_name(r->txt.status), r->txt.reason);
+	if (r->fetch != NULL) {
+		const struct fetch_result *f = r->fetch;
+
+		printf("fetch:    %s\n", f->url);
+		if (f->address[0])
+			printf("  address: %s\n", f->address);
+		if (f->tls_done)
+			printf("  tls:     %s %s\n  cert:    subject=%s issuer=%s expires=%s\n",
+			    f->peer.version, f->peer.cipher, f->peer.subject, f->peer.issuer,
+			    format_time(f->peer.not_after, t1, sizeof(t1)));
+		if (f->http_status)
+			printf("  http:    %d, Content-Type: %s\n", f->http_status,
+			    f->content_type[0] ? f->content_type : "(none)");
+		if (!f->ok)
+			printf("  failed:  %s (%s)\n", f->reason, rpt_result_type_name(f->type));
+	}
+	for (size_t i = 0; r->parse_diags && i < r->parse_diags->count; i++)
+		printf("  policy line %d: %s: %s\n", r->parse_diags->items[i].line,
+		    r->parse_diags->items[i].severity == POLICY_DIAG_ERROR ? "error" : "warning",
+		    r->parse_diags->items[i].message);
+	if (r->policy != NULL) {
+		printf("policy:   id=%s mode=%s max_age=%lu fetched=%s expires=%s\n", r->id,
+		    sts_mode_name(r->policy->mode), r->policy->max_age,
+		    format_time(r->fetched_at, t1, sizeof(t1)),
+		    format_time(r->expires_at, t2, sizeof(t2)));
+		for (size_t i = 0; i < r->policy->mx.count; i++)
+			printf("  mx:     %s\n", r->policy->mx.items[i]);
+	}
+	if (r->failure != RPT_RESULT_NONE)
+		printf("failure:  %s: %s%s%s\n", rpt_result_type_name(r->failure),
+		    r->failure_reason ? r->failure_reason : "",
+		    r->backoff ? " (back-off)" : "", r->failure_reportable ? "" : " (not reported)");
+	printf("cache:    %s\n", r->cache_enabled ? "enabled" : "disabled");
+	printf("verdict:  %s%s%s (%s)\n", r->source == POLICY_SOURCE_NONE ? "no policy" :
+	    sts_mode_name(r->mode), r->override_mode ? " by override, policy says " : "",
+	    r->override_mode ? sts_mode_name(r->policy->mode) : "", policy_source_name(r->source));
+	if (r->note)
+		printf("  %s\n", r->note);
+}
+
+static void
+policy_done(void *arg, const struct policy_result *r)
+{
+	struct policy_cmd *pc = arg;
+
+	if (pc->json)
+		print_json(r);
+	else
+		print_text(r);
+	pc->status = (r->source != POLICY_SOURCE_NONE && r->mode != STS_MODE_NONE) ?
+	    EXIT_POLICY : EXIT_NO_POLICY;
+	event_base_loopexit(pc->rt->base, NULL);
+}
+
+static int
+lint_file(const struct conf *conf, const char *path, char **mx, int nmx)
+{
+	FILE *f = fopen(path, "rb");
+	struct policy_diags diags = { 0 };
+	struct sts_policy *pol;
+	struct strbuf sb;
+	char chunk[4096];
+	size_t n;
+	int rc = EXIT_POLICY;
+	/* Lint accepts a larger file than senders do, to say by how much. */
+	size_t limit = conf->policy_max_body;
+
+	if (f == NULL) {
+		fprintf(stderr, "stsproxy: %s: %s\n", path, strerror(errno));
+		return EXIT_ERROR;
+	}
+	strbuf_init(&sb);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && sb.len <= 16 * limit)
+		strbuf_append(&sb, chunk, n);
+	fclose(f);
+	pol = sts_policy_parse(sb.data ? sb.data : "", sb.len, limit, &diags, NULL);
+	for (size_t i = 0; i < diags.count; i++) {
+		const struct policy_diag *d = &diags.items[i];
+
+		if (d->line > 0)
+			printf("%s:%d: %s: %s\n", path, d->line,
+			    d->severity == POLICY_DIAG_ERROR ? "error" : "warning", d->message);
+		else
+			printf("%s: %s: %s\n", path,
+			    d->severity == POLICY_DIAG_ERROR ? "error" : "warning", d->message);
+	}
+	if (pol == NULL) {
+		printf("%s: INVALID: %zu error%s, %zu warning%s; senders will treat the fetch as "
+		    "failed (sts-policy-invalid)\n", path,
+		    policy_diags_count(&diags, POLICY_DIAG_ERROR),
+		    policy_diags_count(&diags, POLICY_DIAG_ERROR) == 1 ? "" : "s",
+		    policy_diags_count(&diags, POLICY_DIAG_WARNING),
+		    policy_diags_count(&diags, POLICY_DIAG_WARNING) == 1 ? "" : "s");
+		rc = EXIT_NO_POLICY;
+	} else {
+		printf("%s: valid: mode %s, max_age %lu, %zu mx pattern%s, %zu warning%s\n", path,
+		    sts_mode_name(pol->mode), pol->max_age, pol->mx.count,
+		    pol->mx.count == 1 ? "" : "s", policy_diags_count(&diags, POLICY_DIAG_WARNING),
+		    policy_diags_count(&diags, POLICY_DIAG_WARNING) == 1 ? "" : "s");
+		for (int i = 0; i < nmx; i++) {
+			const char *matched = NULL;
+
+			if (mx_match_any(&pol->mx, mx[i], &matched)) {
+				printf("mx %s: allowed (pattern %s)\n", mx[i], matched);
+			} else {
+				printf("mx %s: NOT allowed by any mx pattern\n", mx[i]);
+				rc = EXIT_NO_POLICY;
+			}
+		}
+	}
+	sts_policy_free(pol);
+	policy_diags_clear(&diags);
+	strbuf_free(&sb);
+	return rc;
+}
+
+static void
+policy_usage(void)
+{
+	fprintf(stderr, "usage: stsproxy policy DOMAIN [--json] [--no-cache]\n"
+	    "       stsproxy policy --file FILE [--mx HOST...]\n");
+}
+
+int
+cmd_policy(const struct conf *conf, int argc, char **argv)
+{
+	struct policy_cmd pc = { .status = EXIT_ERROR };
+	const char *domain = NULL, *file = NULL;
+	unsigned flags = 0;
+	char **mx = NULL;
+	int nmx = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			pc.json = true;
+		else if (strcmp(argv[i], "--no-cache") == 0)
+			flags |= POLICY_F_NO_CACHE;
+		else if (strcmp(argv[i], "--file") == 0 && i + 1 < argc)
+			file = argv[++i];
+		else if (strcmp(argv[i], "--mx") == 0 && i + 1 < argc) {
+			mx = &argv[i + 1];
+			for (nmx = 0; i + 1 < argc && argv[i + 1][0] != '-'; i++)
+				nmx++;
+		} else if (argv[i][0] != '-' && domain == NULL)
+			domain = argv[i];
+		else {
+			policy_usage();
+			return EXIT_ERROR;
+		}
+	}
+	if (file != NULL) {
+		if (domain != NULL || pc.json || flags) {
+			policy_usage();
+			return EXIT_ERROR;
+		}
+		return lint_file(conf, file, mx, nmx);
+	}
+	if (domain == NULL || nmx > 0) {
+		policy_usage();
+		return EXIT_ERROR;
+	}
+	if ((pc.rt = runtime_new(conf)) == NULL)
+		return EXIT_ERROR;
+	policy_engine_resolve(pc.rt->engine, domain, flags, policy_done, &pc);
+	event_base_dispatch(pc.rt->base);
+	runtime_free(pc.rt);
+	return pc.status;
+}
