@@ -218,6 +218,10 @@ fetch_request_failed(struct policy_fetch *f)
 		    f->conf->policy_max_body);
 		return;
 	}
+	/* Only an error from the TLS library itself means the handshake
+	 * failed; a system error (refused, reset) is a network failure. */
+	if (ssl_err != 0 && ERR_GET_LIB(ssl_err) != ERR_LIB_SSL)
+		ssl_err = 0;
 	if (f->ssl != NULL && (vr != X509_V_OK || ssl_err != 0)) {
 		enum rpt_result_type t = tls_failure_reason(f->ssl, ssl_err, reason, sizeof(reason));
 
@@ -261,10 +265,6 @@ fetch_http_done(struct evhttp_request *req, void *arg)
 
 	if (f->state != FETCH_S_REQUEST)
 		return;
-	if (f->ssl != NULL && SSL_is_init_finished(f->ssl)) {
-		f->result.tls_done = true;
-		tls_peer_describe(f->ssl, &f->result.peer);
-	}
 	if (req == NULL || (code = evhttp_request_get_response_code(req)) == 0) {
 		fetch_request_failed(f);
 		return;
@@ -300,6 +300,20 @@ fetch_http_done(struct evhttp_request *req, void *arg)
 	fetch_enter_state(f, FETCH_S_DONE);
 }
 
+/* evhttp resets the SSL when the server closes, before our request
+ * callback runs, so note what the peer presented as the handshake ends. */
+static void
+fetch_tls_info(const SSL *ssl, int where, int ret)
+{
+	struct policy_fetch *f = SSL_get_app_data(ssl);
+
+	(void)ret;
+	if ((where & SSL_CB_HANDSHAKE_DONE) && f != NULL) {
+		f->result.tls_done = true;
+		tls_peer_describe((SSL *)ssl, &f->result.peer);
+	}
+}
+
 static void
 fetch_try_next_address(struct policy_fetch *f)
 {
@@ -315,6 +329,8 @@ fetch_try_next_address(struct policy_fetch *f)
 	snprintf(f->result.address, sizeof(f->result.address), "%s", f->addrs[f->next_addr++]);
 	f->http_failed = false;
 	f->ssl = tls_client_new(f->ssl_ctx, f->host);
+	SSL_set_app_data(f->ssl, f);
+	SSL_set_info_callback(f->ssl, fetch_tls_info);
 	/* With BEV_OPT_CLOSE_ON_FREE the bufferevent owns the SSL, even when
 	 * the constructor fails. */
 	bev = bufferevent_openssl_socket_new(f->base, -1, f->ssl, BUFFEREVENT_SSL_CONNECTING,
