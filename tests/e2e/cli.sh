@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# End-to-end tests of the command line that need no network: configuration
+# errors and check-config, the policy linter, and the generated man page.
+set -u
+: "${STSPROXY:=$PWD/stsproxy}"
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+T=$(mktemp -d /tmp/stsproxy-cli.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+PASS=0 FAIL=0
+check() {
+	if [ "$2" = "$3" ]; then PASS=$((PASS + 1)); echo "ok - $1"
+	else FAIL=$((FAIL + 1)); printf 'not ok - %s\n#   expected: %s\n#   actual:   %s\n' "$1" "$3" "$2"; fi
+}
+check_match() {
+	if printf '%s' "$2" | grep -Eq -- "$3"; then PASS=$((PASS + 1)); echo "ok - $1"
+	else FAIL=$((FAIL + 1)); printf 'not ok - %s\n#   expected to match: %s\n#   actual: %s\n' "$1" "$3" "$2"; fi
+}
+
+# ---- configuration ------------------------------------------------------
+out=$("$STSPROXY" -c /dev/null check-config); rc=$?
+check "check-config on an empty file uses the defaults" "$rc" 0
+check_match "check-config prints the effective configuration" "$out" "fetch_timeout = 60s"
+cat > "$T/bad.conf" <<'CONF'
+state_dir = /var/lib/stsproxy
+[dns]
+timeout = 5 seconds
+forwarders = 127.0.0.1
+[policy]
+max_bdy = 1000
+CONF
+out=$("$STSPROXY" -c "$T/bad.conf" check-config 2>&1); rc=$?
+check "a bad configuration refuses to start (exit 2)" "$rc" 2
+check_match "the error names file, line and key" "$out" "$T/bad.conf:3: \[dns\] timeout: '5 seconds' is not a duration"
+check_match "every error is reported" "$out" "$T/bad.conf:6: \[policy\] unknown key 'max_bdy'"
+check_match "a summary says it will not start" "$out" "2 errors in the configuration; not starting"
+out=$("$STSPROXY" -c "$T/missing.conf" check-config 2>&1); rc=$?
+check_match "an explicit missing file is an error" "$rc $out" "^2 .*missing.conf: cannot open"
+out=$("$STSPROXY" -c /dev/null policy 2>&1); rc=$?
+check "usage error exits 2" "$rc" 2
+
+# ---- policy linter ------------------------------------------------------
+printf 'version: STSv1\nmode: enforce\nmx: mx1.a.example\nmx: *.b.example\nmax_age: 604800\n' > "$T/good.txt"
+out=$("$STSPROXY" -c /dev/null policy --file "$T/good.txt" --mx mx1.a.example x.b.example); rc=$?
+check "lint: a valid policy exits 0" "$rc" 0
+check_match "lint: each --mx host is matched" "$out" "mx x.b.example: allowed \(pattern \*\.b\.example\)"
+out=$("$STSPROXY" -c /dev/null policy --file "$T/good.txt" --mx a.b.example.evil); rc=$?
+check "lint: a host no pattern allows exits 1 (STS-37)" "$rc" 1
+check_match "lint: ...and says so" "$out" "mx a.b.example.evil: NOT allowed"
+printf 'mode: testing\nmx: mx.a.example \nmax_age: 3600\nversion: STSv1' > "$T/warn.txt"
+out=$("$STSPROXY" -c /dev/null policy --file "$T/warn.txt"); rc=$?
+check "lint: warnings alone still exit 0" "$rc" 0
+check_match "lint: version not first" "$out" "warn.txt:4: warning: 'version' is not the first line"
+check_match "lint: trailing whitespace" "$out" "warn.txt:2: warning: trailing blanks"
+check_match "lint: no final newline" "$out" "warn.txt:4: warning: no line break after the last line"
+check_match "lint: testing max_age under a day" "$out" "warn.txt:3: warning: max_age 3600 is under a day"
+printf 'version: STSv1\nmode: enforce\nmx: *.example\nmx: mx*.a.example\nmax_age: 99\n' > "$T/bad.txt"
+out=$("$STSPROXY" -c /dev/null policy --file "$T/bad.txt"); rc=$?
+check "lint: an invalid policy exits 1" "$rc" 1
+check_match "lint: wildcard covering a whole TLD" "$out" "bad.txt:3: warning: mx: '\*\.example' covers every host"
+check_match "lint: error with its line (STS-39)" "$out" "bad.txt:4: error: mx: 'mx\*\.a\.example' is not a valid pattern"
+check_match "lint: verdict" "$out" "INVALID: 1 error"
+out=$("$STSPROXY" -c /dev/null policy --file "$T/nonexistent.txt" 2>&1); rc=$?
+check "lint: unreadable file exits 2" "$rc" 2
+
+# ---- man pages ----------------------------------------------------------
+gen=$("$STSPROXY" config-man-keys)
+doc=$(sed -n '/^\.\\" BEGIN KEYS/,/^\.\\" END KEYS/p' "$SRC/docs/stsproxy.conf.5" | sed '1d;$d')
+check "stsproxy.conf(5) KEYS section matches the key table (run make update-man)" "$doc" "$gen"
+if command -v man >/dev/null; then
+	check_match "stsproxy.conf(5) renders" "$(MANWIDTH=100 man -l "$SRC/docs/stsproxy.conf.5" 2>&1)" "refresh_interval"
+	check_match "stsproxy(8) renders" "$(MANWIDTH=100 man -l "$SRC/docs/stsproxy.8" 2>&1)" "cache refresh"
+fi
+
+printf '%d passed, %d failed\n' "$PASS" "$FAIL"
+[ "$FAIL" -eq 0 ]

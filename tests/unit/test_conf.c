@@ -1,0 +1,185 @@
+/* Unit tests of the configuration table, parser and error messages. */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <openssl/ssl.h>
+
+#include "conf/conf.h"
+
+static struct conf *
+parse(const char *text, struct strlist *errors)
+{
+	return conf_parse_buffer("t.conf", text, strlen(text), errors);
+}
+
+/* Parse text expecting exactly one error that contains needle. */
+static void
+expect_error(const char *text, const char *needle)
+{
+	struct strlist errors = { 0 };
+	struct conf *c = parse(text, &errors);
+
+	assert_null(c);
+	assert_int_equal(errors.count, 1);
+	if (strstr(errors.items[0], needle) == NULL)
+		fail_msg("error '%s' lacks '%s'", errors.items[0], needle);
+	strlist_clear(&errors);
+}
+
+static void
+test_defaults(void **state)
+{
+	struct strlist errors = { 0 };
+	struct conf *c = conf_load(NULL, &errors);
+
+	(void)state;
+	assert_non_null(c);
+	assert_true(c->dns_dnssec);
+	assert_int_equal(c->dns_forwarders.count, 0);
+	assert_string_equal(c->tls_min_version, "1.2");
+	assert_int_equal(c->policy_fetch_timeout, 60);
+	assert_int_equal(c->policy_max_body, 65536);
+	assert_int_equal(c->policy_refresh_interval, 86400);
+	assert_int_equal(c->policy_cache_size, 64 * 1024 * 1024);
+	conf_free(c);
+}
+
+static void
+test_full_file(void **state)
+{
+	struct strlist errors = { 0 };
+	struct conf *c = parse(
+	    "# comment\n"
+	    "state_dir = /tmp/x   # trailing comment\n"
+	    "\n[dns]\n"
+	    "forwarders = 127.0.0.1 ::1@5353\n"
+	    "dnssec = no\n"
+	    "timeout = 2m\n"
+	    "[tls]\nmin_version = 1.3\n"
+	    "[policy]\nmax_body = 32K\ncache_size = 1G\nrefresh_interval = 12h\n"
+	    "override = a.example:enforce b.example.:none\n", &errors);
+
+	(void)state;
+	assert_non_null(c);
+	assert_string_equal(c->state_dir, "/tmp/x");
+	assert_int_equal(c->dns_forwarders.count, 2);
+	assert_string_equal(c->dns_forwarders.items[1], "::1@5353");
+	assert_false(c->dns_dnssec);
+	assert_int_equal(c->dns_timeout, 120);
+	assert_int_equal(conf_tls_min_version(c), TLS1_3_VERSION);
+	assert_int_equal(c->policy_max_body, 32768);
+	assert_int_equal(c->policy_cache_size, 1024UL * 1024 * 1024);
+	assert_int_equal(c->policy_refresh_interval, 43200);
+	assert_string_equal(conf_policy_override(c, "a.example"), "enforce");
+	assert_string_equal(conf_policy_override(c, "b.example"), "none");
+	assert_null(conf_policy_override(c, "c.example"));
+	conf_free(c);
+}
+
+static void
+test_errors_name_line_and_key(void **state)
+{
+	(void)state;
+	expect_error("[dns]\ntmeout = 5\n", "t.conf:2: [dns] unknown key 'tmeout'");
+	expect_error("[dns]\ntimeout = abc\n", "t.conf:2: [dns] timeout: 'abc' is not a duration");
+	expect_error("[dns]\ntimeout = 0\n", "t.conf:2: [dns] timeout: 0 is out of range");
+	expect_error("[dns]\ndnssec = maybe\n", "t.conf:2: [dns] dnssec: 'maybe' is not yes or no");
+	expect_error("[dns]\nforwarders = 1.2.3.4 resolver.example\n",
+	    "t.conf:2: [dns] forwarders: 'resolver.example' is not an IP address");
+	expect_error("[dns]\nforwarders = 1.2.3.4@99999\n", "bad port");
+	expect_error("[tls]\nmin_version = 1.1\n", "t.conf:2: [tls] min_version: '1.1' is not one of 1.2|1.3");
+	expect_error("[policy]\nmax_body = 10\n", "t.conf:2: [policy] max_body: 10 is out of range");
+	expect_error("[policy]\noverride = a.example:strict\n", "mode must be enforce, testing or none");
+	expect_error("[policy]\noverride = nocolon\n", "is not DOMAIN:MODE");
+	expect_error("[nope]\n", "t.conf:1: unknown section [nope]");
+	expect_error("[dns\n", "malformed section header");
+	expect_error("state_dir\n", "t.conf:1: expected 'key = value'");
+	expect_error("state_dir = relative/path\n", "t.conf:1: state_dir: 'relative/path' is not an absolute path");
+	expect_error("log_level = chatty\n", "log_level: must be err");
+	expect_error("[dns]\ntimeout = 5\ntimeout = 6\n", "t.conf:3: [dns] timeout: set twice (first at line 2)");
+}
+
+static void
+test_all_errors_reported(void **state)
+{
+	struct strlist errors = { 0 };
+
+	(void)state;
+	assert_null(parse("[dns]\ntimeout = x\ndnssec = x\n[tls]\nmin_version = x\n", &errors));
+	assert_int_equal(errors.count, 3);
+	strlist_clear(&errors);
+}
+
+static void
+test_limits(void **state)
+{
+	struct strlist errors = { 0 };
+	char *big = malloc(CONF_MAX_LINE + 10);
+
+	(void)state;
+	memset(big, 'a', CONF_MAX_LINE + 9);
+	big[CONF_MAX_LINE + 9] = '\0';
+	assert_null(parse(big, &errors));
+	assert_non_null(strstr(errors.items[0], "line longer than"));
+	strlist_clear(&errors);
+	free(big);
+	assert_null(conf_parse_buffer("t.conf", "a\0b = c\n", 8, &errors));
+	assert_non_null(strstr(errors.items[0], "NUL byte"));
+	strlist_clear(&errors);
+}
+
+static void
+test_missing_file(void **state)
+{
+	struct strlist errors = { 0 };
+
+	(void)state;
+	assert_null(conf_load("/nonexistent/stsproxy.conf", &errors));
+	assert_non_null(strstr(errors.items[0], "/nonexistent/stsproxy.conf: cannot open"));
+	strlist_clear(&errors);
+}
+
+static void
+test_print_round_trip(void **state)
+{
+	struct strlist errors = { 0 };
+	struct conf *c = conf_load(NULL, &errors), *again;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	(void)state;
+	conf_print(c, f);
+	fclose(f);
+	/* What check-config prints is itself a valid configuration. */
+	again = conf_parse_buffer("printed", text, len, &errors);
+	assert_non_null(again);
+	assert_int_equal(again->policy_refresh_interval, c->policy_refresh_interval);
+	conf_free(again);
+	conf_free(c);
+	free(text);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_full_file),
+		cmocka_unit_test(test_errors_name_line_and_key),
+		cmocka_unit_test(test_all_errors_reported),
+		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_print_round_trip),
+	};
+
+	return cmocka_run_group_tests_name("conf", tests, NULL, NULL);
+}
