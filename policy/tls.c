@@ -50,8 +50,7 @@ tls_client_new(SSL_CTX *ctx, const char *host)
 	 * RFC 6125 with the MTA-STS restrictions: no partial wildcards
 	 * (STS-39) and no CN fallback when SANs are absent (STS-38). */
 	SSL_set_tlsext_host_name(ssl, host);
-	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
-	    X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
+	SSL_set_hostflags(ssl, TLS_HOST_CHECK_FLAGS);
 	if (SSL_set1_host(ssl, host) != 1)
 		fatalx("SSL_set1_host failed for %s", host);
 	return ssl;

@@ -14,8 +14,17 @@
 
 #include <openssl/ssl.h>
 
+#include <openssl/x509v3.h>
+
 #include "conf/conf.h"
 #include "policy/result_type.h"
+
+/**
+ * Host-name check flags for every peer: "*" only as a whole left-most
+ * label (STS-39, DANE-13) and no CN fallback without SANs (STS-38).
+ */
+#define TLS_HOST_CHECK_FLAGS \
+	(X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT)
 
 /**
  * A verifying client context: trust store from [tls] ca_file/ca_path (or

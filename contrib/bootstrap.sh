@@ -1,0 +1,46 @@
+# bootstrap.sh - sourced by ./quickstart and ./run-tests on Debian 12 as root.
+# Installs what is missing with apt-get (apt-get update once, only if needed)
+# and generates the build system.
+
+STSPROXY_BUILD_PKGS="autoconf automake make gcc pkg-config ca-certificates dns-root-data
+	libevent-dev libssl-dev libunbound-dev liblmdb-dev libjansson-dev zlib1g-dev libcmocka-dev"
+# What the tests drive: a DNSSEC zone (NSD, ldns), HTTPS (nginx), JSON (jq),
+# fuzzing (clang, libFuzzer), leak checks (valgrind), man page rendering.
+STSPROXY_TEST_PKGS="nsd ldnsutils nginx-light jq python3 openssl iproute2 clang
+	libclang-rt-14-dev valgrind man-db"
+
+bootstrap_packages() {
+	local missing=() p
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "stsproxy: missing packages: ${missing[*]} (run as root to install them)" >&2
+		return 1
+	fi
+	echo "stsproxy: installing ${missing[*]}"
+	apt-get update -qq || return 1
+	# Services these packages start (nginx, nsd) are not used; tests run
+	# private instances on loopback addresses.
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		"${missing[@]}" >/dev/null || return 1
+}
+
+bootstrap_autoreconf() {
+	if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ] ||
+	    [ -n "$(find . -name include.am -newer Makefile.in 2>/dev/null)" ]; then
+		autoreconf -fi >/dev/null || return 1
+	fi
+	# Builds happen in build/*; an in-tree configuration would block them.
+	if [ -f config.status ]; then make distclean >/dev/null 2>&1 || rm -f config.status; fi
+}
+
+# bootstrap_build DIR [configure args...]
+bootstrap_build() {
+	local dir=$1; shift
+	mkdir -p "$dir"
+	(cd "$dir" &&
+		{ [ -f Makefile ] || ../../configure -q "$@"; } &&
+		make -j"$(nproc)" -s)
+}
