@@ -196,8 +196,7 @@ add_error(struct strlist *errors, const char *file, int line, const struct conf_
 	char *msg;
 
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		fatalx("out of memory");
+	msg = xvasprintf(fmt, ap);
 	va_end(ap);
 	strbuf_init(&sb);
 	if (line > 0)

@@ -8,6 +8,7 @@
 #ifndef STSPROXY_UTIL_H
 #define STSPROXY_UTIL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdnoreturn.h>
@@ -24,6 +25,9 @@ char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 /** asprintf() that aborts on failure. Caller owns the result. */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/** vasprintf() that aborts on failure. Caller owns the result. */
+char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 /** A broken invariant: log and abort. Never for bad input. */
 noreturn void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

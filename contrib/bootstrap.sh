@@ -42,5 +42,5 @@ bootstrap_build() {
 	mkdir -p "$dir"
 	(cd "$dir" &&
 		{ [ -f Makefile ] || ../../configure -q "$@"; } &&
-		make -j"$(nproc)" -s)
+		make -j"$(nproc)" -s >/dev/null)
 }

@@ -182,8 +182,7 @@ lookup_set_note(struct policy_lookup *l, const char *fmt, ...)
 
 	free(l->note);
 	va_start(ap, fmt);
-	if (vasprintf(&l->note, fmt, ap) < 0)
-		fatalx("out of memory");
+	l->note = xvasprintf(fmt, ap);
 	va_end(ap);
 }
 

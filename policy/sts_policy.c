@@ -39,8 +39,7 @@ diag(struct parse_state *st, int line, enum policy_diag_severity sev, const char
 	char *msg;
 
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		fatalx("out of memory");
+	msg = xvasprintf(fmt, ap);
 	va_end(ap);
 	if (sev == POLICY_DIAG_ERROR && st->first_error == NULL)
 		st->first_error = line > 0 ? xasprintf("line %d: %s", line, msg) : xstrdup(msg);

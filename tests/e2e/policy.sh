@@ -248,6 +248,17 @@ out=$(sts policy "good.$ZONE" --json)
 check "a corrupt cache file is rebuilt; mail flow unaffected" "$(jq -r .verdict.mode <<<"$out")" enforce
 check_match "the corruption is logged with the file moved aside" "$(cat "$W/last.err")" "event=cache_corrupt .*moved_to="
 check "the rebuilt cache works" "$(stsq "good.$ZONE" .verdict.source)" cache
+# LMDB shares the cache between processes: four lookups at once.
+sts cache purge --all >/dev/null
+lookups=()
+for d in good multi spf wild; do sts policy "$d.$ZONE" >/dev/null 2>&1 & lookups+=($!); done
+wait "${lookups[@]}"
+check "the cache is shared by concurrent processes" "$(sts cache list | grep -c ' live ')" 4
+# A process killed in the middle of a lookup leaves a usable cache.
+sts policy "slow.$ZONE" >/dev/null 2>&1 & victim=$!
+sleep 0.5; kill -9 "$victim"; wait "$victim" 2>/dev/null
+check "after kill -9 mid-lookup the cache is intact" "$(sts cache list | grep -c ' live ')" 4
+check "...and keeps working" "$(stsq "good.$ZONE" .verdict.source)" cache
 rm -rf "$W/state"; : > "$W/state"
 out=$(sts policy "good.$ZONE" --json)
 check "an unusable state_dir disables the cache, never fatal" "$(jq -r '.verdict.mode + " " + (.cache.enabled|tostring)' <<<"$out")" "enforce false"
