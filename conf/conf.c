@@ -15,6 +15,7 @@
 
 #include "conf/conf.h"
 #include "conf/log.h"
+#include "conf/netaddr.h"
 
 enum conf_type {
 	CONF_T_STRING,
@@ -24,6 +25,7 @@ enum conf_type {
 	CONF_T_SIZE,
 	CONF_T_LIST,
 	CONF_T_ENUM,
+	CONF_T_COUNT,
 };
 
 /*
@@ -38,7 +40,7 @@ struct conf_key {
 	enum conf_type	 type;
 	const char	*def;		/* parsed like a file value */
 	size_t		 offset;
-	unsigned long long min, max;	/* DURATION (seconds) and SIZE (bytes) */
+	unsigned long long min, max;	/* DURATION (seconds), SIZE (bytes), COUNT */
 	const char	*choices;	/* ENUM: "a|b|c" */
 	conf_item_check	 check;		/* LIST items, STRING values */
 	const char	*doc;
@@ -47,6 +49,9 @@ struct conf_key {
 static const char *check_forwarder(const char *item, char **owned);
 static const char *check_override(const char *item, char **owned);
 static const char *check_log_level(const char *item, char **owned);
+static const char *check_listen(const char *item, char **owned);
+static const char *check_cidr(const char *item, char **owned);
+static const char *check_hostname(const char *item, char **owned);
 
 #define OFF(f) offsetof(struct conf, f)
 
@@ -55,6 +60,44 @@ static const struct conf_key conf_keys[] = {
 	  "Directory for the persistent databases (policy cache, reports). Created if missing." },
 	{ "", "log_level", CONF_T_STRING, "info", OFF(log_level), 0, 0, NULL, check_log_level,
 	  "Least severe level logged: err, warning, notice, info or debug." },
+	{ "", "hostname", CONF_T_STRING, "", OFF(hostname), 0, 0, NULL, check_hostname,
+	  "Name used in the greeting, in Received headers and in EHLO to upstream servers. "
+	  "Empty: the system host name. Also how stsproxy recognises itself in an MX list (RFC 5321 section 5.1)." },
+
+	{ "server", "listen", CONF_T_LIST, "127.0.0.1:10025", OFF(server_listen), 0, 0, NULL, check_listen,
+	  "Addresses the relay accepts clients on, as ADDRESS:PORT or [IPV6]:PORT." },
+	{ "server", "allow_clients", CONF_T_LIST, "127.0.0.0/8 ::1/128", OFF(server_allow_clients), 0, 0, NULL, check_cidr,
+	  "Client networks allowed to relay, as ADDRESS/PREFIX (or a single address). Every other client gets "
+	  "554 5.7.1 at connect: stsproxy is never an open relay." },
+	{ "server", "max_connections", CONF_T_COUNT, "500", OFF(server_max_connections), 1, 100000, NULL, NULL,
+	  "Most client connections at once; more get 421 4.7.0 at connect." },
+	{ "server", "max_connections_per_client", CONF_T_COUNT, "50", OFF(server_max_per_client), 1, 100000, NULL, NULL,
+	  "Most connections at once from one client address; more get 421 4.7.0 at connect." },
+	{ "server", "max_message_size", CONF_T_SIZE, "50M", OFF(server_max_message_size), 65536, 1ULL << 32, NULL, NULL,
+	  "Largest message accepted, advertised as SIZE; larger ones get 552 5.3.4." },
+	{ "server", "max_recipients", CONF_T_COUNT, "1000", OFF(server_max_recipients), 100, 100000, NULL, NULL,
+	  "Most recipients in one transaction (RFC 5321 requires at least 100); more get 452 4.5.3." },
+	{ "server", "command_timeout", CONF_T_DURATION, "5m", OFF(server_command_timeout), 10, 3600, NULL, NULL,
+	  "Time a client may take to send a command (RFC 5321 section 4.5.3.2 asks for at least 5 minutes)." },
+	{ "server", "data_timeout", CONF_T_DURATION, "5m", OFF(server_data_timeout), 10, 3600, NULL, NULL,
+	  "Time a client may leave the message body idle." },
+	{ "server", "tls_cert_file", CONF_T_PATH, "", OFF(server_tls_cert_file), 0, 0, NULL, NULL,
+	  "PEM certificate chain offered to clients with STARTTLS. Empty: STARTTLS is not offered." },
+	{ "server", "tls_key_file", CONF_T_PATH, "", OFF(server_tls_key_file), 0, 0, NULL, NULL,
+	  "PEM private key for tls_cert_file." },
+
+	{ "upstream", "port", CONF_T_COUNT, "25", OFF(upstream_port), 1, 65535, NULL, NULL,
+	  "TCP port of the recipient domains' MX servers." },
+	{ "upstream", "connect_timeout", CONF_T_DURATION, "30s", OFF(upstream_connect_timeout), 1, 600, NULL, NULL,
+	  "Time allowed to open a TCP connection to one MX address." },
+	{ "upstream", "command_timeout", CONF_T_DURATION, "5m", OFF(upstream_command_timeout), 5, 3600, NULL, NULL,
+	  "Time allowed for an upstream reply to the greeting, EHLO, STARTTLS, MAIL, RCPT and DATA, and for the TLS handshake." },
+	{ "upstream", "data_timeout", CONF_T_DURATION, "10m", OFF(upstream_data_timeout), 10, 3600, NULL, NULL,
+	  "Time allowed for the upstream reply to the end of the message (RFC 5321 section 4.5.3.2.6 asks for 10 minutes)." },
+	{ "upstream", "max_attempts", CONF_T_COUNT, "10", OFF(upstream_max_attempts), 2, 100, NULL, NULL,
+	  "Most MX addresses tried for one transaction (RFC 5321 section 5.1: at least two)." },
+	{ "upstream", "ipv6", CONF_T_BOOL, "yes", OFF(upstream_ipv6), 0, 0, NULL, NULL,
+	  "Also connect to MX servers over IPv6 (IPv6 addresses are tried before IPv4 ones)." },
 
 	{ "dns", "forwarders", CONF_T_LIST, "", OFF(dns_forwarders), 0, 0, NULL, check_forwarder,
 	  "Recursive resolvers to forward queries to, as ADDRESS or ADDRESS@PORT. "
@@ -86,6 +129,9 @@ static const struct conf_key conf_keys[] = {
 	{ "policy", "override", CONF_T_LIST, "", OFF(policy_override), 0, 0, NULL, check_override,
 	  "Force a mode for domains, as DOMAIN:MODE with MODE enforce, testing or none. "
 	  "The discovered policy keeps its mx patterns; only its mode changes. For testing." },
+	{ "policy", "simulate", CONF_T_ENUM, "off", OFF(policy_simulate), 0, 0, "off|enforce", NULL,
+	  "enforce: for every domain whose policy is in testing mode, also log and record the reply "
+	  "enforce mode would have given the client (event=sts_simulate), while delivering as testing does." },
 };
 
 #define NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -95,6 +141,47 @@ check_log_level(const char *item, char **owned)
 {
 	(void)owned;
 	return log_level_parse(item) < 0 ? "must be err, warning, notice, info or debug" : NULL;
+}
+
+static const char *
+check_listen(const char *item, char **owned)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	const char *why = netaddr_parse_hostport(item, &ss, &len);
+
+	if (why == NULL)
+		return NULL;
+	*owned = xasprintf("'%s': %s", item, why);
+	return *owned;
+}
+
+static const char *
+check_cidr(const char *item, char **owned)
+{
+	struct netaddr_cidr c;
+	const char *why = netaddr_parse_cidr(item, &c);
+
+	if (why == NULL)
+		return NULL;
+	*owned = xasprintf("'%s': %s", item, why);
+	return *owned;
+}
+
+static const char *
+check_hostname(const char *item, char **owned)
+{
+	char *norm;
+
+	if (item[0] == '\0')
+		return NULL;
+	if ((norm = domain_normalize(item)) == NULL || strchr(norm, '.') == NULL) {
+		free(norm);
+		*owned = xasprintf("'%s' is not a fully qualified host name", item);
+		return *owned;
+	}
+	free(norm);
+	return NULL;
 }
 
 static const char *
@@ -299,6 +386,18 @@ conf_set(struct conf *conf, const struct conf_key *k, const char *value,
 			return -1;
 		}
 		*(size_t *)field = (size_t)n;
+		return 0;
+	case CONF_T_COUNT:
+		if (parse_scaled(value, "", NULL, &n) < 0) {
+			add_error(errors, file, line, k, "'%s' is not a number", value);
+			return -1;
+		}
+		if (n < k->min || n > k->max) {
+			add_error(errors, file, line, k, "%s is out of range (%llu to %llu)",
+			    value, k->min, k->max);
+			return -1;
+		}
+		*(unsigned *)field = (unsigned)n;
 		return 0;
 	case CONF_T_LIST: {
 		struct strlist *l = field;
@@ -536,6 +635,9 @@ format_value(const struct conf *conf, const struct conf_key *k, struct strbuf *s
 	case CONF_T_SIZE:
 		strbuf_printf(sb, "%zu", *(const size_t *)field);
 		break;
+	case CONF_T_COUNT:
+		strbuf_printf(sb, "%u", *(const unsigned *)field);
+		break;
 	case CONF_T_LIST: {
 		const struct strlist *l = field;
 		for (size_t i = 0; i < l->count; i++)
@@ -578,6 +680,7 @@ type_name(const struct conf_key *k)
 	case CONF_T_SIZE: return "size";
 	case CONF_T_LIST: return "list";
 	case CONF_T_ENUM: return k->choices;
+	case CONF_T_COUNT: return "number";
 	}
 	return "?";
 }
@@ -623,6 +726,8 @@ conf_print_man_keys(FILE *out)
 			fprintf(out, "Range %llus to %llus.\n", k->min, k->max);
 		else if (k->type == CONF_T_SIZE)
 			fprintf(out, "Range %llu to %llu bytes.\n", k->min, k->max);
+		else if (k->type == CONF_T_COUNT)
+			fprintf(out, "Range %llu to %llu.\n", k->min, k->max);
 	}
 }
 

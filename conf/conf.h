@@ -23,6 +23,27 @@ struct conf {
 	/* top level */
 	char		*state_dir;
 	char		*log_level;
+	char		*hostname;		/* empty: the system host name */
+
+	/* [server]: the client-facing leg */
+	struct strlist	 server_listen;		/* "addr:port", "[v6]:port" */
+	struct strlist	 server_allow_clients;	/* CIDRs */
+	unsigned	 server_max_connections;
+	unsigned	 server_max_per_client;
+	size_t		 server_max_message_size;
+	unsigned	 server_max_recipients;
+	unsigned	 server_command_timeout;	/* seconds */
+	unsigned	 server_data_timeout;
+	char		*server_tls_cert_file;	/* empty: no STARTTLS */
+	char		*server_tls_key_file;
+
+	/* [upstream]: the MX-facing leg */
+	unsigned	 upstream_port;
+	unsigned	 upstream_connect_timeout;	/* seconds */
+	unsigned	 upstream_command_timeout;
+	unsigned	 upstream_data_timeout;
+	unsigned	 upstream_max_attempts;
+	bool		 upstream_ipv6;
 
 	/* [dns] */
 	struct strlist	 dns_forwarders;	/* "addr" or "addr@port"; empty: recursion */
@@ -41,6 +62,7 @@ struct conf {
 	unsigned	 policy_refresh_interval; /* seconds */
 	size_t		 policy_cache_size;	/* bytes: LMDB map size */
 	struct strlist	 policy_override;	/* "domain:mode" */
+	char		*policy_simulate;	/* "off" or "enforce" */
 };
 
 /**

@@ -290,3 +290,39 @@ dns_security_name(enum dns_security security)
 	}
 	return "?";
 }
+
+int
+dns_name_from_wire(const unsigned char *wire, int len, char *out, size_t outlen)
+{
+	size_t o = 0;
+	int i = 0;
+
+	if (len <= 0 || outlen < 2)
+		return -1;
+	while (i < len) {
+		unsigned lab = wire[i++];
+
+		if (lab == 0) {
+			if (o == 0)
+				out[o++] = '.';	/* the root: a null MX target */
+			out[o] = '\0';
+			return i;
+		}
+		/* libunbound hands us uncompressed names: a pointer is an error. */
+		if (lab > 63 || i + (int)lab > len || o + lab + 2 > outlen || o + lab > 253)
+			return -1;
+		if (o > 0)
+			out[o++] = '.';
+		for (unsigned k = 0; k < lab; k++) {
+			unsigned char c = wire[i + (int)k];
+
+			/* Host names only: anything else cannot be an MX we connect to. */
+			if (!(c == '-' || c == '_' || (c >= '0' && c <= '9') ||
+			    (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')))
+				return -1;
+			out[o++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+		}
+		i += (int)lab;
+	}
+	return -1;
+}

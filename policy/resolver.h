@@ -79,6 +79,13 @@ void resolver_cancel(struct resolver_query *query);
  */
 int dns_txt_join(const unsigned char *rdata, int len, struct strbuf *out);
 
+/**
+ * Convert an uncompressed wire-format host name to lower-case text
+ * without the trailing dot ("." for the root). Rejects labels with bytes
+ * outside letters, digits, '-' and '_'. Returns the bytes consumed, or -1.
+ */
+int dns_name_from_wire(const unsigned char *wire, int len, char *out, size_t outlen);
+
 const char *dns_status_name(enum dns_status status);
 const char *dns_security_name(enum dns_security security);
 

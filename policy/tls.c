@@ -132,3 +132,75 @@ tls_peer_describe(SSL *ssl, struct tls_peer_info *info)
 		info->not_after = timegm(&tm);
 	X509_free(cert);
 }
+
+SSL *
+tls_smtp_client_new(SSL_CTX *ctx, const char *host)
+{
+	SSL *ssl = tls_client_new(ctx, host);
+
+	/* The handshake must complete whatever the certificate: opportunistic
+	 * and testing modes deliver anyway, and every mode records what the
+	 * certificate was worth. OpenSSL still verifies the chain and the
+	 * name; tls_peer_verdict() reads the result afterwards. */
+	SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+	return ssl;
+}
+
+enum rpt_result_type
+tls_peer_verdict(SSL *ssl, char *reason, size_t reason_len)
+{
+	X509 *cert = SSL_get0_peer_certificate(ssl);
+	long vr;
+
+	if (cert == NULL) {
+		snprintf(reason, reason_len, "no server certificate");
+		return RPT_RESULT_VALIDATION_FAILURE;
+	}
+	vr = SSL_get_verify_result(ssl);
+	if (vr == X509_V_OK) {
+		snprintf(reason, reason_len, "certificate valid");
+		return RPT_RESULT_NONE;
+	}
+	snprintf(reason, reason_len, "certificate %s", X509_verify_cert_error_string(vr));
+	if (vr == X509_V_ERR_CERT_HAS_EXPIRED)
+		snprintf(reason, reason_len, "certificate expired");
+	else if (vr == X509_V_ERR_HOSTNAME_MISMATCH)
+		snprintf(reason, reason_len, "certificate not valid for the MX host name");
+	return tls_verify_result_type(vr);
+}
+
+SSL_CTX *
+tls_server_ctx_new(const struct conf *conf, const char *cert_file, const char *key_file, char **err)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (ctx == NULL) {
+		*err = xstrdup("cannot create a TLS server context");
+		return NULL;
+	}
+	/* Clients of a smarthost are legacy MTAs: accept TLS 1.2 and up,
+	 * like the upstream leg, whatever min_version says for MTA-STS. */
+	SSL_CTX_set_min_proto_version(ctx, conf_tls_min_version(conf));
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+		*err = xasprintf("[server] tls_cert_file %s: %s", cert_file,
+		    ERR_reason_error_string(ERR_get_error()));
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+		*err = xasprintf("[server] tls_key_file %s: %s", key_file,
+		    ERR_reason_error_string(ERR_get_error()));
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		*err = xasprintf("[server] tls_key_file %s does not match tls_cert_file %s",
+		    key_file, cert_file);
+		goto fail;
+	}
+	ERR_clear_error();
+	return ctx;
+fail:
+	ERR_clear_error();
+	SSL_CTX_free(ctx);
+	return NULL;
+}

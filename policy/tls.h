@@ -40,6 +40,30 @@ SSL_CTX *tls_client_ctx_new(const struct conf *conf, char **err);
  */
 SSL *tls_client_new(SSL_CTX *ctx, const char *host);
 
+/**
+ * A client SSL for an upstream SMTP server: SNI and the name check as
+ * tls_client_new(), but the handshake completes whatever the
+ * certificate, so the caller decides with tls_peer_verdict() according to
+ * the policy mode (enforce fails, testing and opportunistic record).
+ * Caller owns the SSL.
+ */
+SSL *tls_smtp_client_new(SSL_CTX *ctx, const char *host);
+
+/**
+ * After a completed handshake on an SSL from tls_smtp_client_new(): would
+ * the certificate pass MTA-STS (STS-38)? RPT_RESULT_NONE when it chains
+ * to the trust store and names the host; otherwise the result type, with
+ * reason ("certificate expired", ...).
+ */
+enum rpt_result_type tls_peer_verdict(SSL *ssl, char *reason, size_t reason_len);
+
+/**
+ * A server context for STARTTLS offered to clients, from PEM files.
+ * NULL on error with *err set (caller frees). Caller owns the context.
+ */
+SSL_CTX *tls_server_ctx_new(const struct conf *conf, const char *cert_file, const char *key_file,
+    char **err);
+
 /** Result type for an X509_V_ERR_* verification result (X509_V_OK: NONE). */
 enum rpt_result_type tls_verify_result_type(long verify_result);
 

@@ -21,6 +21,7 @@ usage(FILE *out)
 	    "usage: stsproxy [-c FILE] [-d] COMMAND [ARGS]\n"
 	    "\n"
 	    "commands:\n"
+	    "  serve                                  run the relay (foreground, logs to stderr)\n"
 	    "  policy DOMAIN [--json] [--no-cache]   the MTA-STS policy a sender applies now\n"
 	    "  policy --file FILE [--mx HOST...]     lint a policy file before publishing it\n"
 	    "  cache list | show DOMAIN | purge DOMAIN | purge --all | refresh\n"
@@ -101,7 +102,9 @@ main(int argc, char **argv)
 	 * operator must notice (policy changes, failures), or all with -d. */
 	log_set_level(debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE);
 
-	if (strcmp(argv[0], "policy") == 0)
+	if (strcmp(argv[0], "serve") == 0)
+		rc = cmd_serve(conf, argc, argv);
+	else if (strcmp(argv[0], "policy") == 0)
 		rc = cmd_policy(conf, argc, argv);
 	else if (strcmp(argv[0], "cache") == 0)
 		rc = cmd_cache(conf, argc, argv);

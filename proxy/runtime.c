@@ -1,6 +1,8 @@
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -15,6 +17,10 @@ runtime_new(const struct conf *conf)
 	char *err = NULL;
 
 	rt->conf = conf;
+	if (conf->hostname[0] != '\0')
+		snprintf(rt->hostname, sizeof(rt->hostname), "%s", conf->hostname);
+	else if (gethostname(rt->hostname, sizeof(rt->hostname)) != 0 || rt->hostname[0] == '\0')
+		snprintf(rt->hostname, sizeof(rt->hostname), "localhost.localdomain");
 	if ((rt->base = event_base_new()) == NULL) {
 		log_err("event=startup_failed reason=\"cannot create the event loop\"");
 		goto fail;

@@ -20,6 +20,7 @@ struct runtime {
 	SSL_CTX			*ssl_ctx;
 	struct policy_cache	*cache;
 	struct policy_engine	*engine;
+	char			 hostname[256];	/* [hostname] or the system's */
 };
 
 /**

@@ -1,0 +1,114 @@
+/*
+ * cmd_serve.c - `stsproxy serve`: run the relay in the foreground.
+ *
+ * Logs to stderr (a supervisor such as systemd or a container runtime
+ * collects it). SIGTERM and SIGINT stop accepting, give open sessions a
+ * 421 and leave once they are gone; SIGPIPE is ignored.
+ */
+#include "config.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "conf/log.h"
+#include "policy/tls.h"
+#include "proxy/commands.h"
+#include "proxy/listener.h"
+#include "proxy/runtime.h"
+#include "proxy/upstream.h"
+
+struct serve {
+	struct runtime		*rt;
+	struct listener		*listener;
+	struct event		*sigterm, *sigint, *drain;
+	bool			 stopping;
+};
+
+static void
+drain_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct serve *sv = arg;
+	struct timeval tv = { 0, 100 * 1000 };
+
+	(void)fd;
+	(void)what;
+	if (listener_sessions(sv->listener) == 0 && upstream_count() == 0) {
+		event_base_loopexit(sv->rt->base, NULL);
+		return;
+	}
+	evtimer_add(sv->drain, &tv);
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct serve *sv = arg;
+
+	(void)what;
+	if (sv->stopping) {
+		log_notice("event=stopping_now signal=%d", (int)sig);
+		event_base_loopexit(sv->rt->base, NULL);
+		return;
+	}
+	sv->stopping = true;
+	log_notice("event=stopping signal=%d sessions=%u", (int)sig, listener_sessions(sv->listener));
+	listener_shutdown(sv->listener);
+	drain_check(-1, 0, sv);
+}
+
+int
+cmd_serve(const struct conf *conf, int argc, char **argv)
+{
+	struct smtp_server_env env = { .ops = &upstream_default_ops };
+	struct serve sv = { 0 };
+	char *err = NULL;
+	int rc = EXIT_ERROR;
+
+	(void)argv;
+	if (argc > 1) {
+		fprintf(stderr, "usage: stsproxy [-c FILE] [-d] serve\n");
+		return EXIT_ERROR;
+	}
+	log_set_level(log_get_level() >= LOG_LEVEL_DEBUG ? LOG_LEVEL_DEBUG :
+	    (enum log_level)log_level_parse(conf->log_level));
+	signal(SIGPIPE, SIG_IGN);
+	if ((sv.rt = runtime_new(conf)) == NULL)
+		return EXIT_ERROR;
+	env.rt = sv.rt;
+	if (conf->server_tls_cert_file[0] != '\0') {
+		const char *key = conf->server_tls_key_file[0] ? conf->server_tls_key_file :
+		    conf->server_tls_cert_file;
+
+		if ((env.tls_ctx = tls_server_ctx_new(conf, conf->server_tls_cert_file, key, &err)) == NULL) {
+			log_err("event=startup_failed reason=%s", log_quote(err));
+			goto out;
+		}
+	}
+	if ((sv.listener = listener_new(&env, &err)) == NULL) {
+		log_err("event=startup_failed reason=%s", log_quote(err));
+		goto out;
+	}
+	sv.sigterm = evsignal_new(sv.rt->base, SIGTERM, on_signal, &sv);
+	sv.sigint = evsignal_new(sv.rt->base, SIGINT, on_signal, &sv);
+	sv.drain = evtimer_new(sv.rt->base, drain_check, &sv);
+	evsignal_add(sv.sigterm, NULL);
+	evsignal_add(sv.sigint, NULL);
+	log_notice("event=started version=%s hostname=%s starttls=%s", PACKAGE_VERSION,
+	    sv.rt->hostname, env.tls_ctx ? "yes" : "no");
+	event_base_dispatch(sv.rt->base);
+	log_notice("event=stopped");
+	rc = 0;
+out:
+	free(err);
+	if (sv.sigterm) event_free(sv.sigterm);
+	if (sv.sigint) event_free(sv.sigint);
+	if (sv.drain) event_free(sv.drain);
+	listener_free(sv.listener);
+	if (env.tls_ctx)
+		SSL_CTX_free(env.tls_ctx);
+	runtime_free(sv.rt);
+	return rc;
+}

@@ -1,0 +1,208 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/listener.h>
+
+#include "conf/log.h"
+#include "conf/netaddr.h"
+#include "proxy/listener.h"
+
+struct session_slot {
+	struct smtp_server	*session;
+	struct session_slot	*prev, *next;
+};
+
+struct listener {
+	const struct smtp_server_env	*env;
+	const struct conf		*conf;
+	struct evconnlistener		**socks;
+	size_t				 nsocks;
+	struct netaddr_cidr		*allow;
+	size_t				 nallow;
+	struct session_slot		*sessions;
+	unsigned			 nsessions;
+	bool				 shutting_down;
+};
+
+/* A one-line refusal before any SMTP state exists; best effort. */
+static void
+refuse(evutil_socket_t fd, const char *line)
+{
+	ssize_t n = send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL);
+
+	(void)n;
+	evutil_closesocket(fd);
+}
+
+static bool
+client_allowed(const struct listener *l, const struct sockaddr *sa)
+{
+	for (size_t i = 0; i < l->nallow; i++)
+		if (netaddr_cidr_contains(&l->allow[i], sa))
+			return true;
+	return false;
+}
+
+static unsigned
+sessions_from(const struct listener *l, const struct sockaddr *sa)
+{
+	unsigned n = 0;
+
+	for (const struct session_slot *s = l->sessions; s; s = s->next)
+		if (netaddr_same_host(smtp_server_peer(s->session), sa))
+			n++;
+	return n;
+}
+
+struct slot_owner {
+	struct session_slot	 slot;
+	struct listener		*listener;
+};
+
+static void
+slot_closed(void *arg, struct smtp_server *session)
+{
+	struct slot_owner *o = arg;
+	struct listener *l = o->listener;
+
+	(void)session;
+	if (o->slot.prev)
+		o->slot.prev->next = o->slot.next;
+	else
+		l->sessions = o->slot.next;
+	if (o->slot.next)
+		o->slot.next->prev = o->slot.prev;
+	l->nsessions--;
+	free(o);
+}
+
+static void
+accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa, int salen,
+    void *arg)
+{
+	struct listener *l = arg;
+	struct slot_owner *o;
+	char ip[64], line[512];
+
+	(void)el;
+	(void)salen;
+	netaddr_ntop(sa, ip, sizeof(ip));
+	if (!client_allowed(l, sa)) {
+		log_notice("event=client_refused client=%s reason=\"not in [server] allow_clients\"", ip);
+		snprintf(line, sizeof(line), "554 5.7.1 %s: %s is not allowed to relay through this host\r\n",
+		    l->env->rt->hostname, ip);
+		refuse(fd, line);
+		return;
+	}
+	if (l->shutting_down || l->nsessions >= l->conf->server_max_connections) {
+		log_warnx("event=client_refused client=%s reason=\"max_connections (%u) reached\"", ip,
+		    l->conf->server_max_connections);
+		snprintf(line, sizeof(line), "421 4.7.0 %s Too many connections, try again later\r\n",
+		    l->env->rt->hostname);
+		refuse(fd, line);
+		return;
+	}
+	if (sessions_from(l, sa) >= l->conf->server_max_per_client) {
+		log_warnx("event=client_refused client=%s reason=\"max_connections_per_client (%u) reached\"",
+		    ip, l->conf->server_max_per_client);
+		snprintf(line, sizeof(line), "421 4.7.0 %s Too many connections from %s, try again later\r\n",
+		    l->env->rt->hostname, ip);
+		refuse(fd, line);
+		return;
+	}
+	evutil_make_socket_nonblocking(fd);
+	o = xcalloc(1, sizeof(*o));
+	o->listener = l;
+	o->slot.session = smtp_server_new(l->env, fd, sa, slot_closed, o);
+	o->slot.next = l->sessions;
+	if (l->sessions)
+		l->sessions->prev = &o->slot;
+	l->sessions = &o->slot;
+	l->nsessions++;
+}
+
+static void
+accept_error_cb(struct evconnlistener *el, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+
+	(void)el;
+	(void)arg;
+	/* EMFILE and friends: log and go on; libevent retries on the next event. */
+	log_err("event=accept_failed reason=%s", log_quote(evutil_socket_error_to_string(err)));
+}
+
+struct listener *
+listener_new(const struct smtp_server_env *env, char **err)
+{
+	const struct conf *conf = env->rt->conf;
+	struct listener *l = xcalloc(1, sizeof(*l));
+
+	l->env = env;
+	l->conf = conf;
+	l->allow = xcalloc(conf->server_allow_clients.count + 1, sizeof(*l->allow));
+	for (size_t i = 0; i < conf->server_allow_clients.count; i++)
+		if (netaddr_parse_cidr(conf->server_allow_clients.items[i], &l->allow[l->nallow]) == NULL)
+			l->nallow++;
+	l->socks = xcalloc(conf->server_listen.count + 1, sizeof(*l->socks));
+	for (size_t i = 0; i < conf->server_listen.count; i++) {
+		const char *item = conf->server_listen.items[i];
+		struct sockaddr_storage ss;
+		socklen_t len;
+		struct evconnlistener *el;
+
+		if (netaddr_parse_hostport(item, &ss, &len) != NULL) {
+			*err = xasprintf("[server] listen: bad address %s", item);
+			listener_free(l);
+			return NULL;
+		}
+		el = evconnlistener_new_bind(env->rt->base, accept_cb, l,
+		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
+		    (ss.ss_family == AF_INET6 ? LEV_OPT_BIND_IPV6ONLY : 0), 128,
+		    (struct sockaddr *)&ss, (int)len);
+		if (el == NULL) {
+			*err = xasprintf("[server] listen: cannot listen on %s: %s", item,
+			    strerror(errno));
+			listener_free(l);
+			return NULL;
+		}
+		evconnlistener_set_error_cb(el, accept_error_cb);
+		l->socks[l->nsocks++] = el;
+		log_notice("event=listening address=%s", item);
+	}
+	return l;
+}
+
+void
+listener_shutdown(struct listener *l)
+{
+	l->shutting_down = true;
+	for (size_t i = 0; i < l->nsocks; i++)
+		evconnlistener_disable(l->socks[i]);
+	for (struct session_slot *s = l->sessions; s; s = s->next)
+		smtp_server_shutdown(s->session);
+}
+
+unsigned
+listener_sessions(const struct listener *l)
+{
+	return l->nsessions;
+}
+
+void
+listener_free(struct listener *l)
+{
+	if (l == NULL)
+		return;
+	for (size_t i = 0; i < l->nsocks; i++)
+		evconnlistener_free(l->socks[i]);
+	free(l->socks);
+	free(l->allow);
+	free(l);
+}

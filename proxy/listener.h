@@ -1,0 +1,31 @@
+/*
+ * listener.h - the sockets clients connect to, and who may use them.
+ *
+ * Binds every [server] listen address, refuses clients outside
+ * allow_clients with 554 5.7.1 before any SMTP (never an open relay),
+ * enforces max_connections overall and per client address with 421
+ * 4.7.0, and hands accepted connections to smtp_server sessions.
+ */
+#ifndef STSPROXY_LISTENER_H
+#define STSPROXY_LISTENER_H
+
+#include "proxy/smtp_server.h"
+
+struct listener;
+
+/**
+ * Bind all listen addresses of rt->conf. env is borrowed and must outlive
+ * the listener. NULL on error with *err set (caller frees).
+ */
+struct listener *listener_new(const struct smtp_server_env *env, char **err);
+
+/** Stop accepting; existing sessions get 421 and close on their own. */
+void listener_shutdown(struct listener *l);
+
+/** Sessions still open. */
+unsigned listener_sessions(const struct listener *l);
+
+/** Close the sockets and free; sessions must be gone (listener_sessions() == 0). */
+void listener_free(struct listener *l);
+
+#endif

@@ -1,0 +1,1022 @@
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+
+#include "conf/log.h"
+#include "conf/netaddr.h"
+#include "policy/tls.h"
+#include "proxy/data_filter.h"
+#include "proxy/smtp_command.h"
+#include "proxy/smtp_reply.h"
+#include "proxy/smtp_server.h"
+
+/* Unread client input kept in memory; beyond it TCP pushes back. */
+#define INPUT_HIGH_WATER	(64 * 1024)
+/* A client making this many mistakes is not a mail server. */
+#define MAX_ERRORS		10
+#define CLOSE_FLUSH_TIMEOUT	10
+
+#define SMTP_STATES(X)			\
+	X(SMTP_S_GREETED)	/* banner sent, waiting for HELO/EHLO */	\
+	X(SMTP_S_IDLE)		/* HELO done, no transaction */		\
+	X(SMTP_S_TLS)		/* server-side handshake running */	\
+	X(SMTP_S_MAIL)		/* MAIL accepted, RCPTs may come */	\
+	X(SMTP_S_RCPT_WAIT)	/* RCPT sent upstream (or resolving) */	\
+	X(SMTP_S_DATA_WAIT)	/* DATA sent upstream */		\
+	X(SMTP_S_BODY)		/* streaming the body upstream */	\
+	X(SMTP_S_BODY_DISCARD)	/* reading the body to its end, to refuse it */ \
+	X(SMTP_S_EOM_WAIT)	/* end of data sent, waiting for the final reply */ \
+	X(SMTP_S_QUIT)		/* flushing the last reply */		\
+	X(SMTP_S_CLOSED)
+
+#define STATE_ENUM(s) s,
+enum smtp_state { SMTP_STATES(STATE_ENUM) };
+#undef STATE_ENUM
+#define STATE_NAME(s) #s,
+static const char *const state_names[] = { SMTP_STATES(STATE_NAME) };
+#undef STATE_NAME
+
+/* One MAIL ... end-of-data transaction. */
+struct txn {
+	struct smtp_path	 mail;
+	char			 domain[SMTP_DOMAIN_MAX + 1];	/* policy domain: first recipient's */
+	struct upstream		*up;
+	bool			 up_ready;
+	bool			 up_failed;	/* fail_reply answers every RCPT */
+	struct smtp_reply	 fail_reply;
+	struct smtp_path	 rcpt;		/* the RCPT waiting for upstream */
+	bool			 rcpt_pending;
+	unsigned		 rcpts, rcpts_ok;
+	char			 first_rcpt[SMTP_PATH_MAX + 1];
+	struct data_filter	 filter;
+	struct smtp_reply	 discard_reply;	/* reply after a discarded body */
+	unsigned		 number;	/* transactions in this session */
+};
+
+struct smtp_server {
+	const struct smtp_server_env	*env;
+	const struct conf		*conf;
+	char				 id[17];
+	struct sockaddr_storage		 peer;
+	char				 ip[64];
+	struct bufferevent		*bev;
+	enum smtp_state			 state;
+	smtp_server_closed_cb		 closed;
+	void				*closed_arg;
+	struct event			*reaper;
+	struct event			*flush_timer;	/* QUIT: waits for the socket to drain */
+	struct timeval			 quit_at;
+
+	char				 helo[256];
+	bool				 esmtp;
+	bool				 tls;
+	char				 tls_version[16];
+	unsigned			 errors;
+	bool				 skip_line;	/* discarding an over-long line */
+	bool				 paused;	/* body buffer upstream is full */
+	struct txn			 txn;
+	unsigned			 txn_count;
+	unsigned long			 messages;
+};
+
+static void smtp_enter_state(struct smtp_server *s, enum smtp_state next);
+static void smtp_process_input(struct smtp_server *s);
+static void smtp_read_cb(struct bufferevent *bev, void *arg);
+static void smtp_write_cb(struct bufferevent *bev, void *arg);
+static void smtp_event_cb(struct bufferevent *bev, short what, void *arg);
+
+const struct upstream_ops upstream_default_ops = {
+	.open = upstream_new,
+	.rcpt = upstream_rcpt,
+	.data = upstream_data,
+	.body = upstream_body,
+	.body_full = upstream_body_full,
+	.body_end = upstream_body_end,
+	.free = upstream_free,
+	.mx_host = upstream_mx_host,
+};
+
+void
+smtp_session_id_new(char out[17])
+{
+	uint32_t hi = arc4random(), lo = arc4random();
+
+	snprintf(out, 17, "%08x%08x", hi, lo);
+}
+
+const char *
+smtp_server_id(const struct smtp_server *s)
+{
+	return s->id;
+}
+
+const struct sockaddr *
+smtp_server_peer(const struct smtp_server *s)
+{
+	return (const struct sockaddr *)&s->peer;
+}
+
+static void
+reply(struct smtp_server *s, int code, const char *enhanced, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+reply(struct smtp_server *s, int code, const char *enhanced, const char *fmt, ...)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	va_list ap;
+	char *text;
+
+	va_start(ap, fmt);
+	text = xvasprintf(fmt, ap);
+	va_end(ap);
+	if (enhanced != NULL)
+		evbuffer_add_printf(out, "%d %s %s\r\n", code, enhanced, text);
+	else
+		evbuffer_add_printf(out, "%d %s\r\n", code, text);
+	log_debug("session=%s <<< %d %s %s", s->id, code, enhanced ? enhanced : "", text);
+	free(text);
+}
+
+static void
+reply_relay(struct smtp_server *s, const struct smtp_reply *r)
+{
+	smtp_reply_write(r, bufferevent_get_output(s->bev));
+	if (log_get_level() >= LOG_LEVEL_DEBUG) {
+		char *flat = smtp_reply_flatten(r);
+
+		log_debug("session=%s <<< %s", s->id, flat);
+		free(flat);
+	}
+}
+
+/* Count a client mistake; too many and the session ends. */
+static bool
+client_error(struct smtp_server *s)
+{
+	if (++s->errors < MAX_ERRORS)
+		return false;
+	reply(s, 421, "4.7.0", "%s Too many errors, closing connection", s->env->rt->hostname);
+	log_notice("session=%s event=too_many_errors client=%s", s->id, s->ip);
+	smtp_enter_state(s, SMTP_S_QUIT);
+	return true;
+}
+
+static void
+txn_reset(struct smtp_server *s)
+{
+	struct txn *t = &s->txn;
+
+	if (t->up != NULL)
+		s->env->ops->free(t->up);
+	smtp_reply_clear(&t->fail_reply);
+	smtp_reply_clear(&t->discard_reply);
+	memset(t, 0, sizeof(*t));
+}
+
+static void
+send_ehlo_reply(struct smtp_server *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	evbuffer_add_printf(out, "250-%s Hello %s [%s]\r\n", s->env->rt->hostname, s->helo, s->ip);
+	evbuffer_add_printf(out, "250-PIPELINING\r\n");
+	evbuffer_add_printf(out, "250-SIZE %zu\r\n", s->conf->server_max_message_size);
+	if (s->env->tls_ctx != NULL && !s->tls)
+		evbuffer_add_printf(out, "250-STARTTLS\r\n");
+	evbuffer_add_printf(out, "250-8BITMIME\r\n");
+	evbuffer_add_printf(out, "250-SMTPUTF8\r\n");
+	evbuffer_add_printf(out, "250-DSN\r\n");
+	evbuffer_add_printf(out, "250 ENHANCEDSTATUSCODES\r\n");
+}
+
+static void
+cmd_helo(struct smtp_server *s, const struct smtp_command *cmd)
+{
+	size_t len = strcspn(cmd->arg, " ");
+
+	if (len == 0) {
+		reply(s, 501, "5.5.4", "Syntax: %s hostname", smtp_verb_name(cmd->verb));
+		client_error(s);
+		return;
+	}
+	if (len >= sizeof(s->helo))
+		len = sizeof(s->helo) - 1;
+	memcpy(s->helo, cmd->arg, len);
+	s->helo[len] = '\0';
+	txn_reset(s);
+	s->esmtp = cmd->verb == SMTP_VERB_EHLO;
+	if (s->esmtp)
+		send_ehlo_reply(s);
+	else
+		reply(s, 250, NULL, "%s", s->env->rt->hostname);
+	smtp_enter_state(s, SMTP_S_IDLE);
+}
+
+/* Check MAIL parameters (RFC 1870, 6152, 6531, 3461); 0 if all are fine. */
+static int
+check_mail_params(struct smtp_server *s, const struct smtp_path *p)
+{
+	for (size_t i = 0; i < p->nparams; i++) {
+		const struct smtp_param *prm = &p->params[i];
+
+		if (!s->esmtp) {
+			reply(s, 555, "5.5.4", "MAIL parameters need EHLO");
+			return -1;
+		}
+		if (strcmp(prm->key, "SIZE") == 0) {
+			char *end;
+			unsigned long long n = strtoull(prm->value, &end, 10);
+
+			if (!prm->has_value || *end != '\0' || prm->value[0] == '-') {
+				reply(s, 501, "5.5.4", "Malformed SIZE parameter");
+				return -1;
+			}
+			if (n > s->conf->server_max_message_size) {
+				reply(s, 552, "5.3.4", "Message size exceeds fixed maximum message size (%zu)",
+				    s->conf->server_max_message_size);
+				return -1;
+			}
+		} else if (strcmp(prm->key, "BODY") == 0) {
+			if (strcasecmp(prm->value, "7BIT") != 0 && strcasecmp(prm->value, "8BITMIME") != 0) {
+				reply(s, 555, "5.5.4", "Unsupported BODY type %s", prm->value);
+				return -1;
+			}
+		} else if (strcmp(prm->key, "SMTPUTF8") == 0) {
+			if (prm->has_value) {
+				reply(s, 501, "5.5.4", "SMTPUTF8 takes no value");
+				return -1;
+			}
+		} else if (strcmp(prm->key, "RET") == 0) {
+			if (strcasecmp(prm->value, "FULL") != 0 && strcasecmp(prm->value, "HDRS") != 0) {
+				reply(s, 501, "5.5.4", "RET must be FULL or HDRS");
+				return -1;
+			}
+		} else if (strcmp(prm->key, "ENVID") == 0) {
+			if (!prm->has_value || strlen(prm->value) > 100 || !smtp_xtext_valid(prm->value)) {
+				reply(s, 501, "5.5.4", "Malformed ENVID parameter");
+				return -1;
+			}
+		} else {
+			reply(s, 555, "5.5.4", "Unsupported parameter %s", prm->key);
+			return -1;
+		}
+	}
+	if (p->utf8 && smtp_path_param(p, "SMTPUTF8") == NULL) {
+		reply(s, 553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+cmd_mail(struct smtp_server *s, const struct smtp_command *cmd)
+{
+	struct smtp_path path;
+	struct smtp_error err;
+
+	if (s->state == SMTP_S_GREETED) {
+		reply(s, 503, "5.5.1", "Send HELO or EHLO first");
+		client_error(s);
+		return;
+	}
+	if (s->state != SMTP_S_IDLE) {
+		reply(s, 503, "5.5.1", "Nested MAIL command");
+		client_error(s);
+		return;
+	}
+	if (smtp_path_parse(cmd->arg, true, &path, &err) < 0) {
+		reply(s, err.code, err.enhanced, "%s", err.text);
+		client_error(s);
+		return;
+	}
+	if (check_mail_params(s, &path) < 0) {
+		client_error(s);
+		return;
+	}
+	txn_reset(s);
+	s->txn.mail = path;
+	s->txn.number = ++s->txn_count;
+	log_info("session=%s event=mail from=%s", s->id, log_quote(path.address));
+	reply(s, 250, "2.1.0", "Ok");
+	smtp_enter_state(s, SMTP_S_MAIL);
+}
+
+static int
+check_rcpt_params(struct smtp_server *s, const struct smtp_path *p)
+{
+	for (size_t i = 0; i < p->nparams; i++) {
+		const struct smtp_param *prm = &p->params[i];
+
+		if (strcmp(prm->key, "NOTIFY") == 0) {
+			char buf[SMTP_PARAM_VALUE_MAX + 1], *save = NULL;
+			bool never = false, other = false;
+
+			snprintf(buf, sizeof(buf), "%s", prm->value);
+			for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+				if (strcasecmp(t, "NEVER") == 0)
+					never = true;
+				else if (strcasecmp(t, "SUCCESS") == 0 || strcasecmp(t, "FAILURE") == 0 ||
+				    strcasecmp(t, "DELAY") == 0)
+					other = true;
+				else
+					never = other = true;
+			}
+			if (!prm->has_value || (never && other) || (!never && !other)) {
+				reply(s, 501, "5.5.4", "Malformed NOTIFY parameter");
+				return -1;
+			}
+		} else if (strcmp(prm->key, "ORCPT") == 0) {
+			const char *semi = strchr(prm->value, ';');
+
+			if (semi == NULL || semi == prm->value || !smtp_xtext_valid(semi + 1)) {
+				reply(s, 501, "5.5.4", "Malformed ORCPT parameter");
+				return -1;
+			}
+		} else {
+			reply(s, 555, "5.5.4", "Unsupported parameter %s", prm->key);
+			return -1;
+		}
+	}
+	if (p->utf8 && smtp_path_param(&s->txn.mail, "SMTPUTF8") == NULL) {
+		reply(s, 553, "5.6.7", "Non-ASCII address needs SMTPUTF8 in MAIL FROM");
+		return -1;
+	}
+	return 0;
+}
+
+static void upstream_event(void *arg, enum upstream_event ev, const struct smtp_reply *r);
+
+static void
+cmd_rcpt(struct smtp_server *s, const struct smtp_command *cmd)
+{
+	struct txn *t = &s->txn;
+	struct smtp_path path;
+	struct smtp_error err;
+	char *domain;
+
+	if (s->state != SMTP_S_MAIL) {
+		reply(s, 503, "5.5.1", "Need MAIL before RCPT");
+		client_error(s);
+		return;
+	}
+	if (smtp_path_parse(cmd->arg, false, &path, &err) < 0) {
+		reply(s, err.code, err.enhanced, "%s", err.text);
+		client_error(s);
+		return;
+	}
+	if (check_rcpt_params(s, &path) < 0) {
+		client_error(s);
+		return;
+	}
+	if (t->rcpts >= s->conf->server_max_recipients) {
+		/* SMTP-8: an implementation limit is a 452. */
+		reply(s, 452, "4.5.3", "Too many recipients");
+		return;
+	}
+	if (path.domain[0] == '\0') {
+		reply(s, 550, "5.1.1", "stsproxy has no local mailboxes; write to postmaster@domain");
+		return;
+	}
+	if ((domain = domain_normalize(path.domain)) == NULL) {
+		reply(s, 550, "5.1.2", "Recipient domain must be an ASCII (A-label) domain name");
+		return;
+	}
+	if (t->domain[0] != '\0' && strcmp(t->domain, domain) != 0) {
+		/* PRX: one policy domain per transaction; the client sends the
+		 * rest again in a new transaction. */
+		reply(s, 452, "4.5.3", "Recipient domain %s differs from %s in this transaction; "
+		    "send it in a new transaction", domain, t->domain);
+		log_info("session=%s event=rcpt_deferred_other_domain to=%s domain=%s txn_domain=%s",
+		    s->id, log_quote(path.address), domain, t->domain);
+		free(domain);
+		return;
+	}
+	t->rcpts++;
+	if (t->up_failed) {
+		reply_relay(s, &t->fail_reply);
+		free(domain);
+		return;
+	}
+	t->rcpt = path;
+	t->rcpt_pending = true;
+	if (t->first_rcpt[0] == '\0')
+		snprintf(t->first_rcpt, sizeof(t->first_rcpt), "%s", path.address);
+	if (t->domain[0] == '\0') {
+		snprintf(t->domain, sizeof(t->domain), "%s", domain);
+		t->up = s->env->ops->open(s->env->rt, s->id, domain, &t->mail, upstream_event, s);
+	} else if (t->up_ready)
+		s->env->ops->rcpt(t->up, &t->rcpt);
+	free(domain);
+	smtp_enter_state(s, SMTP_S_RCPT_WAIT);
+}
+
+static void
+cmd_data(struct smtp_server *s, const struct smtp_command *cmd)
+{
+	struct txn *t = &s->txn;
+
+	if (cmd->arg[0] != '\0') {
+		reply(s, 501, "5.5.4", "DATA takes no arguments");
+		client_error(s);
+		return;
+	}
+	if (s->state != SMTP_S_MAIL) {
+		reply(s, 503, "5.5.1", s->state == SMTP_S_IDLE ? "Need MAIL command" :
+		    "Need RCPT command");
+		client_error(s);
+		return;
+	}
+	if (t->rcpts_ok == 0) {
+		reply(s, 554, "5.5.1", t->rcpts ? "No valid recipients" : "Need RCPT command");
+		return;
+	}
+	s->env->ops->data(t->up);
+	smtp_enter_state(s, SMTP_S_DATA_WAIT);
+}
+
+static void
+cmd_starttls(struct smtp_server *s, const struct smtp_command *cmd)
+{
+	if (s->env->tls_ctx == NULL) {
+		reply(s, 502, "5.5.1", "STARTTLS not available");
+		client_error(s);
+		return;
+	}
+	if (s->tls) {
+		reply(s, 503, "5.5.1", "TLS already active");
+		client_error(s);
+		return;
+	}
+	if (cmd->arg[0] != '\0') {
+		reply(s, 501, "5.5.4", "STARTTLS takes no arguments");
+		client_error(s);
+		return;
+	}
+	if (s->state != SMTP_S_IDLE && s->state != SMTP_S_GREETED) {
+		reply(s, 503, "5.5.1", "STARTTLS not allowed inside a transaction");
+		client_error(s);
+		return;
+	}
+	/* STARTTLS command injection (RFC 3207 §5, CVE-2011-0411): anything
+	 * pipelined after STARTTLS was sent in the clear and must never be
+	 * read as if it came over TLS. */
+	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+		reply(s, 554, "5.5.1", "Plaintext pipelined after STARTTLS: command injection refused");
+		log_warnx("session=%s event=starttls_injection client=%s", s->id, s->ip);
+		smtp_enter_state(s, SMTP_S_QUIT);
+		return;
+	}
+	reply(s, 220, "2.0.0", "Ready to start TLS");
+	smtp_enter_state(s, SMTP_S_TLS);
+}
+
+static void
+cmd_rset(struct smtp_server *s, const struct smtp_command *cmd)
+{
+	(void)cmd;
+	txn_reset(s);
+	reply(s, 250, "2.0.0", "Ok");
+	if (s->state != SMTP_S_GREETED)
+		smtp_enter_state(s, SMTP_S_IDLE);
+}
+
+static void
+cmd_simple(struct smtp_server *s, const struct smtp_command *cmd)
+{
+	switch (cmd->verb) {
+	case SMTP_VERB_NOOP:
+		reply(s, 250, "2.0.0", "Ok");
+		break;
+	case SMTP_VERB_VRFY:
+		reply(s, 252, "2.5.0", "Cannot VRFY user; try RCPT to attempt delivery");
+		break;
+	case SMTP_VERB_HELP:
+		reply(s, 214, "2.0.0", "stsproxy relays mail under MTA-STS; see stsproxy(8)");
+		break;
+	case SMTP_VERB_QUIT:
+		reply(s, 221, "2.0.0", "%s closing connection", s->env->rt->hostname);
+		smtp_enter_state(s, SMTP_S_QUIT);
+		break;
+	default:
+		reply(s, 502, "5.5.1", "%s not implemented", smtp_verb_name(cmd->verb));
+		client_error(s);
+		break;
+	}
+}
+
+static const struct {
+	enum smtp_verb	 verb;
+	void		(*handler)(struct smtp_server *, const struct smtp_command *);
+} commands[] = {
+	{ SMTP_VERB_HELO, cmd_helo },
+	{ SMTP_VERB_EHLO, cmd_helo },
+	{ SMTP_VERB_MAIL, cmd_mail },
+	{ SMTP_VERB_RCPT, cmd_rcpt },
+	{ SMTP_VERB_DATA, cmd_data },
+	{ SMTP_VERB_STARTTLS, cmd_starttls },
+	{ SMTP_VERB_RSET, cmd_rset },
+	{ SMTP_VERB_NOOP, cmd_simple },
+	{ SMTP_VERB_VRFY, cmd_simple },
+	{ SMTP_VERB_EXPN, cmd_simple },
+	{ SMTP_VERB_HELP, cmd_simple },
+	{ SMTP_VERB_QUIT, cmd_simple },
+	{ SMTP_VERB_BDAT, cmd_simple },
+	{ SMTP_VERB_AUTH, cmd_simple },
+};
+
+static void
+handle_line(struct smtp_server *s, char *line, size_t len)
+{
+	struct smtp_command cmd;
+	struct smtp_error err;
+
+	if (smtp_command_parse(line, len, &cmd, &err) < 0) {
+		reply(s, err.code, err.enhanced, "%s", err.text);
+		client_error(s);
+		return;
+	}
+	log_debug("session=%s >>> %s", s->id, log_quote(line));
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (commands[i].verb == cmd.verb) {
+			commands[i].handler(s, &cmd);
+			return;
+		}
+	}
+	reply(s, 500, "5.5.2", "Command unrecognized");
+	client_error(s);
+}
+
+static void
+add_received(struct smtp_server *s, struct evbuffer *out)
+{
+	char date[64];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	localtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	/* RFC 5321 §4.4: a relay adds its trace line. */
+	evbuffer_add_printf(out, "Received: from %s ([%s])\r\n\tby %s (stsproxy) with %s id %s.%u",
+	    s->helo, s->ip, s->env->rt->hostname,
+	    s->tls ? (s->esmtp ? "ESMTPS" : "SMTPS") : (s->esmtp ? "ESMTP" : "SMTP"),
+	    s->id, s->txn.number);
+	if (s->txn.rcpts_ok == 1 && strchr(s->txn.first_rcpt, '\r') == NULL)
+		evbuffer_add_printf(out, "\r\n\tfor <%s>", s->txn.first_rcpt);
+	evbuffer_add_printf(out, "; %s\r\n", date);
+}
+
+/* Feed body bytes through the filter; false when reading must pause. */
+static bool
+process_body(struct smtp_server *s)
+{
+	struct txn *t = &s->txn;
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+
+	while (evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec vec;
+		struct evbuffer *out, *sink = NULL;
+		size_t used;
+		bool done;
+
+		if (s->state == SMTP_S_BODY) {
+			if (s->env->ops->body_full(t->up)) {
+				/* Backpressure: the client waits until the upstream drains. */
+				s->paused = true;
+				return false;
+			}
+			out = s->env->ops->body(t->up);
+		} else
+			out = sink = evbuffer_new();
+		if (evbuffer_peek(in, -1, NULL, &vec, 1) < 1) {
+			if (sink)
+				evbuffer_free(sink);
+			return true;
+		}
+		used = data_filter_feed(&t->filter, vec.iov_base, vec.iov_len, out, &done);
+		evbuffer_drain(in, used);
+		if (sink)
+			evbuffer_free(sink);
+		if (s->state == SMTP_S_BODY &&
+		    t->filter.bytes_out > s->conf->server_max_message_size) {
+			/* Cut the upstream mid-body so it discards the message. */
+			log_notice("session=%s event=message_too_big size_over=%zu", s->id,
+			    s->conf->server_max_message_size);
+			s->env->ops->free(t->up);
+			t->up = NULL;
+			smtp_reply_set(&t->discard_reply, 552, "5.3.4",
+			    "Message size exceeds fixed maximum message size (%zu)",
+			    s->conf->server_max_message_size);
+			smtp_enter_state(s, SMTP_S_BODY_DISCARD);
+		}
+		if (done) {
+			if (t->filter.bare_lf || t->filter.bare_cr)
+				log_notice("session=%s event=bare_newlines_normalised bare_lf=%lu bare_cr=%lu",
+				    s->id, t->filter.bare_lf, t->filter.bare_cr);
+			if (s->state == SMTP_S_BODY_DISCARD) {
+				reply_relay(s, &t->discard_reply);
+				txn_reset(s);
+				smtp_enter_state(s, SMTP_S_IDLE);
+				return true;
+			}
+			s->env->ops->body_end(t->up);
+			smtp_enter_state(s, SMTP_S_EOM_WAIT);
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool
+reading_allowed(const struct smtp_server *s)
+{
+	if (s->paused)
+		return false;
+	switch (s->state) {
+	case SMTP_S_GREETED:
+	case SMTP_S_IDLE:
+	case SMTP_S_MAIL:
+	case SMTP_S_BODY:
+	case SMTP_S_BODY_DISCARD:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Work through buffered input until it runs out or the session must wait. */
+static void
+smtp_process_input(struct smtp_server *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+
+	while (reading_allowed(s)) {
+		size_t len;
+		char *line;
+
+		if (s->state == SMTP_S_BODY || s->state == SMTP_S_BODY_DISCARD) {
+			if (!process_body(s) || evbuffer_get_length(in) == 0)
+				break;
+			continue;
+		}
+		line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
+		if (line == NULL) {
+			if (evbuffer_get_length(in) > SMTP_LINE_MAX) {
+				evbuffer_drain(in, evbuffer_get_length(in));
+				if (!s->skip_line) {
+					s->skip_line = true;
+					reply(s, 500, "5.5.2", "Line too long");
+					if (client_error(s))
+						break;
+				}
+			}
+			break;
+		}
+		if (s->skip_line) {
+			/* The tail of an over-long line: already answered. */
+			s->skip_line = false;
+			free(line);
+			continue;
+		}
+		handle_line(s, line, len);
+		free(line);
+	}
+	if (s->bev != NULL && s->state != SMTP_S_CLOSED) {
+		if (reading_allowed(s))
+			bufferevent_enable(s->bev, EV_READ);
+		else
+			bufferevent_disable(s->bev, EV_READ);
+	}
+}
+
+/* The upstream transaction speaks: answer the command that waits for it. */
+static void
+upstream_event(void *arg, enum upstream_event ev, const struct smtp_reply *r)
+{
+	struct smtp_server *s = arg;
+	struct txn *t = &s->txn;
+
+	switch (ev) {
+	case UPSTREAM_EV_READY:
+		t->up_ready = true;
+		if (t->rcpt_pending && s->env->ops->rcpt(t->up, &t->rcpt) < 0)
+			fatalx("upstream refused RCPT when ready");
+		return;
+	case UPSTREAM_EV_FAILED:
+		t->up_failed = true;
+		smtp_reply_copy(&t->fail_reply, r);
+		s->env->ops->free(t->up);
+		t->up = NULL;
+		if (s->state == SMTP_S_RCPT_WAIT) {
+			t->rcpt_pending = false;
+			reply_relay(s, r);
+			smtp_enter_state(s, SMTP_S_MAIL);
+		}
+		break;
+	case UPSTREAM_EV_REPLY:
+		switch (s->state) {
+		case SMTP_S_RCPT_WAIT:
+			t->rcpt_pending = false;
+			if (smtp_reply_class(r) == 2)
+				t->rcpts_ok++;
+			log_info("session=%s event=rcpt to=%s mx=%s reply=%d", s->id,
+			    log_quote(t->rcpt.address), (t->up ? s->env->ops->mx_host(t->up) : "-"), r->code);
+			reply_relay(s, r);
+			smtp_enter_state(s, SMTP_S_MAIL);
+			break;
+		case SMTP_S_DATA_WAIT:
+			reply_relay(s, r);
+			if (r->code == 354) {
+				data_filter_init(&t->filter);
+				add_received(s, s->env->ops->body(t->up));
+				smtp_enter_state(s, SMTP_S_BODY);
+			} else {
+				txn_reset(s);
+				smtp_enter_state(s, SMTP_S_IDLE);
+			}
+			break;
+		case SMTP_S_EOM_WAIT: {
+			char *flat = smtp_reply_flatten(r);
+
+			/* SMTP-10, PRX: the client hears 250 only because the upstream said it. */
+			log_notice("session=%s event=message domain=%s mx=%s size=%llu rcpts=%u reply=%s",
+			    s->id, t->domain, (t->up ? s->env->ops->mx_host(t->up) : "-"), t->filter.bytes_out,
+			    t->rcpts_ok, log_quote(flat));
+			free(flat);
+			s->messages++;
+			reply_relay(s, r);
+			txn_reset(s);
+			smtp_enter_state(s, SMTP_S_IDLE);
+			break;
+		}
+		default:
+			log_warnx("session=%s event=unexpected_upstream_reply state=%s", s->id,
+			    state_names[s->state]);
+			return;
+		}
+		break;
+	case UPSTREAM_EV_WRITABLE:
+		s->paused = false;
+		break;
+	case UPSTREAM_EV_LOST:
+		s->paused = false;
+		s->env->ops->free(t->up);
+		t->up = NULL;
+		t->up_failed = true;
+		smtp_reply_copy(&t->fail_reply, r);
+		switch (s->state) {
+		case SMTP_S_RCPT_WAIT:
+			t->rcpt_pending = false;
+			reply_relay(s, r);
+			smtp_enter_state(s, SMTP_S_MAIL);
+			break;
+		case SMTP_S_DATA_WAIT:
+		case SMTP_S_EOM_WAIT:
+			reply_relay(s, r);
+			txn_reset(s);
+			smtp_enter_state(s, SMTP_S_IDLE);
+			break;
+		case SMTP_S_BODY:
+			/* SMTP-10: read the rest, then a 4xx keeps it in the client's queue. */
+			smtp_reply_copy(&t->discard_reply, r);
+			smtp_enter_state(s, SMTP_S_BODY_DISCARD);
+			break;
+		default:
+			break;
+		}
+		break;
+	}
+	smtp_process_input(s);
+}
+
+static void
+tls_handshake_start(struct smtp_server *s)
+{
+	SSL *ssl = SSL_new(s->env->tls_ctx);
+	struct bufferevent *tls;
+
+	if (ssl == NULL)
+		fatalx("SSL_new failed");
+	tls = bufferevent_openssl_filter_new(s->env->rt->base, s->bev, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (tls == NULL) {
+		/* The filter owned the plain bufferevent and the SSL. */
+		s->bev = NULL;
+		smtp_enter_state(s, SMTP_S_CLOSED);
+		return;
+	}
+	s->bev = tls;
+	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+	bufferevent_setcb(tls, smtp_read_cb, smtp_write_cb, smtp_event_cb, s);
+	bufferevent_setwatermark(tls, EV_READ, 0, INPUT_HIGH_WATER);
+	bufferevent_enable(tls, EV_READ | EV_WRITE);
+}
+
+/* Bytes not yet handed to the kernel, TLS records included. */
+static size_t
+output_pending(struct smtp_server *s)
+{
+	struct bufferevent *under = bufferevent_get_underlying(s->bev);
+	size_t n = evbuffer_get_length(bufferevent_get_output(s->bev));
+
+	if (under != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(under));
+	return n;
+}
+
+static void
+flush_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server *s = arg;
+	struct timeval now, tv = { 0, 20 * 1000 };
+
+	(void)fd;
+	(void)what;
+	evutil_gettimeofday(&now, NULL);
+	if (s->state != SMTP_S_QUIT)
+		return;
+	if (output_pending(s) == 0 || now.tv_sec - s->quit_at.tv_sec > CLOSE_FLUSH_TIMEOUT) {
+		if (s->tls)
+			SSL_shutdown(bufferevent_openssl_get_ssl(s->bev));
+		smtp_enter_state(s, SMTP_S_CLOSED);
+		return;
+	}
+	evtimer_add(s->flush_timer, &tv);
+}
+
+static void
+smtp_enter_state(struct smtp_server *s, enum smtp_state next)
+{
+	struct timeval tv = { 0, 0 };
+
+	if (s->state == SMTP_S_CLOSED)
+		return;
+	log_debug("session=%s state=%s -> %s", s->id, state_names[s->state], state_names[next]);
+	s->state = next;
+	switch (next) {
+	case SMTP_S_GREETED:
+	case SMTP_S_IDLE:
+	case SMTP_S_MAIL:
+		tv.tv_sec = s->conf->server_command_timeout;
+		bufferevent_set_timeouts(s->bev, &tv, &tv);
+		break;
+	case SMTP_S_BODY:
+	case SMTP_S_BODY_DISCARD:
+		tv.tv_sec = s->conf->server_data_timeout;
+		bufferevent_set_timeouts(s->bev, &tv, &tv);
+		break;
+	case SMTP_S_TLS:
+		tv.tv_sec = s->conf->server_command_timeout;
+		tls_handshake_start(s);
+		if (s->bev != NULL)
+			bufferevent_set_timeouts(s->bev, &tv, &tv);
+		break;
+	case SMTP_S_QUIT:
+		tv.tv_sec = CLOSE_FLUSH_TIMEOUT;
+		bufferevent_set_timeouts(s->bev, NULL, &tv);
+		bufferevent_disable(s->bev, EV_READ);
+		/* A TLS filter hands its records to the socket bufferevent
+		 * underneath: closing before that one drains loses the last reply. */
+		evutil_gettimeofday(&s->quit_at, NULL);
+		flush_check(-1, 0, s);
+		break;
+	case SMTP_S_CLOSED:
+		event_active(s->reaper, EV_TIMEOUT, 0);
+		if (s->bev != NULL)
+			bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+smtp_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_server *s = arg;
+
+	(void)bev;
+	smtp_process_input(s);
+}
+
+static void
+smtp_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_server *s = arg;
+
+	(void)bev;
+	if (s->state == SMTP_S_QUIT)
+		flush_check(-1, 0, s);
+}
+
+static void
+smtp_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp_server *s = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		if (s->state == SMTP_S_TLS) {
+			SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+			s->tls = true;
+			snprintf(s->tls_version, sizeof(s->tls_version), "%s", SSL_get_version(ssl));
+			log_info("session=%s event=client_tls version=%s cipher=%s", s->id,
+			    s->tls_version, SSL_get_cipher_name(ssl));
+			/* RFC 3207 §4.2: forget everything learnt before TLS. */
+			s->helo[0] = '\0';
+			s->esmtp = false;
+			txn_reset(s);
+			smtp_enter_state(s, SMTP_S_GREETED);
+			smtp_process_input(s);
+		}
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		if (s->state != SMTP_S_QUIT) {
+			log_notice("session=%s event=client_timeout state=%s client=%s", s->id,
+			    state_names[s->state], s->ip);
+			reply(s, 421, "4.4.2", "%s Timeout, closing connection", s->env->rt->hostname);
+			smtp_enter_state(s, SMTP_S_QUIT);
+			return;
+		}
+	} else if (s->state == SMTP_S_TLS) {
+		unsigned long e = bufferevent_get_openssl_error(bev);
+		char buf[256];
+
+		ERR_error_string_n(e, buf, sizeof(buf));
+		log_notice("session=%s event=client_tls_failed client=%s reason=%s", s->id, s->ip,
+		    log_quote(e ? buf : "connection closed"));
+	} else if (s->state != SMTP_S_QUIT) {
+		log_info("session=%s event=client_disconnected state=%s client=%s", s->id,
+		    state_names[s->state], s->ip);
+	}
+	smtp_enter_state(s, SMTP_S_CLOSED);
+}
+
+static void
+reap(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server *s = arg;
+
+	(void)fd;
+	(void)what;
+	log_info("session=%s event=disconnect client=%s messages=%lu", s->id, s->ip, s->messages);
+	txn_reset(s);
+	if (s->closed != NULL)
+		s->closed(s->closed_arg, s);
+	if (s->bev != NULL)
+		bufferevent_free(s->bev);
+	event_free(s->reaper);
+	event_free(s->flush_timer);
+	free(s);
+}
+
+void
+smtp_server_shutdown(struct smtp_server *s)
+{
+	if (s->state == SMTP_S_QUIT || s->state == SMTP_S_CLOSED)
+		return;
+	reply(s, 421, "4.3.2", "%s Service shutting down, closing connection",
+	    s->env->rt->hostname);
+	smtp_enter_state(s, SMTP_S_QUIT);
+}
+
+struct smtp_server *
+smtp_server_new(const struct smtp_server_env *env, evutil_socket_t fd, const struct sockaddr *peer,
+    smtp_server_closed_cb closed, void *arg)
+{
+	struct smtp_server *s = xcalloc(1, sizeof(*s));
+
+	s->env = env;
+	s->conf = env->rt->conf;
+	s->closed = closed;
+	s->closed_arg = arg;
+	smtp_session_id_new(s->id);
+	memcpy(&s->peer, peer, peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
+	    peer->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr));
+	netaddr_ntop(peer, s->ip, sizeof(s->ip));
+	s->reaper = event_new(env->rt->base, -1, 0, reap, s);
+	s->flush_timer = evtimer_new(env->rt->base, flush_check, s);
+	s->bev = bufferevent_socket_new(env->rt->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL)
+		fatalx("bufferevent_socket_new failed");
+	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH_WATER);
+	log_info("session=%s event=connect client=%s", s->id, s->ip);
+	s->state = SMTP_S_GREETED;
+	evbuffer_add_printf(bufferevent_get_output(s->bev), "220 %s ESMTP stsproxy\r\n",
+	    env->rt->hostname);
+	smtp_enter_state(s, SMTP_S_GREETED);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	return s;
+}

@@ -1,0 +1,71 @@
+/*
+ * smtp_server.h - one client connection: the ESMTP server that legacy
+ * MTAs use as their smarthost.
+ *
+ * Answers EHLO, MAIL and the local commands itself; for RCPT, DATA and
+ * the end of the message it waits for the upstream transaction
+ * (upstream.h) and relays the upstream's reply (PRX), so the client's
+ * queue stays the only queue. A session is a state machine
+ * (SMTP_S_*, traced at debug level) and frees itself from the event loop
+ * after it closed, never inside one of its own callbacks.
+ */
+#ifndef STSPROXY_SMTP_SERVER_H
+#define STSPROXY_SMTP_SERVER_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include <event2/util.h>
+#include <openssl/ssl.h>
+
+#include "proxy/runtime.h"
+#include "proxy/upstream.h"
+
+/**
+ * How a session reaches upstream. The daemon uses upstream_default_ops;
+ * the unit tests substitute a scripted fake to drive the server from
+ * dialogue files without DNS or MX servers.
+ */
+struct upstream_ops {
+	struct upstream *(*open)(struct runtime *rt, const char *session, const char *domain,
+	    const struct smtp_path *mail, upstream_cb cb, void *arg);
+	int		 (*rcpt)(struct upstream *up, const struct smtp_path *rcpt);
+	int		 (*data)(struct upstream *up);
+	struct evbuffer	*(*body)(struct upstream *up);
+	bool		 (*body_full)(struct upstream *up);
+	int		 (*body_end)(struct upstream *up);
+	void		 (*free)(struct upstream *up);
+	const char	*(*mx_host)(const struct upstream *up);
+};
+
+extern const struct upstream_ops upstream_default_ops;
+
+/** What every session of a listener shares; all borrowed. */
+struct smtp_server_env {
+	struct runtime			*rt;
+	SSL_CTX				*tls_ctx;	/* NULL: no STARTTLS */
+	const struct upstream_ops	*ops;
+};
+
+struct smtp_server;
+
+/** Runs once, from the event loop, right before the session is freed. */
+typedef void (*smtp_server_closed_cb)(void *arg, struct smtp_server *session);
+
+/**
+ * Serve a client on fd (owned from now on, closed by the session), which
+ * connected from peer. env must outlive the session. Sends the greeting.
+ */
+struct smtp_server *smtp_server_new(const struct smtp_server_env *env, evutil_socket_t fd,
+    const struct sockaddr *peer, smtp_server_closed_cb closed, void *arg);
+
+/** Say 421 and close (shutdown); the closed callback follows later. */
+void smtp_server_shutdown(struct smtp_server *s);
+
+const char *smtp_server_id(const struct smtp_server *s);
+const struct sockaddr *smtp_server_peer(const struct smtp_server *s);
+
+/** A fresh 64-bit session id as 16 hex digits. */
+void smtp_session_id_new(char out[17]);
+
+#endif

@@ -1,0 +1,1165 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+
+#include "conf/log.h"
+#include "conf/netaddr.h"
+#include "policy/mx_match.h"
+#include "policy/mx_resolve.h"
+#include "policy/tls.h"
+#include "proxy/upstream.h"
+#include "report/outcome.h"
+
+/* Body bytes buffered towards the upstream before the client is paused. */
+#define BODY_HIGH_WATER	(256 * 1024)
+#define BODY_LOW_WATER	(64 * 1024)
+#define QUIT_TIMEOUT	10
+/* Room for the per-MX failure list in a reply line (RFC 5321 §4.5.3.1.5). */
+#define FAILURES_MAX	400
+
+#define UPSTREAM_STATES(X)		\
+	X(UPSTREAM_S_RESOLVING)		\
+	X(UPSTREAM_S_NEXT_MX)		\
+	X(UPSTREAM_S_CONNECTING)	\
+	X(UPSTREAM_S_BANNER)		\
+	X(UPSTREAM_S_EHLO)		\
+	X(UPSTREAM_S_HELO)		\
+	X(UPSTREAM_S_STARTTLS)		\
+	X(UPSTREAM_S_TLS)		\
+	X(UPSTREAM_S_EHLO_TLS)		\
+	X(UPSTREAM_S_MAIL)		\
+	X(UPSTREAM_S_READY)		\
+	X(UPSTREAM_S_RCPT)		\
+	X(UPSTREAM_S_DATA)		\
+	X(UPSTREAM_S_BODY)		\
+	X(UPSTREAM_S_EOM)		\
+	X(UPSTREAM_S_FAILED)		\
+	X(UPSTREAM_S_LOST)		\
+	X(UPSTREAM_S_QUIT)		\
+	X(UPSTREAM_S_CLOSED)
+
+#define STATE_ENUM(s) s,
+enum upstream_state { UPSTREAM_STATES(STATE_ENUM) };
+#undef STATE_ENUM
+#define STATE_NAME(s) #s,
+static const char *const state_names[] = { UPSTREAM_STATES(STATE_NAME) };
+#undef STATE_NAME
+
+/*
+ * The walk over the MX list (STS-42): in the strict phase every MX must
+ * meet the policy (enforce, and testing's evaluation); the opportunistic
+ * phase is delivery without a policy, and testing's fallback.
+ */
+enum walk_phase {
+	PHASE_STRICT,
+	PHASE_OPPORTUNISTIC,
+};
+
+/* Why an attempt failed: chooses the enhanced status code (spec §11). */
+enum fail_kind {
+	FAIL_CONNECT,		/* TCP, greeting, EHLO, timeouts: 4.4.1 */
+	FAIL_STARTTLS,		/* STARTTLS missing under enforce: 4.7.4 */
+	FAIL_POLICY,		/* pattern or certificate: 4.7.5 */
+};
+
+struct upstream {
+	struct runtime		*rt;
+	const struct conf	*conf;
+	char			*session;
+	char			*domain;
+	struct smtp_path	 mail;
+	upstream_cb		 cb;
+	void			*arg;
+	enum upstream_state	 state;
+	bool			 detached;	/* upstream_free() called: no callbacks */
+	struct event		*reaper;
+
+	/* resolution, MX set and policy both, in parallel */
+	struct mx_lookup	*mx_lookup;
+	struct policy_lookup	*policy_lookup;
+	bool			 mx_done, policy_done;
+	enum mx_status		 mx_status;
+	char			*mx_reason;
+	struct mx_host		*hosts;
+	size_t			 nhosts;
+	bool			 have_policy;
+	enum sts_mode		 mode;		/* STS_MODE_NONE without a policy */
+	char			*policy_id;
+	struct strlist		 patterns;
+
+	/* the walk */
+	enum walk_phase		 phase;
+	size_t			 host_i, addr_i;
+	bool			 host_checked;
+	unsigned		 attempts;
+	struct strbuf		 failures;
+	unsigned		 fail_kinds;	/* bit per enum fail_kind */
+	bool			 would_defer;
+	bool			 plaintext_retry; /* opportunistic: TLS failed, same address in clear */
+	bool			 plaintext;	/* this attempt is that retry: no STARTTLS */
+	struct event		*kick;		/* resolution finished without a callback */
+
+	/* the current connection */
+	struct bufferevent	*bev;
+	SSL			*ssl;		/* owned by bev once the filter exists */
+	struct sockaddr_storage	 addr;
+	char			 ip[64];
+	const char		*mx_host;
+	struct smtp_reply	 reply;
+	struct smtp_reply	 ehlo;
+	bool			 starttls_offered;
+	bool			 tls_active;
+	struct tls_peer_info	 peer;
+	enum rpt_result_type	 tls_result;
+	char			 tls_reason[256];
+	bool			 recorded;	/* outcome of this attempt recorded */
+	bool			 want_writable;
+	char			*last_reply;	/* flattened, for the outcome */
+};
+
+static unsigned live_upstreams;
+
+static void upstream_enter_state(struct upstream *up, enum upstream_state next);
+static void upstream_read_cb(struct bufferevent *bev, void *arg);
+static void upstream_write_cb(struct bufferevent *bev, void *arg);
+static void upstream_event_cb(struct bufferevent *bev, short what, void *arg);
+
+unsigned
+upstream_count(void)
+{
+	return live_upstreams;
+}
+
+const char *
+upstream_mx_host(const struct upstream *up)
+{
+	return up->mx_host ? up->mx_host : "";
+}
+
+static void
+notify(struct upstream *up, enum upstream_event ev, const struct smtp_reply *reply)
+{
+	if (!up->detached && up->cb != NULL)
+		up->cb(up->arg, ev, reply);
+}
+
+static const char *
+mode_label(const struct upstream *up)
+{
+	return up->have_policy ? sts_mode_name(up->mode) : "";
+}
+
+/* One outcome record for the current MX (or a skipped one). */
+static void
+record(struct upstream *up, const char *mx_host, enum outcome_action action, bool sts_pass,
+    enum rpt_result_type result, const char *reason)
+{
+	struct delivery_outcome o = {
+		.session = up->session,
+		.when = time(NULL),
+		.policy_domain = up->domain,
+		.policy_type = up->have_policy && up->mode != STS_MODE_NONE ? "sts" : "no-policy-found",
+		.mode = mode_label(up),
+		.policy_id = up->policy_id ? up->policy_id : "",
+		.mx_patterns = up->have_policy ? &up->patterns : NULL,
+		.mx_host = mx_host,
+		.ip = action == OUTCOME_ACTION_SKIPPED ? NULL : up->ip,
+		.tls_version = up->tls_active ? up->peer.version : NULL,
+		.cipher = up->tls_active ? up->peer.cipher : NULL,
+		.starttls_offered = up->starttls_offered,
+		.sts_pass = sts_pass,
+		.result = result,
+		.reason = reason,
+		.action = action,
+		.upstream_reply = up->last_reply,
+		.would_defer = up->would_defer,
+	};
+
+	outcome_record(&o);
+}
+
+/*
+ * Would this connection pass the policy (STS-36)? For the record of a
+ * connection that carried the transaction, whatever the phase.
+ */
+static bool
+attempt_verdict(const struct upstream *up, enum rpt_result_type *result, const char **reason)
+{
+	if (!up->have_policy || up->mode == STS_MODE_NONE) {
+		*result = up->tls_active ? RPT_RESULT_NONE : RPT_RESULT_STARTTLS_NOT_SUPPORTED;
+		*reason = up->tls_active ? "opportunistic TLS" : "no TLS";
+		return false;
+	}
+	if (!mx_match_any(&up->patterns, up->mx_host, NULL)) {
+		*result = RPT_RESULT_VALIDATION_FAILURE;
+		*reason = "MX not in policy";
+		return false;
+	}
+	if (!up->tls_active) {
+		*result = RPT_RESULT_STARTTLS_NOT_SUPPORTED;
+		*reason = up->starttls_offered ? "STARTTLS failed" : "does not offer STARTTLS";
+		return false;
+	}
+	*result = up->tls_result;
+	*reason = up->tls_reason;
+	return up->tls_result == RPT_RESULT_NONE;
+}
+
+/* The record of the connection that carried (or tried) the transaction. */
+static void
+record_delivery(struct upstream *up, const char *override_reason)
+{
+	enum rpt_result_type result;
+	const char *reason;
+	bool pass;
+
+	if (up->recorded)
+		return;
+	up->recorded = true;
+	pass = attempt_verdict(up, &result, &reason);
+	record(up, up->mx_host, OUTCOME_ACTION_DELIVERED, pass, result,
+	    override_reason ? override_reason : reason);
+}
+
+static void
+add_failure(struct upstream *up, enum fail_kind kind, const char *host, const char *reason)
+{
+	up->fail_kinds |= 1u << kind;
+	if (up->failures.len > FAILURES_MAX)
+		return;
+	strbuf_printf(&up->failures, "%s%s %s", up->failures.len ? "; " : "", host, reason);
+	if (up->failures.len > FAILURES_MAX)
+		strbuf_printf(&up->failures, "; ...");
+}
+
+static void
+set_last_reply(struct upstream *up, const struct smtp_reply *r)
+{
+	free(up->last_reply);
+	up->last_reply = smtp_reply_flatten(r);
+}
+
+static void
+close_connection(struct upstream *up)
+{
+	if (up->bev != NULL) {
+		if (up->ssl != NULL && up->tls_active)
+			SSL_shutdown(up->ssl);	/* best effort close_notify */
+		bufferevent_free(up->bev);	/* frees the SSL too (CLOSE_ON_FREE) */
+	} else if (up->ssl != NULL)
+		SSL_free(up->ssl);
+	up->bev = NULL;
+	up->ssl = NULL;
+	up->tls_active = false;
+	smtp_reply_clear(&up->reply);
+	smtp_reply_clear(&up->ehlo);
+}
+
+/* The current attempt failed: record it, hang up, try the next MX. */
+static void
+attempt_fail(struct upstream *up, enum fail_kind kind, enum rpt_result_type result,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void
+attempt_fail(struct upstream *up, enum fail_kind kind, enum rpt_result_type result,
+    const char *fmt, ...)
+{
+	va_list ap;
+	char *reason;
+
+	va_start(ap, fmt);
+	reason = xvasprintf(fmt, ap);
+	va_end(ap);
+	log_info("session=%s event=mx_failed domain=%s mx=%s ip=%s phase=%s reason=%s",
+	    up->session, up->domain, up->mx_host, up->ip,
+	    up->phase == PHASE_STRICT ? "strict" : "opportunistic", log_quote(reason));
+	if (!up->recorded) {
+		record(up, up->mx_host, OUTCOME_ACTION_FAILED, false, result, reason);
+		up->recorded = true;
+	}
+	add_failure(up, kind, up->mx_host, reason);
+	free(reason);
+	close_connection(up);
+	upstream_enter_state(up, UPSTREAM_S_NEXT_MX);
+}
+
+static void
+send_line(struct upstream *up, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+send_line(struct upstream *up, const char *fmt, ...)
+{
+	struct evbuffer *out = bufferevent_get_output(up->bev);
+	va_list ap;
+	char *line;
+
+	va_start(ap, fmt);
+	line = xvasprintf(fmt, ap);
+	va_end(ap);
+	log_debug("session=%s upstream=%s >>> %s", up->session, up->mx_host, line);
+	evbuffer_add_printf(out, "%s\r\n", line);
+	free(line);
+}
+
+static void
+set_timeout(struct upstream *up, unsigned seconds)
+{
+	struct timeval tv = { seconds, 0 };
+
+	bufferevent_set_timeouts(up->bev, &tv, &tv);
+}
+
+/* MAIL FROM with the client's parameters, adapted to the upstream's EHLO. */
+static int
+send_mail(struct upstream *up)
+{
+	struct strbuf cmd;
+	const struct smtp_param *p;
+
+	strbuf_init(&cmd);
+	strbuf_printf(&cmd, "MAIL FROM:<%s>", up->mail.address);
+	if ((p = smtp_path_param(&up->mail, "SIZE")) != NULL &&
+	    smtp_reply_has_keyword(&up->ehlo, "SIZE", NULL))
+		strbuf_printf(&cmd, " SIZE=%s", p->value);
+	if ((p = smtp_path_param(&up->mail, "BODY")) != NULL &&
+	    smtp_reply_has_keyword(&up->ehlo, "8BITMIME", NULL))
+		strbuf_printf(&cmd, " BODY=%s", p->value);
+	if (smtp_path_param(&up->mail, "SMTPUTF8") != NULL) {
+		if (!smtp_reply_has_keyword(&up->ehlo, "SMTPUTF8", NULL)) {
+			strbuf_free(&cmd);
+			return -1;
+		}
+		strbuf_printf(&cmd, " SMTPUTF8");
+	}
+	if (smtp_reply_has_keyword(&up->ehlo, "DSN", NULL)) {
+		if ((p = smtp_path_param(&up->mail, "RET")) != NULL)
+			strbuf_printf(&cmd, " RET=%s", p->value);
+		if ((p = smtp_path_param(&up->mail, "ENVID")) != NULL)
+			strbuf_printf(&cmd, " ENVID=%s", p->value);
+	}
+	send_line(up, "%s", cmd.data);
+	strbuf_free(&cmd);
+	return 0;
+}
+
+int
+upstream_rcpt(struct upstream *up, const struct smtp_path *rcpt)
+{
+	struct strbuf cmd;
+	const struct smtp_param *p;
+
+	if (up->state != UPSTREAM_S_READY)
+		return -1;
+	strbuf_init(&cmd);
+	strbuf_printf(&cmd, "RCPT TO:<%s>", rcpt->address);
+	if (smtp_reply_has_keyword(&up->ehlo, "DSN", NULL)) {
+		if ((p = smtp_path_param(rcpt, "NOTIFY")) != NULL)
+			strbuf_printf(&cmd, " NOTIFY=%s", p->value);
+		if ((p = smtp_path_param(rcpt, "ORCPT")) != NULL)
+			strbuf_printf(&cmd, " ORCPT=%s", p->value);
+	}
+	send_line(up, "%s", cmd.data);
+	strbuf_free(&cmd);
+	upstream_enter_state(up, UPSTREAM_S_RCPT);
+	return 0;
+}
+
+int
+upstream_data(struct upstream *up)
+{
+	if (up->state != UPSTREAM_S_READY)
+		return -1;
+	upstream_enter_state(up, UPSTREAM_S_DATA);
+	return 0;
+}
+
+struct evbuffer *
+upstream_body(struct upstream *up)
+{
+	if (up->state != UPSTREAM_S_BODY || up->bev == NULL)
+		return NULL;
+	return bufferevent_get_output(up->bev);
+}
+
+bool
+upstream_body_full(struct upstream *up)
+{
+	if (up->state != UPSTREAM_S_BODY || up->bev == NULL)
+		return false;
+	if (evbuffer_get_length(bufferevent_get_output(up->bev)) < BODY_HIGH_WATER)
+		return false;
+	up->want_writable = true;
+	return true;
+}
+
+int
+upstream_body_end(struct upstream *up)
+{
+	if (up->state != UPSTREAM_S_BODY)
+		return -1;
+	upstream_enter_state(up, UPSTREAM_S_EOM);
+	return 0;
+}
+
+/* No MX left: the reply every recipient of this transaction gets (spec §11). */
+static void
+fail_transaction(struct upstream *up)
+{
+	struct smtp_reply r;
+	const char *why = up->failures.len ? up->failures.data : "no MX host could be tried";
+
+	smtp_reply_init(&r);
+	if (up->phase == PHASE_STRICT && up->mode == STS_MODE_ENFORCE) {
+		/* STS-41/43: never 5xx for a policy failure. */
+		if (up->fail_kinds == 1u << FAIL_STARTTLS)
+			smtp_reply_set(&r, 451, "4.7.4", "MTA-STS: %s", why);
+		else if (up->fail_kinds & (1u << FAIL_POLICY | 1u << FAIL_STARTTLS))
+			smtp_reply_set(&r, 451, "4.7.5", "MTA-STS: %s", why);
+		else
+			smtp_reply_set(&r, 451, "4.4.1", "MTA-STS: no MX reachable: %s", why);
+	} else
+		smtp_reply_set(&r, 451, "4.4.1", "No MX of %s reachable: %s", up->domain, why);
+	log_notice("session=%s event=deferred domain=%s mode=%s attempts=%u reason=%s",
+	    up->session, up->domain, up->have_policy ? sts_mode_name(up->mode) : "no-policy",
+	    up->attempts, log_quote(why));
+	up->state = UPSTREAM_S_FAILED;
+	notify(up, UPSTREAM_EV_FAILED, &r);
+	smtp_reply_clear(&r);
+}
+
+/* The strict phase found nothing: enforce defers, testing falls back. */
+static bool
+strict_phase_exhausted(struct upstream *up)
+{
+	if (up->mode != STS_MODE_TESTING)
+		return false;
+	up->would_defer = true;
+	log_notice("session=%s event=would_defer domain=%s mode=testing policy_id=%s reason=%s",
+	    up->session, up->domain, up->policy_id ? up->policy_id : "-",
+	    log_quote(up->failures.len ? up->failures.data : "no MX"));
+	if (strcmp(up->conf->policy_simulate, "enforce") == 0)
+		log_notice("session=%s event=sts_simulate domain=%s mode=enforce result=defer "
+		    "reply=\"451 %s MTA-STS: %s\"", up->session, up->domain,
+		    up->fail_kinds == 1u << FAIL_STARTTLS ? "4.7.4" : "4.7.5",
+		    up->failures.len ? up->failures.data : "no MX");
+	up->phase = PHASE_OPPORTUNISTIC;
+	up->host_i = up->addr_i = 0;
+	up->host_checked = false;
+	return true;
+}
+
+/* Choose the next MX address to try, or fail the transaction. */
+static void
+next_mx(struct upstream *up)
+{
+	for (;;) {
+		struct mx_host *h;
+
+		up->plaintext = false;
+		if (up->plaintext_retry) {
+			/* Same address again, without STARTTLS. */
+			up->plaintext_retry = false;
+			up->plaintext = true;
+			up->attempts++;
+			upstream_enter_state(up, UPSTREAM_S_CONNECTING);
+			return;
+		}
+		if (up->host_i >= up->nhosts) {
+			if (up->phase == PHASE_STRICT && strict_phase_exhausted(up))
+				continue;
+			fail_transaction(up);
+			return;
+		}
+		if (up->attempts >= up->conf->upstream_max_attempts) {
+			add_failure(up, FAIL_CONNECT, "and", "no more attempts ([upstream] max_attempts)");
+			fail_transaction(up);
+			return;
+		}
+		h = &up->hosts[up->host_i];
+		up->mx_host = h->name;
+		if (!up->host_checked) {
+			up->host_checked = true;
+			if (up->phase == PHASE_STRICT &&
+			    !mx_match_any(&up->patterns, h->name, NULL)) {
+				/* STS-36a, STS-54: treated as unreachable. */
+				up->ip[0] = '\0';
+				up->starttls_offered = false;
+				free(up->last_reply);
+				up->last_reply = NULL;
+				record(up, h->name, OUTCOME_ACTION_SKIPPED, false,
+				    RPT_RESULT_VALIDATION_FAILURE, "MX not in policy");
+				add_failure(up, FAIL_POLICY, h->name, "not in policy");
+				up->host_i++;
+				up->host_checked = false;
+				continue;
+			}
+			if (h->naddrs == 0) {
+				add_failure(up, FAIL_CONNECT, h->name, "has no address");
+				up->host_i++;
+				up->host_checked = false;
+				continue;
+			}
+		}
+		if (up->addr_i >= h->naddrs) {
+			up->host_i++;
+			up->addr_i = 0;
+			up->host_checked = false;
+			continue;
+		}
+		up->addr = h->addrs[up->addr_i++];
+		up->attempts++;
+		upstream_enter_state(up, UPSTREAM_S_CONNECTING);
+		return;
+	}
+}
+
+static void
+start_connect(struct upstream *up)
+{
+	socklen_t len = up->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
+	    sizeof(struct sockaddr_in);
+
+	netaddr_ntop((struct sockaddr *)&up->addr, up->ip, sizeof(up->ip));
+	up->recorded = false;
+	up->starttls_offered = false;
+	up->tls_result = RPT_RESULT_NONE;
+	up->tls_reason[0] = '\0';
+	memset(&up->peer, 0, sizeof(up->peer));
+	free(up->last_reply);
+	up->last_reply = NULL;
+	up->bev = bufferevent_socket_new(up->rt->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (up->bev == NULL)
+		fatalx("bufferevent_socket_new failed");
+	bufferevent_setcb(up->bev, upstream_read_cb, upstream_write_cb, upstream_event_cb, up);
+	set_timeout(up, up->conf->upstream_connect_timeout);
+	bufferevent_enable(up->bev, EV_READ | EV_WRITE);
+	log_info("session=%s event=connecting domain=%s mx=%s ip=%s phase=%s%s", up->session,
+	    up->domain, up->mx_host, up->ip, up->phase == PHASE_STRICT ? "strict" : "opportunistic",
+	    up->plaintext ? " tls=no" : "");
+	if (bufferevent_socket_connect(up->bev, (struct sockaddr *)&up->addr, (int)len) < 0)
+		attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "connect failed: %s",
+		    strerror(errno));
+}
+
+static void
+start_tls(struct upstream *up)
+{
+	struct bufferevent *tls;
+
+	up->ssl = tls_smtp_client_new(up->rt->ssl_ctx, up->mx_host);
+	/* With CLOSE_ON_FREE the filter owns both the SSL and the plain
+	 * bufferevent, even when it fails to start. */
+	tls = bufferevent_openssl_filter_new(up->rt->base, up->bev, up->ssl,
+	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	if (tls == NULL) {
+		up->bev = NULL;
+		up->ssl = NULL;
+		attempt_fail(up, FAIL_CONNECT, RPT_RESULT_VALIDATION_FAILURE,
+		    "cannot start TLS");
+		return;
+	}
+	up->bev = tls;
+	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+	bufferevent_setcb(tls, upstream_read_cb, upstream_write_cb, upstream_event_cb, up);
+	set_timeout(up, up->conf->upstream_command_timeout);
+	bufferevent_enable(tls, EV_READ | EV_WRITE);
+}
+
+/* The handshake completed: does this MX meet the policy? */
+static void
+tls_established(struct upstream *up)
+{
+	up->tls_active = true;
+	tls_peer_describe(up->ssl, &up->peer);
+	up->tls_result = tls_peer_verdict(up->ssl, up->tls_reason, sizeof(up->tls_reason));
+	log_info("session=%s event=tls mx=%s ip=%s version=%s cipher=%s verify=%s reason=%s",
+	    up->session, up->mx_host, up->ip, up->peer.version, up->peer.cipher,
+	    rpt_result_type_name(up->tls_result), log_quote(up->tls_reason));
+	if (up->tls_result != RPT_RESULT_NONE && up->phase == PHASE_STRICT) {
+		/* STS-38, STS-41: a certificate that fails is an unreachable MX. */
+		attempt_fail(up, FAIL_POLICY, up->tls_result, "%s", up->tls_reason);
+		return;
+	}
+	upstream_enter_state(up, UPSTREAM_S_EHLO_TLS);
+}
+
+/*
+ * Decide the next state from a complete reply in the current state
+ * (SMTP-9: by code only).
+ */
+static void
+upstream_response(struct upstream *up, const struct smtp_reply *r)
+{
+	int cls = smtp_reply_class(r);
+	char *flat = smtp_reply_flatten(r);
+
+	log_debug("session=%s upstream=%s <<< %s", up->session, up->mx_host, flat);
+	free(up->last_reply);
+	up->last_reply = flat;
+
+	switch (up->state) {
+	case UPSTREAM_S_BANNER:
+		if (cls != 2) {
+			attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "greeting %s", flat);
+			return;
+		}
+		upstream_enter_state(up, UPSTREAM_S_EHLO);
+		return;
+	case UPSTREAM_S_EHLO:
+		if (cls != 2) {
+			if (cls == 5 && up->phase == PHASE_OPPORTUNISTIC) {
+				upstream_enter_state(up, UPSTREAM_S_HELO);
+				return;
+			}
+			attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "EHLO refused: %s", flat);
+			return;
+		}
+		smtp_reply_copy(&up->ehlo, r);
+		up->starttls_offered = smtp_reply_has_keyword(r, "STARTTLS", NULL);
+		if (up->plaintext) {
+			upstream_enter_state(up, UPSTREAM_S_MAIL);
+		} else if (up->starttls_offered)
+			upstream_enter_state(up, UPSTREAM_S_STARTTLS);
+		else if (up->phase == PHASE_STRICT)
+			attempt_fail(up, FAIL_STARTTLS, RPT_RESULT_STARTTLS_NOT_SUPPORTED,
+			    "does not offer STARTTLS");
+		else
+			upstream_enter_state(up, UPSTREAM_S_MAIL);
+		return;
+	case UPSTREAM_S_HELO:
+		if (cls != 2) {
+			attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "HELO refused: %s", flat);
+			return;
+		}
+		smtp_reply_clear(&up->ehlo);
+		upstream_enter_state(up, UPSTREAM_S_MAIL);
+		return;
+	case UPSTREAM_S_STARTTLS:
+		if (cls != 2) {
+			if (up->phase == PHASE_STRICT)
+				attempt_fail(up, FAIL_STARTTLS, RPT_RESULT_STARTTLS_NOT_SUPPORTED,
+				    "STARTTLS refused: %s", flat);
+			else
+				upstream_enter_state(up, UPSTREAM_S_MAIL);
+			return;
+		}
+		/* RFC 3207 §5 and the STARTTLS injection attacks: nothing may
+		 * follow the 220 in the clear; it would be read as TLS-protected. */
+		if (evbuffer_get_length(bufferevent_get_input(up->bev)) > 0) {
+			attempt_fail(up, up->phase == PHASE_STRICT ? FAIL_STARTTLS : FAIL_CONNECT,
+			    RPT_RESULT_VALIDATION_FAILURE,
+			    "sent plaintext after its STARTTLS reply (command injection)");
+			return;
+		}
+		upstream_enter_state(up, UPSTREAM_S_TLS);
+		return;
+	case UPSTREAM_S_EHLO_TLS:
+		if (cls != 2) {
+			attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "EHLO after STARTTLS refused: %s",
+			    flat);
+			return;
+		}
+		smtp_reply_copy(&up->ehlo, r);
+		upstream_enter_state(up, UPSTREAM_S_MAIL);
+		return;
+	case UPSTREAM_S_MAIL:
+		if (cls != 2) {
+			/* The upstream spoke for the domain: pass its word on (PRX). */
+			log_notice("session=%s event=mail_refused mx=%s reply=%s", up->session,
+			    up->mx_host, log_quote(flat));
+			record_delivery(up, NULL);
+			up->state = UPSTREAM_S_FAILED;
+			notify(up, UPSTREAM_EV_FAILED, r);
+			return;
+		}
+		log_info("session=%s event=upstream_ready domain=%s mx=%s ip=%s tls=%s mode=%s",
+		    up->session, up->domain, up->mx_host, up->ip,
+		    up->tls_active ? up->peer.version : "no", up->have_policy ?
+		    sts_mode_name(up->mode) : "no-policy");
+		upstream_enter_state(up, UPSTREAM_S_READY);
+		notify(up, UPSTREAM_EV_READY, NULL);
+		return;
+	case UPSTREAM_S_RCPT:
+		upstream_enter_state(up, UPSTREAM_S_READY);
+		notify(up, UPSTREAM_EV_REPLY, r);
+		return;
+	case UPSTREAM_S_DATA:
+		if (r->code == 354) {
+			upstream_enter_state(up, UPSTREAM_S_BODY);
+		} else
+			upstream_enter_state(up, UPSTREAM_S_READY);
+		notify(up, UPSTREAM_EV_REPLY, r);
+		return;
+	case UPSTREAM_S_EOM:
+		record_delivery(up, NULL);
+		upstream_enter_state(up, UPSTREAM_S_READY);
+		notify(up, UPSTREAM_EV_REPLY, r);
+		return;
+	case UPSTREAM_S_QUIT:
+		upstream_enter_state(up, UPSTREAM_S_CLOSED);
+		return;
+	default:
+		log_warnx("session=%s event=unexpected_reply mx=%s state=%s reply=%s", up->session,
+		    up->mx_host, state_names[up->state], log_quote(flat));
+		return;
+	}
+}
+
+static void
+upstream_enter_state(struct upstream *up, enum upstream_state next)
+{
+	log_debug("session=%s upstream=%s state=%s -> %s", up->session,
+	    up->mx_host ? up->mx_host : "-", state_names[up->state], state_names[next]);
+	up->state = next;
+
+	switch (next) {
+	case UPSTREAM_S_NEXT_MX:
+		next_mx(up);
+		break;
+	case UPSTREAM_S_CONNECTING:
+		start_connect(up);
+		break;
+	case UPSTREAM_S_BANNER:
+		set_timeout(up, up->conf->upstream_command_timeout);
+		break;
+	case UPSTREAM_S_EHLO:
+	case UPSTREAM_S_EHLO_TLS:
+		send_line(up, "EHLO %s", up->rt->hostname);
+		break;
+	case UPSTREAM_S_HELO:
+		send_line(up, "HELO %s", up->rt->hostname);
+		break;
+	case UPSTREAM_S_STARTTLS:
+		send_line(up, "STARTTLS");
+		break;
+	case UPSTREAM_S_TLS:
+		start_tls(up);
+		break;
+	case UPSTREAM_S_MAIL:
+		if (send_mail(up) < 0) {
+			struct smtp_reply r;
+
+			smtp_reply_init(&r);
+			smtp_reply_set(&r, 553, "5.6.7",
+			    "The message needs SMTPUTF8, which %s does not support", up->mx_host);
+			set_last_reply(up, &r);
+			record_delivery(up, NULL);
+			up->state = UPSTREAM_S_FAILED;
+			notify(up, UPSTREAM_EV_FAILED, &r);
+			smtp_reply_clear(&r);
+		}
+		break;
+	case UPSTREAM_S_DATA:
+		send_line(up, "DATA");
+		break;
+	case UPSTREAM_S_BODY:
+		/* Write timeout only: the body's pace is the client's. */
+		{
+			struct timeval tv = { up->conf->upstream_data_timeout, 0 };
+			bufferevent_set_timeouts(up->bev, NULL, &tv);
+			bufferevent_setwatermark(up->bev, EV_WRITE, BODY_LOW_WATER, 0);
+		}
+		break;
+	case UPSTREAM_S_EOM:
+		set_timeout(up, up->conf->upstream_data_timeout);
+		break;
+	case UPSTREAM_S_READY:
+		set_timeout(up, up->conf->upstream_command_timeout);
+		break;
+	case UPSTREAM_S_QUIT:
+		send_line(up, "QUIT");
+		set_timeout(up, QUIT_TIMEOUT);
+		break;
+	case UPSTREAM_S_CLOSED:
+		close_connection(up);
+		if (up->detached)
+			event_active(up->reaper, EV_TIMEOUT, 0);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+upstream_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct upstream *up = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	const char *why = NULL;
+
+	while (up->bev == bev) {
+		size_t n;
+		char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
+
+		if (line == NULL) {
+			if (evbuffer_get_length(in) > SMTP_REPLY_LINE_MAX + 2) {
+				if (up->state == UPSTREAM_S_QUIT) {
+					upstream_enter_state(up, UPSTREAM_S_CLOSED);
+					return;
+				}
+				why = "reply line too long";
+				goto protocol_error;
+			}
+			return;
+		}
+		if (up->state == UPSTREAM_S_BODY || up->state == UPSTREAM_S_READY ||
+		    up->state == UPSTREAM_S_CONNECTING) {
+			free(line);
+			why = "reply while none was expected";
+			goto protocol_error;
+		}
+		switch (smtp_reply_feed(&up->reply, line, n, &why)) {
+		case SMTP_REPLY_MORE:
+			free(line);
+			continue;
+		case SMTP_REPLY_ERROR:
+			free(line);
+			goto protocol_error;
+		case SMTP_REPLY_DONE:
+			free(line);
+			break;
+		}
+		if (up->state != UPSTREAM_S_STARTTLS && up->state != UPSTREAM_S_QUIT &&
+		    evbuffer_get_length(in) > 0) {
+			why = "more data after a complete reply (no command was pipelined)";
+			goto protocol_error;
+		}
+		{
+			struct smtp_reply r;
+
+			/* The handler may close the connection, which clears up->reply. */
+			smtp_reply_init(&r);
+			smtp_reply_copy(&r, &up->reply);
+			smtp_reply_clear(&up->reply);
+			upstream_response(up, &r);
+			smtp_reply_clear(&r);
+		}
+	}
+	return;
+
+protocol_error:
+	if (up->state == UPSTREAM_S_QUIT) {
+		upstream_enter_state(up, UPSTREAM_S_CLOSED);
+		return;
+	}
+	if (up->state >= UPSTREAM_S_READY) {
+		struct smtp_reply r;
+
+		smtp_reply_init(&r);
+		smtp_reply_set(&r, 451, "4.4.2", "Upstream %s protocol error: %s", up->mx_host, why);
+		log_warnx("session=%s event=upstream_lost mx=%s reason=%s", up->session,
+		    up->mx_host, log_quote(why));
+		set_last_reply(up, &r);
+		record_delivery(up, NULL);
+		upstream_enter_state(up, UPSTREAM_S_LOST);
+		close_connection(up);
+		notify(up, UPSTREAM_EV_LOST, &r);
+		smtp_reply_clear(&r);
+		return;
+	}
+	attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "protocol error: %s", why);
+}
+
+static void
+upstream_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct upstream *up = arg;
+
+	(void)bev;
+	if (up->state == UPSTREAM_S_BODY && up->want_writable) {
+		up->want_writable = false;
+		notify(up, UPSTREAM_EV_WRITABLE, NULL);
+	}
+}
+
+static void
+upstream_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct upstream *up = arg;
+	char reason[300];
+
+	if (what & BEV_EVENT_CONNECTED) {
+		if (up->state == UPSTREAM_S_CONNECTING)
+			upstream_enter_state(up, UPSTREAM_S_BANNER);
+		else if (up->state == UPSTREAM_S_TLS)
+			tls_established(up);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT)
+		snprintf(reason, sizeof(reason), "timed out in %s",
+		    state_names[up->state] + strlen("UPSTREAM_S_"));
+	else if (what & BEV_EVENT_EOF)
+		snprintf(reason, sizeof(reason), "closed the connection in %s",
+		    state_names[up->state] + strlen("UPSTREAM_S_"));
+	else {
+		int err = EVUTIL_SOCKET_ERROR();
+
+		snprintf(reason, sizeof(reason), "%s", err ? evutil_socket_error_to_string(err) :
+		    "connection error");
+	}
+
+	switch (up->state) {
+	case UPSTREAM_S_TLS: {
+		enum rpt_result_type t;
+		char treason[256];
+
+		(void)bev;
+		t = tls_failure_reason(up->ssl, bufferevent_get_openssl_error(up->bev), treason,
+		    sizeof(treason));
+		if (up->phase == PHASE_OPPORTUNISTIC) {
+			/* Opportunistic TLS that fails is retried in the clear (RFC 3207 §4.1
+			 * leaves it to the client); the policy phase never does. */
+			up->plaintext_retry = true;
+			attempt_fail(up, FAIL_CONNECT, t, "%s", treason);
+		} else
+			attempt_fail(up, FAIL_POLICY, t, "%s", treason);
+		return;
+	}
+	case UPSTREAM_S_CONNECTING:
+		attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "%s",
+		    what & BEV_EVENT_TIMEOUT ? "connection timed out" : reason);
+		return;
+	case UPSTREAM_S_BANNER:
+	case UPSTREAM_S_EHLO:
+	case UPSTREAM_S_HELO:
+	case UPSTREAM_S_STARTTLS:
+	case UPSTREAM_S_EHLO_TLS:
+	case UPSTREAM_S_MAIL:
+		attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "%s", reason);
+		return;
+	case UPSTREAM_S_READY:
+	case UPSTREAM_S_RCPT:
+	case UPSTREAM_S_DATA:
+	case UPSTREAM_S_BODY:
+	case UPSTREAM_S_EOM: {
+		struct smtp_reply r;
+
+		/* SMTP-10: without a final 2xx the client keeps the message. */
+		smtp_reply_init(&r);
+		smtp_reply_set(&r, 451, "4.4.2", "Upstream %s %s; message not delivered",
+		    up->mx_host, reason);
+		log_warnx("session=%s event=upstream_lost mx=%s ip=%s reason=%s", up->session,
+		    up->mx_host, up->ip, log_quote(reason));
+		set_last_reply(up, &r);
+		record_delivery(up, NULL);
+		upstream_enter_state(up, UPSTREAM_S_LOST);
+		close_connection(up);
+		notify(up, UPSTREAM_EV_LOST, &r);
+		smtp_reply_clear(&r);
+		return;
+	}
+	case UPSTREAM_S_QUIT:
+		upstream_enter_state(up, UPSTREAM_S_CLOSED);
+		return;
+	default:
+		close_connection(up);
+		return;
+	}
+}
+
+/* MX set and policy are both known: start the walk. */
+static void
+resolution_done(struct upstream *up)
+{
+	struct smtp_reply r;
+
+	if (!up->mx_done || !up->policy_done)
+		return;
+	smtp_reply_init(&r);
+	switch (up->mx_status) {
+	case MX_STATUS_OK:
+		break;
+	case MX_STATUS_NULL_MX:
+		smtp_reply_set(&r, 556, "5.1.10", "Recipient domain %s accepts no mail (null MX)",
+		    up->domain);
+		break;
+	case MX_STATUS_NXDOMAIN:
+		smtp_reply_set(&r, 550, "5.1.2", "Recipient domain %s does not exist", up->domain);
+		break;
+	case MX_STATUS_NO_HOSTS:
+		smtp_reply_set(&r, 554, "5.4.4", "No usable MX for %s: %s", up->domain,
+		    up->mx_reason);
+		break;
+	case MX_STATUS_TEMPFAIL:
+		smtp_reply_set(&r, 451, "4.4.3", "MX lookup for %s failed: %s", up->domain,
+		    up->mx_reason);
+		break;
+	}
+	if (up->mx_status != MX_STATUS_OK) {
+		log_notice("session=%s event=mx_lookup_failed domain=%s status=%s reason=%s",
+		    up->session, up->domain, mx_status_name(up->mx_status),
+		    log_quote(up->mx_reason));
+		up->state = UPSTREAM_S_FAILED;
+		notify(up, UPSTREAM_EV_FAILED, &r);
+		smtp_reply_clear(&r);
+		return;
+	}
+	up->phase = up->have_policy && (up->mode == STS_MODE_ENFORCE ||
+	    up->mode == STS_MODE_TESTING) ? PHASE_STRICT : PHASE_OPPORTUNISTIC;
+	upstream_enter_state(up, UPSTREAM_S_NEXT_MX);
+}
+
+static void
+on_mx_set(void *arg, const struct mx_set *set)
+{
+	struct upstream *up = arg;
+	struct strbuf list;
+
+	up->mx_lookup = NULL;
+	up->mx_done = true;
+	up->mx_status = set->status;
+	up->mx_reason = xstrdup(set->reason ? set->reason : "");
+	if (set->nhosts > 0) {
+		up->hosts = xcalloc(set->nhosts, sizeof(*up->hosts));
+		memcpy(up->hosts, set->hosts, set->nhosts * sizeof(*up->hosts));
+		up->nhosts = set->nhosts;
+	}
+	strbuf_init(&list);
+	for (size_t i = 0; i < up->nhosts; i++)
+		strbuf_printf(&list, "%s%u:%s/%zu", i ? "," : "", up->hosts[i].preference,
+		    up->hosts[i].name, up->hosts[i].naddrs);
+	log_info("session=%s event=mx_set domain=%s status=%s dnssec=%s mx=%s", up->session,
+	    up->domain, mx_status_name(set->status), set->mx_secure ? "secure" : "insecure",
+	    list.data ? list.data : "-");
+	strbuf_free(&list);
+	resolution_done(up);
+}
+
+static void
+on_policy(void *arg, const struct policy_result *res)
+{
+	struct upstream *up = arg;
+
+	up->policy_lookup = NULL;
+	up->policy_done = true;
+	if (res->source != POLICY_SOURCE_NONE && res->policy != NULL) {
+		up->have_policy = true;
+		up->mode = res->mode;
+		up->policy_id = xstrdup(res->id ? res->id : "");
+		strlist_copy(&up->patterns, &res->policy->mx);
+	}
+	log_info("session=%s event=policy domain=%s source=%s mode=%s id=%s%s%s note=%s",
+	    up->session, up->domain, policy_source_name(res->source),
+	    up->have_policy ? sts_mode_name(up->mode) : "none", up->policy_id ? up->policy_id : "-",
+	    res->override_mode ? " override=" : "", res->override_mode ? res->override_mode : "",
+	    log_quote(res->note ? res->note : ""));
+	if (res->failure != RPT_RESULT_NONE && res->failure_reportable) {
+		/* STS-45: a fetch failure is reported even though mail flows. */
+		struct delivery_outcome o = {
+			.session = up->session, .when = time(NULL), .policy_domain = up->domain,
+			.policy_type = up->have_policy ? "sts" : "no-policy-found",
+			.mode = mode_label(up), .policy_id = up->policy_id ? up->policy_id : "",
+			.mx_patterns = up->have_policy ? &up->patterns : NULL,
+			.result = res->failure, .reason = res->failure_reason,
+			.action = OUTCOME_ACTION_POLICY,
+		};
+		outcome_record(&o);
+	}
+	resolution_done(up);
+}
+
+static void
+kick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	resolution_done(arg);
+}
+
+static void
+reap(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream *up = arg;
+
+	(void)fd;
+	(void)what;
+	if (up->state != UPSTREAM_S_CLOSED && up->state != UPSTREAM_S_QUIT) {
+		/* A clean point in the dialogue gets a polite QUIT; anything else
+		 * (mid-body above all) is cut, so the server discards it. */
+		if (up->bev != NULL && (up->state == UPSTREAM_S_READY ||
+		    up->state == UPSTREAM_S_FAILED)) {
+			if (up->state == UPSTREAM_S_READY)
+				record_delivery(up, NULL);
+			upstream_enter_state(up, UPSTREAM_S_QUIT);
+			return;
+		}
+		upstream_enter_state(up, UPSTREAM_S_CLOSED);
+	}
+	if (up->state == UPSTREAM_S_QUIT)
+		return;
+	event_free(up->kick);
+	/* CLOSED: nothing of ours is pending any more. */
+	mx_lookup_cancel(up->mx_lookup);
+	if (up->policy_lookup != NULL)
+		policy_lookup_cancel(up->policy_lookup);
+	close_connection(up);
+	event_free(up->reaper);
+	free(up->session);
+	free(up->domain);
+	free(up->mx_reason);
+	free(up->hosts);
+	free(up->policy_id);
+	free(up->last_reply);
+	strlist_clear(&up->patterns);
+	strbuf_free(&up->failures);
+	live_upstreams--;
+	free(up);
+}
+
+void
+upstream_free(struct upstream *up)
+{
+	if (up == NULL)
+		return;
+	up->detached = true;
+	up->cb = NULL;
+	event_active(up->reaper, EV_TIMEOUT, 0);
+}
+
+struct upstream *
+upstream_new(struct runtime *rt, const char *session, const char *domain,
+    const struct smtp_path *mail, upstream_cb cb, void *arg)
+{
+	struct upstream *up = xcalloc(1, sizeof(*up));
+
+	up->rt = rt;
+	up->conf = rt->conf;
+	up->session = xstrdup(session);
+	up->domain = xstrdup(domain);
+	up->mail = *mail;
+	up->cb = cb;
+	up->arg = arg;
+	up->state = UPSTREAM_S_RESOLVING;
+	up->mode = STS_MODE_NONE;
+	strbuf_init(&up->failures);
+	smtp_reply_init(&up->reply);
+	smtp_reply_init(&up->ehlo);
+	up->reaper = event_new(rt->base, -1, 0, reap, up);
+	up->kick = event_new(rt->base, -1, 0, kick, up);
+	live_upstreams++;
+
+	/* MX set and policy in parallel; the walk starts when both are in. */
+	up->mx_lookup = mx_resolve(rt->resolver, domain, rt->hostname, rt->conf->upstream_ipv6,
+	    rt->conf->upstream_port, on_mx_set, up);
+	if (up->mx_lookup == NULL) {
+		up->mx_done = true;
+		up->mx_status = MX_STATUS_TEMPFAIL;
+		up->mx_reason = xstrdup("the resolver could not start the MX lookup");
+	}
+	up->policy_lookup = policy_engine_resolve(rt->engine, domain, 0, on_policy, up);
+	if (up->policy_lookup == NULL)
+		up->policy_done = true;
+	if (up->mx_done && up->policy_done)
+		event_active(up->kick, EV_TIMEOUT, 0);
+	return up;
+}
