@@ -1,0 +1,352 @@
+#!/usr/bin/env bash
+# End-to-end tests of the relay (`stsproxy serve`): a real Postfix from
+# Debian as the legacy client (relayhost = [127.0.0.1]:10025), recipient
+# MX servers on loopback with certificates for each case, the DNSSEC
+# signed zone of world.sh and MTA-STS policies served by nginx. Asserts
+# where each message arrived, over what TLS, what Postfix's queue says
+# and what stsproxy logged. Requirements are cited from
+# ../shared/docs/spec-notes.md.
+. "$(dirname "$0")/world.sh"
+world_enter_netns bash "$0" "$@"
+
+for tool in nsd nginx ldns-signzone drill jq openssl python3 postfix postqueue; do
+	command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
+done
+
+RELAY=127.0.0.1:10025
+MX=$E2E_DIR/mxserver.py
+DIALOG=$E2E_DIR/smtpdialog.py
+
+# ---- the world -----------------------------------------------------------
+world_init
+world_ca_init "$W/ca" "stsproxy test CA"
+world_ca_init "$W/evilca" "untrusted CA"
+mkdir -p "$W/certs" "$W/spool"
+cert() { world_cert "$W/ca" "$W/certs/$1" "$2" "DNS:$2" "${@:3}" || exit 1; }
+for d in good enf allbad wild testing inject sim; do
+	cert "mta-sts.$d" "mta-sts.$d.$ZONE"
+done
+cert mx1.good "mx1.good.$ZONE"
+cert mx2.good "mx2.good.$ZONE"
+cert starttls.enf "nostarttls.enf.$ZONE"
+cert expired.enf "expired.enf.$ZONE" 20200101000000Z 20200201000000Z
+cert valid.enf "valid.enf.$ZONE"
+cert wrongname "other-name.$ZONE"
+world_cert "$W/evilca" "$W/certs/untrusted" "untrusted.allbad.$ZONE" "DNS:untrusted.allbad.$ZONE" || exit 1
+cert tls11 "tls11.allbad.$ZONE"
+cert outsider "outsider.$ZONE"
+world_cert "$W/ca" "$W/certs/wild" "*.wild.$ZONE" "DNS:*.wild.$ZONE" || exit 1
+cert expired.testing "mx.testing.$ZONE" 20200101000000Z 20200201000000Z
+cert opp "mx.opp.$ZONE"
+cert rej "mx.rej.$ZONE"
+cert drop "mx.drop.$ZONE"
+cert inject "mx.inject.$ZONE"
+cert sim "mx.sim.$ZONE" 20200101000000Z 20200201000000Z
+cert client "relay.$ZONE"
+
+: > "$W/nginx.sites"
+for d in good enf allbad wild testing inject sim; do
+	world_site "mta-sts.$d.$ZONE" "$W/certs/mta-sts.$d"
+done
+pol() { # DOMAIN MODE PATTERN...
+	local d=$1 m=$2; shift 2
+	{ printf 'version: STSv1\nmode: %s\n' "$m"; for p in "$@"; do printf 'mx: %s\n' "$p"; done
+	  printf 'max_age: 86400\n'; } | world_policy "mta-sts.$d.$ZONE"
+}
+pol good enforce "mx1.good.$ZONE" "mx2.good.$ZONE"
+pol enf enforce "*.enf.$ZONE"
+pol allbad enforce "*.allbad.$ZONE" "other-name.$ZONE"
+pol wild enforce "*.wild.$ZONE"
+pol testing testing "mx.testing.$ZONE"
+pol inject enforce "mx.inject.$ZONE"
+pol sim testing "mx.sim.$ZONE"
+
+sts_txt() { printf '_mta-sts.%s TXT "v=STSv1; id=%s1;"\nmta-sts.%s A %s\n' "$1" "$1" "$1" "$WEB_ADDR"; }
+{
+	for d in good enf allbad wild testing inject sim; do sts_txt "$d"; done
+	cat <<ZONEDATA
+good MX 10 mx1.good.$ZONE.
+good MX 20 mx2.good.$ZONE.
+mx1.good A 127.0.4.1
+mx2.good A 127.0.4.2
+enf MX 10 nostarttls.enf.$ZONE.
+enf MX 20 expired.enf.$ZONE.
+enf MX 30 valid.enf.$ZONE.
+enf MX 40 stranger.$ZONE.
+nostarttls.enf A 127.0.4.3
+expired.enf A 127.0.4.4
+valid.enf A 127.0.4.5
+stranger A 127.0.4.5
+allbad MX 10 wrongname.allbad.$ZONE.
+allbad MX 20 untrusted.allbad.$ZONE.
+allbad MX 30 tls11.allbad.$ZONE.
+allbad MX 40 outsider.$ZONE.
+allbad MX 50 dead.allbad.$ZONE.
+wrongname.allbad A 127.0.4.6
+untrusted.allbad A 127.0.4.7
+tls11.allbad A 127.0.4.8
+outsider A 127.0.4.9
+dead.allbad A $DEAD_ADDR
+wild MX 10 mx.wild.$ZONE.
+mx.wild A 127.0.4.10
+testing MX 10 mx.testing.$ZONE.
+mx.testing A 127.0.4.11
+plain MX 10 mx.plain.$ZONE.
+mx.plain A 127.0.4.12
+opp MX 10 mx.opp.$ZONE.
+mx.opp A 127.0.4.13
+rej MX 10 mx.rej.$ZONE.
+mx.rej A 127.0.4.14
+drop MX 10 mx.drop.$ZONE.
+mx.drop A 127.0.4.15
+inject MX 10 mx.inject.$ZONE.
+mx.inject A 127.0.4.16
+nullmx MX 0 .
+implicit A 127.0.4.17
+alias CNAME good.$ZONE.
+sim MX 10 mx.sim.$ZONE.
+mx.sim A 127.0.4.18
+ZONEDATA
+} | world_dns_records
+world_dns_publish >/dev/null || exit 1
+world_web_start || exit 1
+
+mx() { # ADDR NAME CERT [BEHAVE]
+	python3 "$MX" --listen "$1:25" --name "$2" --spool "$W/spool" \
+		${3:+--cert "$W/certs/$3.pem" --key "$W/certs/$3.key"} --behave "${4:-}" \
+		> "$W/mx-$2.out" 2>&1 &
+	PIDS+=($!)
+}
+mx 127.0.4.1 mx1.good mx1.good
+mx 127.0.4.2 mx2.good mx2.good
+mx 127.0.4.3 nostarttls.enf starttls.enf nostarttls
+mx 127.0.4.4 expired.enf expired.enf
+mx 127.0.4.5 valid.enf valid.enf
+mx 127.0.4.6 wrongname wrongname
+mx 127.0.4.7 untrusted untrusted
+mx 127.0.4.8 tls11 tls11 tls11
+mx 127.0.4.9 outsider outsider
+mx 127.0.4.10 mx.wild wild
+mx 127.0.4.11 mx.testing expired.testing
+mx 127.0.4.12 mx.plain "" nostarttls
+mx 127.0.4.13 mx.opp opp
+mx 127.0.4.14 mx.rej rej reject-rcpt,rcpt452=3
+mx 127.0.4.15 mx.drop drop drop-data
+mx 127.0.4.16 mx.inject inject inject
+mx 127.0.4.17 implicit "" nostarttls
+mx 127.0.4.18 mx.sim sim
+
+world_conf "simulate = enforce
+[server]
+listen = $RELAY [::1]:10025
+tls_cert_file = $W/certs/client.pem
+tls_key_file = $W/certs/client.key
+max_connections_per_client = 20
+[upstream]
+connect_timeout = 3s
+command_timeout = 20s
+"
+printf 'hostname = relay.%s\n' "$ZONE" | cat - "$W/stsproxy.conf" > "$W/c" && mv "$W/c" "$W/stsproxy.conf"
+
+"$STSPROXY" -c "$W/stsproxy.conf" -d serve > "$W/relay.log" 2>&1 &
+RELAY_PID=$!
+PIDS+=($RELAY_PID)
+for _ in $(seq 50); do
+	grep -q event=started "$W/relay.log" && break
+	sleep 0.1
+done
+for n in $(seq 50); do
+	[ "$(cat "$W"/mx-*.out 2>/dev/null | grep -c ready)" -ge 18 ] && break
+	sleep 0.1
+done
+
+# ---- the legacy client: a private Postfix instance ---------------------------
+PF=$W/postfix
+# Postfix binds only addresses an interface carries: give lo this one.
+ip addr add 127.0.3.1/32 dev lo 2>/dev/null
+mkdir -p "$PF/queue" "$PF/data"
+chown postfix "$PF/data"
+cp /etc/postfix/master.cf "$PF/master.cf"
+chmod 755 "$W"
+cat > "$PF/main.cf" <<CF
+compatibility_level = 3.6
+queue_directory = $PF/queue
+data_directory = $PF/data
+mail_owner = postfix
+myhostname = client.$ZONE
+mydomain = $ZONE
+myorigin = client.$ZONE
+inet_interfaces = 127.0.3.1
+inet_protocols = ipv4
+# Bounces come back to client.$ZONE and are dropped: the tests read the log.
+mydestination = client.$ZONE
+local_transport = discard:
+local_recipient_maps =
+alias_maps =
+alias_database =
+mynetworks = 127.0.0.0/8
+relayhost = [127.0.0.1]:10025
+smtp_tls_security_level = may
+smtp_tls_loglevel = 1
+maillog_file = $PF/maillog
+maillog_file_prefixes = $W
+smtputf8_enable = yes
+queue_run_delay = 3600s
+minimal_backoff_time = 3600s
+maximal_backoff_time = 3600s
+CF
+postconf -c "$PF" -F '*/*/chroot = n'
+postfix -c "$PF" start >/dev/null 2>&1 || { world_note "postfix failed to start"; cat "$PF/maillog" 2>/dev/null; exit 1; }
+PIDS+=()
+trap 'postfix -c "$PF" stop >/dev/null 2>&1; world_cleanup' EXIT
+
+# submit FROM TO... < message: hand a message to Postfix over SMTP
+cat > "$W/submit.py" <<'PY'
+import smtplib, sys
+msg = sys.stdin.read()
+with smtplib.SMTP("127.0.3.1", 25, timeout=30) as s:
+    s.sendmail(sys.argv[1], sys.argv[2:], msg)
+PY
+submit() { python3 "$W/submit.py" "$@"; }
+message() { printf 'From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\nMessage-ID: <%s@client>\r\n\r\nbody of %s\r\n' "$1" "$2" "$3" "$3" "$3"; }
+
+# pf_settle N: wait until Postfix logged N delivery results in all and
+# its queue holds nothing but deferred mail (max 60 s)
+pf_settle() {
+	for _ in $(seq 600); do
+		if [ "$(grep -c ' status=' "$PF/maillog" 2>/dev/null)" -ge "$1" ] &&
+		   [ -z "$(postqueue -c "$PF" -j 2>/dev/null | jq -r 'select(.queue_name != "deferred") | .queue_id')" ]; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	world_note "Postfix did not settle"
+}
+# the queue entry (JSON) for a Message-ID-like subject, by recipient
+pf_queue_reason() { postqueue -c "$PF" -j | jq -r --arg r "$1" 'select(.recipients[].address == $r) | .recipients[] | select(.address == $r) | .delay_reason'; }
+# where a message with SUBJECT arrived: mx name, and its meta
+arrived() { grep -l "Subject: $1" "$W"/spool/*/*.eml 2>/dev/null | xargs -r -n1 dirname | xargs -r -n1 basename | sort | tr '\n' ' ' | sed 's/ $//'; }
+meta() { local f; f=$(grep -l "Subject: $1" "$W"/spool/*/*.eml | head -1); jq -r "$2" "${f%.eml}.json"; }
+log_has() { grep -E -- "$1" "$W/relay.log" | head -1; }
+
+# ---- deliveries through Postfix ---------------------------------------------
+message a@client.$ZONE u@good.$ZONE good1 | submit "a@client.$ZONE" "u@good.$ZONE"
+message a@client.$ZONE u@enf.$ZONE enf1 | submit "a@client.$ZONE" "u@enf.$ZONE"
+message a@client.$ZONE u@allbad.$ZONE allbad1 | submit "a@client.$ZONE" "u@allbad.$ZONE"
+message a@client.$ZONE u@wild.$ZONE wild1 | submit "a@client.$ZONE" "u@wild.$ZONE"
+message a@client.$ZONE u@testing.$ZONE testing1 | submit "a@client.$ZONE" "u@testing.$ZONE"
+message a@client.$ZONE u@plain.$ZONE plain1 | submit "a@client.$ZONE" "u@plain.$ZONE"
+message a@client.$ZONE u@opp.$ZONE opp1 | submit "a@client.$ZONE" "u@opp.$ZONE"
+message a@client.$ZONE reject1@rej.$ZONE rej1 | submit "a@client.$ZONE" "reject1@rej.$ZONE" "ok1@rej.$ZONE"
+message a@client.$ZONE u@drop.$ZONE drop1 | submit "a@client.$ZONE" "u@drop.$ZONE"
+message a@client.$ZONE u@inject.$ZONE inject1 | submit "a@client.$ZONE" "u@inject.$ZONE"
+message a@client.$ZONE u@nullmx.$ZONE nullmx1 | submit "a@client.$ZONE" "u@nullmx.$ZONE"
+message a@client.$ZONE u@implicit.$ZONE implicit1 | submit "a@client.$ZONE" "u@implicit.$ZONE"
+message a@client.$ZONE u@alias.$ZONE alias1 | submit "a@client.$ZONE" "u@alias.$ZONE"
+message a@client.$ZONE u@sim.$ZONE sim1 | submit "a@client.$ZONE" "u@sim.$ZONE"
+message a@client.$ZONE u@good.$ZONE multi1 | submit "a@client.$ZONE" "u@good.$ZONE" "v@plain.$ZONE" "w@good.$ZONE"
+# 18 recipients, plus the bounces Postfix makes for rej1 and nullmx
+pf_settle 20
+# The recipient deferred with 452 4.5.3 goes out at the next queue run.
+postqueue -c "$PF" -i "$(postqueue -c "$PF" -j | jq -r --arg r "v@plain.$ZONE" 'select(.recipients[].address == $r) | .queue_id')"
+pf_settle 21
+
+check "STS-36/40: enforce, valid MX -> delivered to mx1 (preference 10)" "$(arrived good1)" "mx1.good"
+check "STS-40: delivered over TLS 1.2+ with SNI = MX host" "$(meta good1 '.tls + " " + .sni')" "TLSv1.3 mx1.good.$ZONE"
+check "PRX: upstream EHLO uses the configured hostname" "$(meta good1 .helo)" "relay.$ZONE"
+check_match "PRX: Received trace line added (RFC 5321 §4.4)" "$(grep -h -A1 '^Received: from client' "$W"/spool/mx1.good/1.eml | tr -d '\r\n')" "from client\.$ZONE \(\[127\.0\.0\.1\]\).*by relay\.$ZONE \(stsproxy\) with ESMTPS id [0-9a-f]{16}\.1"
+check "STS-42/50: enforce skips no-STARTTLS and expired MXs, delivers to the valid one" "$(arrived enf1)" "valid.enf"
+check_match "STS-50: starttls-not-supported recorded for nostarttls.enf" "$(log_has 'event=outcome domain=enf.*mx=nostarttls.enf.* action=failed')" "result=starttls-not-supported"
+check_match "STS-38: certificate-expired recorded for expired.enf" "$(log_has 'event=outcome domain=enf.*mx=expired.enf.* action=failed')" "result=certificate-expired"
+check_match "STS-36: delivery recorded with sts=pass" "$(log_has 'event=outcome domain=enf.*mx=valid.enf.*action=delivered')" "sts=pass result=none"
+check "STS-41/51: enforce, every MX fails -> nothing delivered" "$(arrived allbad1)" ""
+allbad_reason=$(pf_queue_reason "u@allbad.$ZONE")
+check_match "STS-43 §11: client deferred with 451 4.7.5 (never 5xx)" "$allbad_reason" "451 4\.7\.5"
+check_match "§11: reason names wrongname MX and its failure" "$allbad_reason" "wrongname.allbad.$ZONE certificate not valid for the MX host name"
+check_match "§11: reason names the untrusted MX" "$allbad_reason" "untrusted.allbad.$ZONE certificate"
+check_match "STS-40: TLS 1.1-only MX fails" "$allbad_reason" "tls11.allbad.$ZONE TLS handshake failed"
+check_match "STS-54: MX outside the policy is not in policy" "$allbad_reason" "outsider.$ZONE not in policy"
+check_match "SMTP-4: unreachable MX reported" "$allbad_reason" "dead.allbad.$ZONE (connection refused|Connection refused|connection timed out)"
+check_match "STS-54: skipped MX recorded as validation-failure" "$(log_has 'event=outcome domain=allbad.*mx=outsider')" "action=skipped .*result=validation-failure"
+check "STS-37/43: wildcard certificate *.wild accepted for mx.wild" "$(arrived wild1)" "mx.wild"
+check "STS-44/52: testing mode delivers despite an expired certificate" "$(arrived testing1)" "mx.testing"
+check_match "STS-52: testing logs would_defer=yes" "$(log_has 'event=would_defer domain=testing')" "would_defer"
+check_match "STS-52: testing records certificate-expired" "$(log_has 'event=outcome domain=testing.*action=delivered')" "result=certificate-expired .*would_defer=yes"
+check_match "simulate=enforce logs the reply enforce would give" "$(log_has 'event=sts_simulate domain=sim')" 'result=defer reply="451 4\.7\.5'
+check "simulate=enforce still delivers a testing domain" "$(arrived sim1)" "mx.sim"
+check "STS-44: no policy, no STARTTLS -> plaintext delivery" "$(meta plain1 .tls)" "null"
+check "no policy: opportunistic STARTTLS used when offered" "$(meta opp1 .tls)" "TLSv1.3"
+check "PRX: accepted recipient delivered" "$(meta rej1 '.rcpts | join(",")')" "<ok1@rej.$ZONE>"
+rej_log=$(grep -h "reject1@rej.$ZONE" "$PF/maillog" | grep -E 'status=bounced' | head -1)
+check_match "PRX: upstream's multi-line 550 relayed to Postfix (code, enhanced code, every line)" "$rej_log" "said: 550-5\.1\.1 <reject1@rej\.$ZONE>: Recipient address rejected: 550 5\.1\.1 User unknown in mx\.rej"
+check "SMTP-10: upstream drop mid-DATA -> nothing delivered" "$(arrived drop1)" ""
+check_match "SMTP-10: ... and Postfix keeps it queued with 451 4.4.2" "$(pf_queue_reason "u@drop.$ZONE")" "451 4\.4\.2"
+check "STARTTLS injection by an upstream: MX not used" "$(arrived inject1)" ""
+check_match "... and the attempt is reported as an injection" "$(pf_queue_reason "u@inject.$ZONE")" "plaintext after its STARTTLS reply"
+nullmx_log=$(grep -h "u@nullmx.$ZONE" "$PF/maillog" | grep status=bounced | head -1)
+check_match "SMTP-6/58: null MX -> 556 5.1.10, bounced at once" "$nullmx_log" "556 5\.1\.10"
+check "SMTP-2: no MX -> implicit MX (the domain's A record)" "$(arrived implicit1)" "implicit"
+check "SMTP-1: CNAME at the domain followed to its MX" "$(arrived alias1)" "mx1.good"
+check "PRX: recipients of another domain sent in a second transaction by Postfix" "$(arrived multi1)" "mx.plain mx1.good"
+check "PRX: both good.stsworld recipients in one transaction" "$(jq -r '.rcpts | length' "$(grep -l 'Subject: multi1' "$W"/spool/mx1.good/*.eml | sed 's/eml$/json/')")" "2"
+
+# ---- direct SMTP dialogues ------------------------------------------------------
+dialog() { python3 "$DIALOG" "$@"; }
+out=$(printf 'C: EHLO t\nC: MAIL FROM:<a@client.%s>\nC: RCPT TO:<x@good.%s>\nC: DATA\nR: Subject: smuggle1\\r\\n\\r\\nline1\\n.\\nMAIL FROM:<evil@x>\\r\\nRCPT TO:<victim@good.%s>\\r\\nDATA\\r\\nSubject: smuggled\\r\\n\\r\\n.\\r\\n\nW:\nC: QUIT\n' "$ZONE" "$ZONE" "$ZONE" | dialog $RELAY)
+check_match "SMTP smuggling: bare-LF dot does not end the message" "$out" "250 2\.0\.0 Ok: queued"
+check "SMTP smuggling: upstream got exactly one message" "$(grep -l 'smuggle' "$W"/spool/*/*.eml | wc -l)" "1"
+check "SMTP smuggling: no second message from the smuggled commands" "$(grep -l '^Subject: smuggled' "$W"/spool/*/*.eml 2>/dev/null | wc -l)" "1"
+check "SMTP smuggling: the normalised \".\" line is stuffed upstream" "$(grep -c '^\.\.' "$(grep -l smuggle1 "$W"/spool/*/*.eml)")" "1"
+out=$(printf 'C: EHLO t\nC: MAIL FROM:<a@client.%s>\nC: RCPT TO:<x@good.%s>\nC: DATA\nR: Subject: smuggle2\\r\\n\\r\\nx\\r\\n.\\rMAIL FROM:<e@x>\\r\\n.\\r\\n\nW:\n' "$ZONE" "$ZONE" | dialog $RELAY)
+check_match "SMTP smuggling: CR LF . CR (bare CR) is not an end of data" "$(echo $out)" "354 go ahead 250 2\.0\.0"
+check "SMTP smuggling: bare CR normalised, no bare CR reaches upstream" "$(grep -cP '\r.' "$(grep -l smuggle2 "$W"/spool/*/*.eml)")" "0"
+
+out=$(printf 'C: EHLO t\nR: STARTTLS\\r\\nRSET\\r\\n\nW:\nW:\n' | dialog $RELAY)
+check_match "STARTTLS injection on the client leg refused, connection closed" "$(echo $out)" "554 5\.5\.1 .*injection refused CLOSED"
+out=$(printf 'C: EHLO t\nC: STARTTLS\nT:\nC: EHLO t\nC: QUIT\n' | dialog $RELAY)
+check_match "client STARTTLS with the configured certificate" "$(echo $out)" "220 2\.0\.0 Ready to start TLS TLS TLSv1\.[23]"
+check_match "after STARTTLS EHLO no longer offers STARTTLS" "$(printf '%s' "$out" | sed -n 5p)" "^250-relay.$ZONE"
+
+out=$(printf 'C: EHLO t\nP: MAIL FROM:<a@client.%s>\nP: RCPT TO:<x@good.%s>\nP: RCPT TO:<y@plain.%s>\nP: RCPT TO:<reject9@good.%s>\nC: DATA\nW:\nW:\nW:\nW:\nR: Subject: pipelined\\r\\n\\r\\nhi\\r\\n.\\r\\n\nW:\nC: QUIT\n' "$ZONE" "$ZONE" "$ZONE" "$ZONE" | dialog $RELAY)
+check_match "PIPELINING: replies in order, 452 4.5.3 for the other domain" "$out" "250 2\.1\.0 Ok
+250 2\.1\.5 recipient ok
+452 4\.5\.3 Recipient domain plain\.$ZONE differs
+250 2\.1\.5 recipient ok
+354"
+check "PIPELINING: the pipelined message arrived once" "$(arrived pipelined)" "mx1.good"
+
+out=$(printf 'C: EHLO t\nC: MAIL FROM:<a@client.%s> SMTPUTF8\nC: RCPT TO:<x@good.%s>\n' "$ZONE" "$ZONE" | dialog $RELAY)
+check_match "SMTPUTF8 passed to an upstream offering it" "$out" "250 2\.1\.5"
+out=$(printf 'C: EHLO t\nC: MAIL FROM:<a@client.%s> SIZE=99999999999\nC: MAIL FROM:<a@client.%s> FOO=1\nC: MAIL FROM:<\xc3\xa9@client.%s>\nC: RCPT TO:<x@[127.0.0.1]>\nC: VRFY x\nC: HELP\nC: NOOP\nC: RSET\nC: DATA\nC: QUIT\n' "$ZONE" "$ZONE" "$ZONE" | dialog $RELAY)
+check_match "SIZE over the limit -> 552 5.3.4" "$out" "552 5\.3\.4"
+check_match "unknown MAIL parameter -> 555 5.5.4" "$out" "555 5\.5\.4 Unsupported parameter FOO"
+check_match "non-ASCII sender without SMTPUTF8 -> 553 5.6.7" "$out" "553 5\.6\.7"
+check_match "RCPT before MAIL -> 503 5.5.1" "$out" "503 5\.5\.1 Need MAIL before RCPT"
+check_match "VRFY -> 252" "$out" "252 2\.5\.0"
+check_match "DATA without MAIL -> 503" "$out" "503 5\.5\.1 Need MAIL command"
+check_match "QUIT -> 221" "$out" "221 2\.0\.0"
+
+out=$(printf 'C: EHLO t\n' | dialog $RELAY --source 127.0.0.1)
+check_match "allow_clients: loopback client served" "$out" "^220 relay"
+sed -i "s#^\[server\]#[server]\nallow_clients = 127.0.0.1/32#" "$W/stsproxy.conf"
+world_note "restarting the relay with allow_clients = 127.0.0.1/32"
+kill "$RELAY_PID"; sleep 0.5
+"$STSPROXY" -c "$W/stsproxy.conf" serve > "$W/relay3.log" 2>&1 &
+PIDS+=($!)
+sleep 0.5
+out=$(printf 'C: EHLO t\n' | dialog $RELAY --source 127.0.0.9)
+check_match "never an open relay: client outside allow_clients gets 554 5.7.1 at connect" "$out" "^554 5\.7\.1 .*127\.0\.0\.9 is not allowed"
+check_match "... and the refusal is logged" "$(grep event=client_refused "$W/relay3.log")" "client=127.0.0.9"
+out=$(printf 'C: EHLO t\nC: QUIT\n' | dialog "[::1]:10025" 2>&1)
+check_match "listens on IPv6 too ([::1]:10025) but ::1 is not allowed now" "$out" "554 5\.7\.1"
+
+twice=
+for m in good1 enf1 wild1 testing1 plain1 opp1 rej1 implicit1 alias1 sim1 pipelined; do
+	[ "$(grep -l "^Subject: $m"$'\r'"\$" "$W"/spool/*/*.eml | wc -l)" = 1 ] || twice="$twice $m"
+done
+check "SMTP-11: every delivered message arrived exactly once" "$twice" ""
+check_match "every upstream attempt logged one outcome line with the session id" "$(grep -c 'event=outcome' "$W/relay.log")" "^[1-9][0-9]+$"
+
+[ "$FAIL" -gt 0 ] && { world_note "relay log:"; sed 's/^/#   /' "$W/relay.log" | tail -80; world_note "postfix log:"; sed 's/^/#   /' "$PF/maillog" | tail -40; }
+postfix -c "$PF" stop >/dev/null 2>&1
+world_summary
