@@ -437,8 +437,13 @@ cmd_data(struct smtp_server *s, const struct smtp_command *cmd)
 		client_error(s);
 		return;
 	}
+	if (t->rcpts == 0) {
+		reply(s, 503, "5.5.1", "Need RCPT command");
+		client_error(s);
+		return;
+	}
 	if (t->rcpts_ok == 0) {
-		reply(s, 554, "5.5.1", t->rcpts ? "No valid recipients" : "Need RCPT command");
+		reply(s, 554, "5.5.1", "No valid recipients");
 		return;
 	}
 	s->env->ops->data(t->up);

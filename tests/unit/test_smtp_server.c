@@ -1,0 +1,436 @@
+/*
+ * Unit tests of the client session state machine (proxy/smtp_server.c),
+ * driven by SMTP dialogue files under tests/data/smtp_server/. The test
+ * plays the client over a socketpair and a scripted fake upstream answers
+ * for the MX side, so every reply path runs without DNS or servers.
+ *
+ * Dialogue lines:
+ *   # req: ...        the requirement checked (comments otherwise)
+ *   C: TEXT           client sends TEXT CR LF
+ *   R: BYTES          client sends BYTES raw (\r \n \t \\ escapes)
+ *   S: PATTERN        the next server line must match (fnmatch)
+ *   U: KIND REPLY     queue the fake upstream's answer: KIND is open-failed,
+ *                     rcpt, data, end or lost (lost: the connection drops
+ *                     while the body streams); REPLY is "code text"
+ *   B: BYTES          what the upstream must have received as the body
+ *                     (after the Received line), escapes as in R:
+ *   E: closed         the server must close the connection
+ *   N: opens COUNT    how many upstream transactions were opened
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+
+#include "conf/log.h"
+#include "proxy/smtp_server.h"
+
+#define MAX_QUEUE 32
+
+struct fake_queue {
+	char	*items[MAX_QUEUE];
+	size_t	 head, tail;
+};
+
+/* The test's whole world; one per dialogue. */
+struct world {
+	struct event_base	*base;
+	struct conf		*conf;
+	struct runtime		 rt;
+	struct smtp_server_env	 env;
+	int			 fd;		/* the client's end */
+	char			 inbuf[65536];
+	size_t			 inlen;
+	bool			 server_closed;
+	struct fake_queue	 open_failed, rcpt, data, end, lost;
+	unsigned		 opens;
+	struct evbuffer		*last_body;	/* body of the last transaction */
+};
+
+static struct world *W;
+
+/* The scripted upstream. */
+struct upstream {
+	upstream_cb		 cb;
+	void			*arg;
+	struct evbuffer		*body;
+	struct event		*ev;
+	enum upstream_event	 pending;
+	char			*reply;	/* pending reply text "code text" */
+	bool			 lose_in_body;
+	char			*lost_reply;
+};
+
+static char *
+queue_pop(struct fake_queue *q)
+{
+	if (q->head == q->tail)
+		return NULL;
+	return q->items[q->head++];
+}
+
+static void
+fake_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream *up = arg;
+	struct smtp_reply r;
+	enum upstream_event ev = up->pending;
+
+	(void)fd;
+	(void)what;
+	smtp_reply_init(&r);
+	if (up->reply != NULL) {
+		int code = atoi(up->reply);
+		const char *text = strlen(up->reply) > 4 ? up->reply + 4 : "";
+
+		smtp_reply_set(&r, code, NULL, "%s", text);
+	}
+	up->cb(up->arg, ev, &r);
+	smtp_reply_clear(&r);
+}
+
+static void
+fake_schedule(struct upstream *up, enum upstream_event ev, char *reply)
+{
+	up->pending = ev;
+	up->reply = reply;
+	event_active(up->ev, EV_TIMEOUT, 0);
+}
+
+static struct upstream *
+fake_open(struct runtime *rt, const char *session, const char *domain,
+    const struct smtp_path *mail, upstream_cb cb, void *arg)
+{
+	struct upstream *up = calloc(1, sizeof(*up));
+	char *failed = queue_pop(&W->open_failed);
+
+	(void)session;
+	(void)domain;
+	(void)mail;
+	up->cb = cb;
+	up->arg = arg;
+	up->body = evbuffer_new();
+	up->ev = event_new(rt->base, -1, 0, fake_fire, up);
+	up->lost_reply = queue_pop(&W->lost);
+	W->opens++;
+	if (failed)
+		fake_schedule(up, UPSTREAM_EV_FAILED, failed);
+	else
+		fake_schedule(up, UPSTREAM_EV_READY, NULL);
+	return up;
+}
+
+static int
+fake_rcpt(struct upstream *up, const struct smtp_path *rcpt)
+{
+	char *r = queue_pop(&W->rcpt);
+
+	(void)rcpt;
+	fake_schedule(up, UPSTREAM_EV_REPLY, r ? r : "250 2.1.5 ok");
+	return 0;
+}
+
+static int
+fake_data(struct upstream *up)
+{
+	char *r = queue_pop(&W->data);
+
+	fake_schedule(up, UPSTREAM_EV_REPLY, r ? r : "354 go ahead");
+	if (up->lost_reply != NULL && (r == NULL || atoi(r) == 354))
+		up->lose_in_body = true;
+	return 0;
+}
+
+static struct evbuffer *
+fake_body(struct upstream *up)
+{
+	if (up->lose_in_body) {
+		/* Drop "the connection" as soon as body bytes flow. */
+		up->lose_in_body = false;
+		fake_schedule(up, UPSTREAM_EV_LOST, up->lost_reply);
+	}
+	return up->body;
+}
+
+static bool
+fake_body_full(struct upstream *up)
+{
+	(void)up;
+	return false;
+}
+
+static int
+fake_body_end(struct upstream *up)
+{
+	char *r = queue_pop(&W->end);
+
+	fake_schedule(up, UPSTREAM_EV_REPLY, r ? r : "250 2.0.0 queued");
+	return 0;
+}
+
+static void
+fake_free(struct upstream *up)
+{
+	if (up == NULL)
+		return;
+	if (W->last_body)
+		evbuffer_free(W->last_body);
+	W->last_body = up->body;
+	event_free(up->ev);
+	free(up);
+}
+
+static const char *
+fake_mx_host(const struct upstream *up)
+{
+	(void)up;
+	return "mx.fake.example";
+}
+
+static const struct upstream_ops fake_ops = {
+	fake_open, fake_rcpt, fake_data, fake_body, fake_body_full, fake_body_end, fake_free,
+	fake_mx_host,
+};
+
+/* Decode \r \n \t \\ escapes in place. */
+static size_t
+unescape(char *s)
+{
+	char *o = s;
+
+	for (char *p = s; *p; p++) {
+		if (*p == '\\' && p[1]) {
+			p++;
+			*o++ = *p == 'r' ? '\r' : *p == 'n' ? '\n' : *p == 't' ? '\t' : *p;
+		} else
+			*o++ = *p;
+	}
+	*o = '\0';
+	return (size_t)(o - s);
+}
+
+static void
+pump(int ms)
+{
+	struct pollfd p = { .fd = W->fd, .events = POLLIN };
+
+	event_base_loop(W->base, EVLOOP_NONBLOCK);
+	if (poll(&p, 1, ms) > 0 && !W->server_closed) {
+		ssize_t n = read(W->fd, W->inbuf + W->inlen, sizeof(W->inbuf) - W->inlen - 1);
+
+		if (n > 0)
+			W->inlen += (size_t)n;
+		else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			W->server_closed = true;
+	}
+	event_base_loop(W->base, EVLOOP_NONBLOCK);
+}
+
+/* The next server line, or NULL after 3 s. Caller frees. */
+static char *
+server_line(void)
+{
+	for (int i = 0; i < 3000; i++) {
+		char *eol = memchr(W->inbuf, '\n', W->inlen);
+
+		if (eol != NULL) {
+			size_t len = (size_t)(eol - W->inbuf) + 1;
+			char *line = strndup(W->inbuf, len - (len > 1 && eol[-1] == '\r' ? 2 : 1));
+
+			memmove(W->inbuf, W->inbuf + len, W->inlen - len);
+			W->inlen -= len;
+			return line;
+		}
+		if (W->server_closed)
+			return NULL;
+		pump(1);
+	}
+	return NULL;
+}
+
+static void
+closed_cb(void *arg, struct smtp_server *s)
+{
+	(void)arg;
+	(void)s;
+}
+
+static void
+run_dialogue(void **state)
+{
+	const char *path = *state;
+	FILE *f = fopen(path, "r");
+	char line[8192];
+	int sv[2], lineno = 0;
+	struct sockaddr_in peer = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	struct strlist errors = { 0 };
+	static const char conf_text[] =
+	    "hostname = relay.example\n[server]\nmax_recipients = 100\nmax_message_size = 65536\n";
+
+	assert_non_null(f);
+	W = calloc(1, sizeof(*W));
+	W->base = event_base_new();
+	W->conf = conf_parse_buffer("test", conf_text, sizeof(conf_text) - 1, &errors);
+	assert_non_null(W->conf);
+	W->rt.base = W->base;
+	W->rt.conf = W->conf;
+	snprintf(W->rt.hostname, sizeof(W->rt.hostname), "relay.example");
+	W->env.rt = &W->rt;
+	W->env.ops = &fake_ops;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	W->fd = sv[1];
+	smtp_server_new(&W->env, sv[0], (struct sockaddr *)&peer, closed_cb, NULL);
+
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *text = line + 3, *got;
+		size_t n;
+
+		lineno++;
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0] == '#' || line[0] == '\0')
+			continue;
+		if (strlen(line) < 3 || line[1] != ':')
+			fail_msg("%s:%d: malformed line", path, lineno);
+		switch (line[0]) {
+		case 'C':
+			dprintf(W->fd, "%s\r\n", text);
+			break;
+		case 'R':
+			n = unescape(text);
+			assert_int_equal(write(W->fd, text, n), (ssize_t)n);
+			break;
+		case 'S':
+			got = server_line();
+			if (got == NULL || fnmatch(text, got, 0) != 0)
+				fail_msg("%s:%d: expected '%s', got '%s'", path, lineno, text,
+				    got ? got : "(closed)");
+			free(got);
+			break;
+		case 'U': {
+			char *sp = strchr(text, ' ');
+			struct fake_queue *q;
+
+			assert_non_null(sp);
+			*sp++ = '\0';
+			q = !strcmp(text, "open-failed") ? &W->open_failed : !strcmp(text, "rcpt") ?
+			    &W->rcpt : !strcmp(text, "data") ? &W->data : !strcmp(text, "end") ?
+			    &W->end : !strcmp(text, "lost") ? &W->lost : NULL;
+			if (q == NULL)
+				fail_msg("%s:%d: unknown upstream kind %s", path, lineno, text);
+			q->items[q->tail++] = strdup(sp);
+			break;
+		}
+		case 'B': {
+			size_t len;
+			char *body, *eoh;
+
+			for (int i = 0; i < 100 && W->last_body == NULL; i++)
+				pump(1);
+			assert_non_null(W->last_body);
+			n = unescape(text);
+			len = evbuffer_get_length(W->last_body);
+			body = (char *)evbuffer_pullup(W->last_body, -1);
+			/* Skip the Received line the relay adds (checked by the e2e tests). */
+			eoh = body ? strstr(body, "\r\n\t") : NULL;
+			assert_true(len >= 9 && strncmp(body, "Received:", 9) == 0);
+			eoh = memmem(body, len, "\r\n", 2);
+			while (eoh && eoh[2] == '\t')
+				eoh = memmem(eoh + 2, len - (size_t)(eoh + 2 - body), "\r\n", 2);
+			assert_non_null(eoh);
+			eoh += 2;
+			if ((size_t)(body + len - eoh) != n || memcmp(eoh, text, n) != 0)
+				fail_msg("%s:%d: body mismatch: got '%.*s'", path, lineno,
+				    (int)(body + len - eoh), eoh);
+			break;
+		}
+		case 'E':
+			for (int i = 0; i < 3000 && !W->server_closed; i++)
+				pump(1);
+			if (!W->server_closed)
+				fail_msg("%s:%d: server did not close", path, lineno);
+			break;
+		case 'N':
+			assert_int_equal(W->opens, (unsigned)atoi(text + strlen("opens ")));
+			break;
+		default:
+			fail_msg("%s:%d: unknown directive %c", path, lineno, line[0]);
+		}
+	}
+	fclose(f);
+	close(W->fd);
+	/* Let the session see EOF and free itself (and its upstream) from the loop. */
+	for (int i = 0; i < 50; i++)
+		event_base_loop(W->base, EVLOOP_NONBLOCK);
+	if (W->last_body)
+		evbuffer_free(W->last_body);
+	for (struct fake_queue *q = &W->open_failed; q <= &W->lost; q++)
+		for (size_t i = 0; i < q->tail; i++)
+			free(q->items[i]);
+	conf_free(W->conf);
+	event_base_free(W->base);
+	free(W);
+}
+
+static int
+by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int
+main(void)
+{
+	const char *srcdir = getenv("srcdir") ? getenv("srcdir") : ".";
+	char dir[4096];
+	struct CMUnitTest tests[128];
+	char *names[128];
+	size_t n = 0;
+	DIR *d;
+	struct dirent *e;
+	int rc;
+
+	log_init("test", false, LOG_LEVEL_CRIT);
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(dir, sizeof(dir), "%s/tests/data/smtp_server", srcdir);
+	if ((d = opendir(dir)) == NULL) {
+		fprintf(stderr, "cannot open %s\n", dir);
+		return 1;
+	}
+	while ((e = readdir(d)) != NULL && n < 128) {
+		size_t l = strlen(e->d_name);
+
+		if (l > 4 && strcmp(e->d_name + l - 4, ".dlg") == 0) {
+			char *p = malloc(strlen(dir) + l + 2);
+
+			sprintf(p, "%s/%s", dir, e->d_name);
+			names[n++] = p;
+		}
+	}
+	closedir(d);
+	qsort(names, n, sizeof(names[0]), by_name);
+	for (size_t i = 0; i < n; i++) {
+		tests[i] = (struct CMUnitTest){ strrchr(names[i], '/') + 1, run_dialogue, NULL, NULL,
+		    names[i] };
+	}
+	rc = _cmocka_run_group_tests("smtp_server_dialogues", tests, n, NULL, NULL);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	return rc;
+}
