@@ -18,6 +18,7 @@
 #include "policy/mx_resolve.h"
 #include "policy/tls.h"
 #include "proxy/upstream.h"
+#include "proxy/upstream_internal.h"
 #include "report/outcome.h"
 
 /* Body bytes buffered towards the upstream before the client is paused. */
@@ -1126,8 +1127,8 @@ upstream_free(struct upstream *up)
 	event_active(up->reaper, EV_TIMEOUT, 0);
 }
 
-struct upstream *
-upstream_new(struct runtime *rt, const char *session, const char *domain,
+static struct upstream *
+upstream_alloc(struct runtime *rt, const char *session, const char *domain,
     const struct smtp_path *mail, upstream_cb cb, void *arg)
 {
 	struct upstream *up = xcalloc(1, sizeof(*up));
@@ -1147,6 +1148,39 @@ upstream_new(struct runtime *rt, const char *session, const char *domain,
 	up->reaper = event_new(rt->base, -1, 0, reap, up);
 	up->kick = event_new(rt->base, -1, 0, kick, up);
 	live_upstreams++;
+	return up;
+}
+
+struct upstream *
+upstream_new_resolved(struct runtime *rt, const char *session, const char *domain,
+    const struct smtp_path *mail, const struct mx_host *hosts, size_t nhosts, enum sts_mode mode,
+    const struct strlist *patterns, upstream_cb cb, void *arg)
+{
+	struct upstream *up = upstream_alloc(rt, session, domain, mail, cb, arg);
+
+	up->mx_done = up->policy_done = true;
+	up->mx_status = nhosts ? MX_STATUS_OK : MX_STATUS_NO_HOSTS;
+	up->mx_reason = xstrdup(nhosts ? "" : "no hosts given");
+	if (nhosts > 0) {
+		up->hosts = xcalloc(nhosts, sizeof(*up->hosts));
+		memcpy(up->hosts, hosts, nhosts * sizeof(*hosts));
+		up->nhosts = nhosts;
+	}
+	if (patterns != NULL) {
+		up->have_policy = true;
+		up->mode = mode;
+		up->policy_id = xstrdup("test");
+		strlist_copy(&up->patterns, patterns);
+	}
+	event_active(up->kick, EV_TIMEOUT, 0);
+	return up;
+}
+
+struct upstream *
+upstream_new(struct runtime *rt, const char *session, const char *domain,
+    const struct smtp_path *mail, upstream_cb cb, void *arg)
+{
+	struct upstream *up = upstream_alloc(rt, session, domain, mail, cb, arg);
 
 	/* MX set and policy in parallel; the walk starts when both are in. */
 	up->mx_lookup = mx_resolve(rt->resolver, domain, rt->hostname, rt->conf->upstream_ipv6,

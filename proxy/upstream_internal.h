@@ -1,0 +1,23 @@
+/*
+ * upstream_internal.h - what only the tests need: start an upstream
+ * transaction on an MX set and a policy given directly, without DNS or
+ * the policy engine, so test_upstream can drive the state machine
+ * against a scripted server on loopback.
+ */
+#ifndef STSPROXY_UPSTREAM_INTERNAL_H
+#define STSPROXY_UPSTREAM_INTERNAL_H
+
+#include "policy/mx_resolve.h"
+#include "policy/sts_policy.h"
+#include "proxy/upstream.h"
+
+/**
+ * As upstream_new(), with the MX set (hosts, copied) and the policy
+ * already known: mode STS_MODE_NONE with patterns NULL means no policy.
+ * rt needs base, conf, ssl_ctx and hostname only.
+ */
+struct upstream *upstream_new_resolved(struct runtime *rt, const char *session, const char *domain,
+    const struct smtp_path *mail, const struct mx_host *hosts, size_t nhosts, enum sts_mode mode,
+    const struct strlist *patterns, upstream_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,343 @@
+/*
+ * Unit tests of the upstream state machine (proxy/upstream.c), driven by
+ * dialogue files under tests/data/upstream/. The test plays the MX
+ * server on a loopback socket; every MX host of the dialogue resolves to
+ * it, so the walk over several MXs is a series of accepted connections.
+ *
+ * Dialogue lines:
+ *   # req: ...            the requirement checked
+ *   policy: MODE PATTERN...  enforce/testing/none with mx patterns; absent: no policy
+ *   mx: HOST...           the MX hosts, in preference order
+ *   mail: ARG             MAIL FROM argument the client gave ("FROM:<a@b> SIZE=1")
+ *   accept                the next connection from the relay must arrive
+ *   S: TEXT               the server sends TEXT CR LF
+ *   R: BYTES              the server sends raw BYTES (\r \n escapes)
+ *   C: PATTERN            the relay's next line must match (fnmatch)
+ *   close                 the server closes the connection
+ *   A: rcpt ARG | data | body BYTES | end     call the upstream API
+ *   E: EVENT [PATTERN]    the next event (ready, failed, reply, lost) with
+ *                         its reply flattened ("451 4.7.5 text / line 2")
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "conf/log.h"
+#include "policy/tls.h"
+#include "proxy/upstream_internal.h"
+
+struct event_rec {
+	enum upstream_event	 ev;
+	char			*reply;
+};
+
+static struct {
+	struct event_base	*base;
+	struct runtime		 rt;
+	int			 lfd, cfd;
+	char			 inbuf[16384];
+	size_t			 inlen;
+	struct event_rec	 events[64];
+	size_t			 ev_head, ev_tail;
+} T;
+
+static const char *const ev_names[] = { "ready", "failed", "reply", "writable", "lost" };
+
+static void
+on_event(void *arg, enum upstream_event ev, const struct smtp_reply *r)
+{
+	(void)arg;
+	if (ev == UPSTREAM_EV_WRITABLE)
+		return;
+	T.events[T.ev_tail].ev = ev;
+	T.events[T.ev_tail].reply = r ? smtp_reply_flatten(r) : strdup("");
+	T.ev_tail++;
+}
+
+static size_t
+unescape(char *s)
+{
+	char *o = s;
+
+	for (char *p = s; *p; p++) {
+		if (*p == '\\' && p[1]) {
+			p++;
+			*o++ = *p == 'r' ? '\r' : *p == 'n' ? '\n' : *p;
+		} else
+			*o++ = *p;
+	}
+	*o = '\0';
+	return (size_t)(o - s);
+}
+
+static void
+pump(int ms)
+{
+	event_base_loop(T.base, EVLOOP_NONBLOCK);
+	if (T.cfd >= 0) {
+		struct pollfd p = { .fd = T.cfd, .events = POLLIN };
+
+		if (poll(&p, 1, ms) > 0) {
+			ssize_t n = read(T.cfd, T.inbuf + T.inlen, sizeof(T.inbuf) - T.inlen - 1);
+
+			if (n > 0)
+				T.inlen += (size_t)n;
+		}
+	} else
+		usleep((useconds_t)ms * 1000);
+	event_base_loop(T.base, EVLOOP_NONBLOCK);
+}
+
+static char *
+relay_line(void)
+{
+	for (int i = 0; i < 3000; i++) {
+		char *eol = memchr(T.inbuf, '\n', T.inlen);
+
+		if (eol != NULL) {
+			size_t len = (size_t)(eol - T.inbuf) + 1;
+			char *line = strndup(T.inbuf, len - (len > 1 && eol[-1] == '\r' ? 2 : 1));
+
+			memmove(T.inbuf, T.inbuf + len, T.inlen - len);
+			T.inlen -= len;
+			return line;
+		}
+		pump(1);
+	}
+	return NULL;
+}
+
+static void
+run_dialogue(void **state)
+{
+	const char *path = *state;
+	FILE *f = fopen(path, "r");
+	char line[4096];
+	int lineno = 0;
+	struct mx_host hosts[8];
+	size_t nhosts = 0;
+	struct strlist patterns = { 0 };
+	bool have_policy = false;
+	enum sts_mode mode = STS_MODE_NONE;
+	struct smtp_path mail;
+	struct smtp_error perr;
+	struct upstream *up = NULL;
+	struct sockaddr_in sin;
+	socklen_t slen = sizeof(sin);
+
+	assert_non_null(f);
+	memset(hosts, 0, sizeof(hosts));
+	T.cfd = -1;
+	T.inlen = 0;
+	T.ev_head = T.ev_tail = 0;
+	T.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(T.lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(T.lfd, 8), 0);
+	getsockname(T.lfd, (struct sockaddr *)&sin, &slen);
+	assert_int_equal(smtp_path_parse("FROM:<a@client.example>", true, &mail, &perr), 0);
+
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *text = line + 3, *got;
+		size_t n;
+
+		lineno++;
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0] == '#' || line[0] == '\0')
+			continue;
+		if (strncmp(line, "policy: ", 8) == 0) {
+			char *save = NULL, *tok = strtok_r(line + 8, " ", &save);
+
+			have_policy = true;
+			mode = !strcmp(tok, "enforce") ? STS_MODE_ENFORCE : !strcmp(tok, "testing") ?
+			    STS_MODE_TESTING : STS_MODE_NONE;
+			while ((tok = strtok_r(NULL, " ", &save)) != NULL)
+				strlist_add(&patterns, tok);
+		} else if (strncmp(line, "mx: ", 4) == 0) {
+			char *save = NULL;
+
+			for (char *tok = strtok_r(line + 4, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+				struct mx_host *h = &hosts[nhosts++];
+
+				snprintf(h->name, sizeof(h->name), "%s", tok);
+				h->preference = (unsigned)nhosts * 10;
+				memcpy(&h->addrs[0], &sin, sizeof(sin));
+				h->naddrs = 1;
+			}
+		} else if (strncmp(line, "mail: ", 6) == 0) {
+			assert_int_equal(smtp_path_parse(line + 6, true, &mail, &perr), 0);
+		} else if (strcmp(line, "accept") == 0) {
+			struct pollfd p = { .fd = T.lfd, .events = POLLIN };
+
+			if (up == NULL)
+				up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
+				    mode, have_policy ? &patterns : NULL, on_event, NULL);
+			for (int i = 0; i < 3000; i++) {
+				event_base_loop(T.base, EVLOOP_NONBLOCK);
+				if (poll(&p, 1, 1) > 0)
+					break;
+			}
+			if (T.cfd >= 0)
+				close(T.cfd);
+			T.inlen = 0;
+			T.cfd = accept(T.lfd, NULL, NULL);
+			if (T.cfd < 0)
+				fail_msg("%s:%d: the relay did not connect", path, lineno);
+		} else if (strcmp(line, "close") == 0) {
+			close(T.cfd);
+			T.cfd = -1;
+		} else if (line[0] == 'S' || line[0] == 'R') {
+			if (line[0] == 'S')
+				dprintf(T.cfd, "%s\r\n", text);
+			else {
+				n = unescape(text);
+				assert_int_equal(write(T.cfd, text, n), (ssize_t)n);
+			}
+		} else if (line[0] == 'C') {
+			got = relay_line();
+			if (got == NULL || fnmatch(text, got, 0) != 0)
+				fail_msg("%s:%d: expected '%s', got '%s'", path, lineno, text,
+				    got ? got : "(nothing)");
+			free(got);
+		} else if (line[0] == 'A') {
+			if (up == NULL)
+				up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
+				    mode, have_policy ? &patterns : NULL, on_event, NULL);
+			if (strncmp(text, "rcpt ", 5) == 0) {
+				struct smtp_path rcpt;
+
+				assert_int_equal(smtp_path_parse(text + 5, false, &rcpt, &perr), 0);
+				assert_int_equal(upstream_rcpt(up, &rcpt), 0);
+			} else if (strcmp(text, "data") == 0) {
+				assert_int_equal(upstream_data(up), 0);
+			} else if (strncmp(text, "body ", 5) == 0) {
+				n = unescape(text + 5);
+				assert_non_null(upstream_body(up));
+				evbuffer_add(upstream_body(up), text + 5, n);
+			} else if (strcmp(text, "end") == 0) {
+				assert_int_equal(upstream_body_end(up), 0);
+			} else
+				fail_msg("%s:%d: unknown action", path, lineno);
+		} else if (line[0] == 'E') {
+			char *sp = strchr(text, ' ');
+			struct event_rec *e;
+
+			if (up == NULL)
+				up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
+				    mode, have_policy ? &patterns : NULL, on_event, NULL);
+			for (int i = 0; i < 3000 && T.ev_head == T.ev_tail; i++)
+				pump(1);
+			if (T.ev_head == T.ev_tail)
+				fail_msg("%s:%d: no event", path, lineno);
+			e = &T.events[T.ev_head++];
+			if (sp)
+				*sp++ = '\0';
+			if (strcmp(ev_names[e->ev], text) != 0 || (sp && fnmatch(sp, e->reply, 0) != 0))
+				fail_msg("%s:%d: expected event '%s %s', got '%s %s'", path, lineno, text,
+				    sp ? sp : "", ev_names[e->ev], e->reply);
+		} else
+			fail_msg("%s:%d: unknown line", path, lineno);
+	}
+	fclose(f);
+	upstream_free(up);
+	for (int i = 0; i < 200 && upstream_count() > 0; i++) {
+		if (T.cfd >= 0) {
+			/* Answer the QUIT, as a server would. */
+			char *q = NULL;
+
+			pump(1);
+			if (memchr(T.inbuf, '\n', T.inlen) && (q = relay_line()) != NULL &&
+			    strcmp(q, "QUIT") == 0)
+				dprintf(T.cfd, "221 bye\r\n");
+			free(q);
+		} else
+			pump(1);
+	}
+	assert_int_equal(upstream_count(), 0);
+	if (T.cfd >= 0)
+		close(T.cfd);
+	close(T.lfd);
+	for (size_t i = 0; i < T.ev_tail; i++)
+		free(T.events[i].reply);
+	strlist_clear(&patterns);
+}
+
+static int
+by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int
+main(void)
+{
+	const char *srcdir = getenv("srcdir") ? getenv("srcdir") : ".";
+	static const char conf_text[] = "hostname = relay.example\n[upstream]\nconnect_timeout = 2s\n"
+	    "command_timeout = 5s\n";
+	struct strlist errors = { 0 };
+	struct conf *conf;
+	char dir[4096], *err = NULL;
+	struct CMUnitTest tests[128];
+	char *names[128];
+	size_t n = 0;
+	DIR *d;
+	struct dirent *e;
+	int rc;
+
+	log_init("test", false, LOG_LEVEL_CRIT);
+	signal(SIGPIPE, SIG_IGN);
+	conf = conf_parse_buffer("test", conf_text, sizeof(conf_text) - 1, &errors);
+	T.base = event_base_new();
+	T.rt.base = T.base;
+	T.rt.conf = conf;
+	T.rt.ssl_ctx = tls_client_ctx_new(conf, &err);
+	snprintf(T.rt.hostname, sizeof(T.rt.hostname), "relay.example");
+	snprintf(dir, sizeof(dir), "%s/tests/data/upstream", srcdir);
+	if ((d = opendir(dir)) == NULL) {
+		fprintf(stderr, "cannot open %s\n", dir);
+		return 1;
+	}
+	while ((e = readdir(d)) != NULL && n < 128) {
+		size_t l = strlen(e->d_name);
+
+		if (l > 4 && strcmp(e->d_name + l - 4, ".dlg") == 0) {
+			char *p = malloc(strlen(dir) + l + 2);
+
+			sprintf(p, "%s/%s", dir, e->d_name);
+			names[n++] = p;
+		}
+	}
+	closedir(d);
+	qsort(names, n, sizeof(names[0]), by_name);
+	for (size_t i = 0; i < n; i++)
+		tests[i] = (struct CMUnitTest){ strrchr(names[i], '/') + 1, run_dialogue, NULL, NULL,
+		    names[i] };
+	rc = _cmocka_run_group_tests("upstream_dialogues", tests, n, NULL, NULL);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	SSL_CTX_free(T.rt.ssl_ctx);
+	event_base_free(T.base);
+	conf_free(conf);
+	return rc;
+}
