@@ -84,6 +84,7 @@ struct smtp_server {
 	unsigned			 errors;
 	bool				 skip_line;	/* discarding an over-long line */
 	bool				 paused;	/* body buffer upstream is full */
+	bool				 draining;	/* shutdown: close when idle */
 	struct txn			 txn;
 	unsigned			 txn_count;
 	unsigned long			 messages;
@@ -872,6 +873,11 @@ smtp_enter_state(struct smtp_server *s, enum smtp_state next)
 	case SMTP_S_GREETED:
 	case SMTP_S_IDLE:
 	case SMTP_S_MAIL:
+		if (s->draining && next == SMTP_S_IDLE) {
+			s->draining = false;
+			smtp_server_shutdown(s);
+			break;
+		}
 		tv.tv_sec = s->conf->server_command_timeout;
 		bufferevent_set_timeouts(s->bev, &tv, &tv);
 		break;
@@ -989,11 +995,24 @@ reap(evutil_socket_t fd, short what, void *arg)
 void
 smtp_server_shutdown(struct smtp_server *s)
 {
-	if (s->state == SMTP_S_QUIT || s->state == SMTP_S_CLOSED)
-		return;
-	reply(s, 421, "4.3.2", "%s Service shutting down, closing connection",
-	    s->env->rt->hostname);
-	smtp_enter_state(s, SMTP_S_QUIT);
+	switch (s->state) {
+	case SMTP_S_GREETED:
+	case SMTP_S_IDLE:
+	case SMTP_S_MAIL:
+		/* RFC 5321 §3.8: a server may close with 421 at any time; no
+		 * message has been accepted here, so nothing is lost. */
+		reply(s, 421, "4.3.2", "%s Service shutting down, closing connection",
+		    s->env->rt->hostname);
+		smtp_enter_state(s, SMTP_S_QUIT);
+		break;
+	case SMTP_S_QUIT:
+	case SMTP_S_CLOSED:
+		break;
+	default:
+		/* A transaction is waiting for the upstream: finish it first. */
+		s->draining = true;
+		break;
+	}
 }
 
 struct smtp_server *
