@@ -42,6 +42,7 @@ cert rej "mx.rej.$ZONE"
 cert drop "mx.drop.$ZONE"
 cert inject "mx.inject.$ZONE"
 cert sim "mx.sim.$ZONE" 20200101000000Z 20200201000000Z
+cert old "mx.old.$ZONE"
 cert client "relay.$ZONE"
 
 : > "$W/nginx.sites"
@@ -106,6 +107,8 @@ implicit A 127.0.4.17
 alias CNAME good.$ZONE.
 sim MX 10 mx.sim.$ZONE.
 mx.sim A 127.0.4.18
+old MX 10 mx.old.$ZONE.
+mx.old A 127.0.4.19
 ZONEDATA
 } | world_dns_records
 world_dns_publish >/dev/null || exit 1
@@ -135,6 +138,7 @@ mx 127.0.4.15 mx.drop drop drop-data
 mx 127.0.4.16 mx.inject inject inject
 mx 127.0.4.17 implicit "" nostarttls
 mx 127.0.4.18 mx.sim sim
+mx 127.0.4.19 mx.old old tls11
 
 world_conf "simulate = enforce
 [server]
@@ -156,7 +160,7 @@ for _ in $(seq 50); do
 	sleep 0.1
 done
 for n in $(seq 50); do
-	[ "$(cat "$W"/mx-*.out 2>/dev/null | grep -c ready)" -ge 18 ] && break
+	[ "$(cat "$W"/mx-*.out 2>/dev/null | grep -c ready)" -ge 19 ] && break
 	sleep 0.1
 done
 
@@ -244,12 +248,13 @@ message a@client.$ZONE u@nullmx.$ZONE nullmx1 | submit "a@client.$ZONE" "u@nullm
 message a@client.$ZONE u@implicit.$ZONE implicit1 | submit "a@client.$ZONE" "u@implicit.$ZONE"
 message a@client.$ZONE u@alias.$ZONE alias1 | submit "a@client.$ZONE" "u@alias.$ZONE"
 message a@client.$ZONE u@sim.$ZONE sim1 | submit "a@client.$ZONE" "u@sim.$ZONE"
+message a@client.$ZONE u@old.$ZONE old1 | submit "a@client.$ZONE" "u@old.$ZONE"
 message a@client.$ZONE u@good.$ZONE multi1 | submit "a@client.$ZONE" "u@good.$ZONE" "v@plain.$ZONE" "w@good.$ZONE"
-# 18 recipients, plus the bounces Postfix makes for rej1 and nullmx
-pf_settle 20
+# 19 recipients, plus the bounces Postfix makes for rej1 and nullmx
+pf_settle 21
 # The recipient deferred with 452 4.5.3 goes out at the next queue run.
 postqueue -c "$PF" -i "$(postqueue -c "$PF" -j | jq -r --arg r "v@plain.$ZONE" 'select(.recipients[].address == $r) | .queue_id')"
-pf_settle 21
+pf_settle 22
 
 check "STS-36/40: enforce, valid MX -> delivered to mx1 (preference 10)" "$(arrived good1)" "mx1.good"
 check "STS-40: delivered over TLS 1.2+ with SNI = MX host" "$(meta good1 '.tls + " " + .sni')" "TLSv1.3 mx1.good.$ZONE"
@@ -276,6 +281,8 @@ check_match "simulate=enforce logs the reply enforce would give" "$(log_has 'eve
 check "simulate=enforce still delivers a testing domain" "$(arrived sim1)" "mx.sim"
 check "STS-44: no policy, no STARTTLS -> plaintext delivery" "$(meta plain1 .tls)" "null"
 check "no policy: opportunistic STARTTLS used when offered" "$(meta opp1 .tls)" "TLSv1.3"
+check "no policy, TLS 1.1-only MX: handshake fails, delivered in the clear on a new connection" "$(meta old1 .tls)" "null"
+check_match "... the failed handshake is logged" "$(log_has 'event=mx_failed domain=old.*phase=opportunistic')" "TLS handshake failed"
 check "PRX: accepted recipient delivered" "$(meta rej1 '.rcpts | join(",")')" "<ok1@rej.$ZONE>"
 rej_log=$(grep -h "reject1@rej.$ZONE" "$PF/maillog" | grep -E 'status=bounced' | head -1)
 check_match "PRX: upstream's multi-line 550 relayed to Postfix (code, enhanced code, every line)" "$rej_log" "said: 550-5\.1\.1 <reject1@rej\.$ZONE>: Recipient address rejected: 550 5\.1\.1 User unknown in mx\.rej"
@@ -328,7 +335,7 @@ check_match "QUIT -> 221" "$out" "221 2\.0\.0"
 
 out=$(printf 'C: EHLO t\n' | dialog $RELAY --source 127.0.0.1)
 check_match "allow_clients: loopback client served" "$out" "^220 relay"
-sed -i "s#^\[server\]#[server]\nallow_clients = 127.0.0.1/32#" "$W/stsproxy.conf"
+sed -i "s#^\[server\]#[server]\nallow_clients = 127.0.0.1/32\ncommand_timeout = 2s#; s#^max_connections_per_client = 20#max_connections_per_client = 2#" "$W/stsproxy.conf"
 world_note "restarting the relay with allow_clients = 127.0.0.1/32"
 kill "$RELAY_PID"; sleep 0.5
 "$STSPROXY" -c "$W/stsproxy.conf" serve > "$W/relay3.log" 2>&1 &
@@ -337,6 +344,17 @@ sleep 0.5
 out=$(printf 'C: EHLO t\n' | dialog $RELAY --source 127.0.0.9)
 check_match "never an open relay: client outside allow_clients gets 554 5.7.1 at connect" "$out" "^554 5\.7\.1 .*127\.0\.0\.9 is not allowed"
 check_match "... and the refusal is logged" "$(grep event=client_refused "$W/relay3.log")" "client=127.0.0.9"
+out=$(python3 - <<'PY'
+import socket
+socks = []
+for i in range(3):
+    s = socket.create_connection(("127.0.0.1", 10025)); socks.append(s)
+    print(s.makefile("rb").readline().decode().strip())
+PY
+)
+check_match "max_connections_per_client: the third connection gets 421 4.7.0" "$(echo $out)" "^220 .* 220 .* 421 4\.7\.0 relay\.$ZONE Too many connections from 127\.0\.0\.1"
+out=$(printf 'C: EHLO t\nZ: 3\nW:\n' | dialog $RELAY)
+check_match "command_timeout: an idle client gets 421 4.4.2 and is closed" "$(echo $out)" "421 4\.4\.2 relay\.$ZONE Timeout, closing connection"
 out=$(printf 'C: EHLO t\nC: QUIT\n' | dialog "[::1]:10025" 2>&1)
 check_match "listens on IPv6 too ([::1]:10025) but ::1 is not allowed now" "$out" "554 5\.7\.1"
 
@@ -346,6 +364,13 @@ for m in good1 enf1 wild1 testing1 plain1 opp1 rej1 implicit1 alias1 sim1 pipeli
 done
 check "SMTP-11: every delivered message arrived exactly once" "$twice" ""
 check_match "every upstream attempt logged one outcome line with the session id" "$(grep -c 'event=outcome' "$W/relay.log")" "^[1-9][0-9]+$"
+
+# Stop the relay and make sure it left cleanly (under ASan: no error, no leak).
+for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+sleep 1
+check "the relay ran without sanitizer reports" \
+	"$(cat "$W"/relay*.log | grep -cE 'ERROR: (Address|Leak)Sanitizer|runtime error:')" "0"
+check_match "the relay stops cleanly on SIGTERM" "$(tail -1 "$W/relay3.log")" "event=stopped"
 
 [ "$FAIL" -gt 0 ] && { world_note "relay log:"; sed 's/^/#   /' "$W/relay.log" | tail -80; world_note "postfix log:"; sed 's/^/#   /' "$PF/maillog" | tail -40; }
 postfix -c "$PF" stop >/dev/null 2>&1

@@ -10,6 +10,7 @@ Script lines:
   W:           read one reply
   T:           start TLS (after a 220 to STARTTLS), no verification
   F: FILE      send FILE's bytes raw
+  Z: SECONDS   sleep (to test timeouts)
 Each reply is printed on one line, continuation lines joined with " | ".
 The greeting is read first. A closed connection prints "CLOSED".
 """
@@ -67,6 +68,9 @@ def main():
             elif kind == "F":
                 with open(text, "rb") as f:
                     s.sendall(f.read())
+            elif kind == "Z":
+                import time
+                time.sleep(float(text))
             elif kind == "W":
                 if not reply():
                     return 0
