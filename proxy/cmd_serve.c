@@ -78,6 +78,10 @@ cmd_serve(const struct conf *conf, int argc, char **argv)
 	if ((sv.rt = runtime_new(conf)) == NULL)
 		return EXIT_ERROR;
 	env.rt = sv.rt;
+	if (strchr(sv.rt->hostname, '.') == NULL)
+		log_warnx("event=hostname_not_qualified hostname=%s reason=\"many MX servers refuse an "
+		    "EHLO name that is not fully qualified; set hostname in the configuration\"",
+		    sv.rt->hostname);
 	if (conf->server_tls_cert_file[0] != '\0') {
 		const char *key = conf->server_tls_key_file[0] ? conf->server_tls_key_file :
 		    conf->server_tls_cert_file;
