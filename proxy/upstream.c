@@ -124,6 +124,7 @@ struct upstream {
 	enum rpt_result_type	 tls_result;
 	char			 tls_reason[256];
 	bool			 recorded;	/* outcome of this attempt recorded */
+	bool			 clean;		/* at a reply boundary: QUIT before hanging up */
 	bool			 want_writable;
 	char			*last_reply;	/* flattened, for the outcome */
 };
@@ -250,10 +251,65 @@ set_last_reply(struct upstream *up, const struct smtp_reply *r)
 	up->last_reply = smtp_reply_flatten(r);
 }
 
+/*
+ * A connection we give up on at a clean point still gets a QUIT, as RFC
+ * 5321 §4.1.1.10 asks, from a detached bufferevent that frees itself on
+ * the reply, on EOF or after QUIT_TIMEOUT. Counted in live_upstreams so
+ * a shutdown waits for it.
+ */
+static void
+farewell_done(struct bufferevent *bev)
+{
+	struct bufferevent *under = bufferevent_get_underlying(bev);
+
+	if (under != NULL) {
+		SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+		if (ssl != NULL)
+			SSL_shutdown(ssl);
+	}
+	bufferevent_free(bev);
+	live_upstreams--;
+}
+
+static void
+farewell_read(struct bufferevent *bev, void *arg)
+{
+	(void)arg;
+	if (evbuffer_search_eol(bufferevent_get_input(bev), NULL, NULL, EVBUFFER_EOL_CRLF).pos != -1 ||
+	    evbuffer_get_length(bufferevent_get_input(bev)) > SMTP_REPLY_LINE_MAX)
+		farewell_done(bev);
+}
+
+static void
+farewell_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	farewell_done(bev);
+}
+
+static void
+farewell(struct upstream *up)
+{
+	struct timeval tv = { QUIT_TIMEOUT, 0 };
+	struct bufferevent *bev = up->bev;
+
+	log_debug("session=%s upstream=%s >>> QUIT (giving up on this MX)", up->session, up->mx_host);
+	evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+	bufferevent_setcb(bev, farewell_read, NULL, farewell_event, NULL);
+	bufferevent_set_timeouts(bev, &tv, &tv);
+	evbuffer_add(bufferevent_get_output(bev), "QUIT\r\n", 6);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	live_upstreams++;
+}
+
 static void
 close_connection(struct upstream *up)
 {
-	if (up->bev != NULL) {
+	if (up->bev != NULL && up->clean) {
+		farewell(up);
+	} else if (up->bev != NULL) {
 		if (up->ssl != NULL && up->tls_active)
 			SSL_shutdown(up->ssl);	/* best effort close_notify */
 		bufferevent_free(up->bev);	/* frees the SSL too (CLOSE_ON_FREE) */
@@ -262,6 +318,7 @@ close_connection(struct upstream *up)
 	up->bev = NULL;
 	up->ssl = NULL;
 	up->tls_active = false;
+	up->clean = false;
 	smtp_reply_clear(&up->reply);
 	smtp_reply_clear(&up->ehlo);
 }
@@ -284,7 +341,9 @@ attempt_fail(struct upstream *up, enum fail_kind kind, enum rpt_result_type resu
 	log_info("session=%s event=mx_failed domain=%s mx=%s ip=%s phase=%s reason=%s",
 	    up->session, up->domain, up->mx_host, up->ip,
 	    up->phase == PHASE_STRICT ? "strict" : "opportunistic", log_quote(reason));
-	if (!up->recorded) {
+	/* Testing's fallback walk meets the MXs the strict walk already
+	 * recorded; counting them twice would inflate the TLS-RPT failures. */
+	if (!up->recorded && !(up->phase == PHASE_OPPORTUNISTIC && up->would_defer)) {
 		record(up, up->mx_host, OUTCOME_ACTION_FAILED, false, result, reason);
 		up->recorded = true;
 	}
@@ -581,6 +640,7 @@ static void
 tls_established(struct upstream *up)
 {
 	up->tls_active = true;
+	up->clean = true;
 	tls_peer_describe(up->ssl, &up->peer);
 	up->tls_result = tls_peer_verdict(up->ssl, up->tls_reason, sizeof(up->tls_reason));
 	log_info("session=%s event=tls mx=%s ip=%s version=%s cipher=%s verify=%s reason=%s",
@@ -607,6 +667,7 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 	log_debug("session=%s upstream=%s <<< %s", up->session, up->mx_host, flat);
 	free(up->last_reply);
 	up->last_reply = flat;
+	up->clean = up->state != UPSTREAM_S_QUIT;
 
 	switch (up->state) {
 	case UPSTREAM_S_BANNER:
@@ -657,6 +718,7 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 		/* RFC 3207 §5 and the STARTTLS injection attacks: nothing may
 		 * follow the 220 in the clear; it would be read as TLS-protected. */
 		if (evbuffer_get_length(bufferevent_get_input(up->bev)) > 0) {
+			up->clean = false;
 			attempt_fail(up, up->phase == PHASE_STRICT ? FAIL_STARTTLS : FAIL_CONNECT,
 			    RPT_RESULT_VALIDATION_FAILURE,
 			    "sent plaintext after its STARTTLS reply (command injection)");
@@ -782,6 +844,7 @@ upstream_enter_state(struct upstream *up, enum upstream_state next)
 		set_timeout(up, QUIT_TIMEOUT);
 		break;
 	case UPSTREAM_S_CLOSED:
+		up->clean = false;	/* QUIT was said already, or cannot be */
 		close_connection(up);
 		if (up->detached)
 			event_active(up->reaper, EV_TIMEOUT, 0);
@@ -849,6 +912,7 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 	return;
 
 protocol_error:
+	up->clean = false;
 	if (up->state == UPSTREAM_S_QUIT) {
 		upstream_enter_state(up, UPSTREAM_S_CLOSED);
 		return;
@@ -889,6 +953,7 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct upstream *up = arg;
 	char reason[300];
 
+	up->clean = false;
 	if (what & BEV_EVENT_CONNECTED) {
 		if (up->state == UPSTREAM_S_CONNECTING)
 			upstream_enter_state(up, UPSTREAM_S_BANNER);

@@ -261,9 +261,9 @@ run_dialogue(void **state)
 	}
 	fclose(f);
 	upstream_free(up);
-	for (int i = 0; i < 200 && upstream_count() > 0; i++) {
+	for (int i = 0; i < 2000 && upstream_count() > 0; i++) {
 		if (T.cfd >= 0) {
-			/* Answer the QUIT, as a server would. */
+			/* Answer a QUIT as a server would; a silent server hangs up. */
 			char *q = NULL;
 
 			pump(1);
@@ -271,6 +271,10 @@ run_dialogue(void **state)
 			    strcmp(q, "QUIT") == 0)
 				dprintf(T.cfd, "221 bye\r\n");
 			free(q);
+			if (i == 100) {
+				close(T.cfd);
+				T.cfd = -1;
+			}
 		} else
 			pump(1);
 	}
