@@ -309,7 +309,8 @@ dns_name_from_wire(const unsigned char *wire, int len, char *out, size_t outlen)
 			return i;
 		}
 		/* libunbound hands us uncompressed names: a pointer is an error. */
-		if (lab > 63 || i + (int)lab > len || o + lab + 2 > outlen || o + lab > 253)
+		if (lab > 63 || i + (int)lab > len || o + lab + 2 > outlen ||
+		    (o ? o + 1 : 0) + lab > 253)
 			return -1;
 		if (o > 0)
 			out[o++] = '.';
