@@ -132,6 +132,23 @@ static const struct conf_key conf_keys[] = {
 	{ "policy", "simulate", CONF_T_ENUM, "off", OFF(policy_simulate), 0, 0, "off|enforce", NULL,
 	  "enforce: for every domain whose policy is in testing mode, also log and record the reply "
 	  "enforce mode would have given the client (event=sts_simulate), while delivering as testing does." },
+
+	{ "report", "flush_interval", CONF_T_DURATION, "5s", OFF(report_flush_interval), 1, 300, NULL, NULL,
+	  "Session outcomes are written to the report database in one transaction at most this often; "
+	  "a crash loses at most this window, never the database." },
+	{ "report", "db_size", CONF_T_SIZE, "256M", OFF(report_db_size), 1024 * 1024, 1ULL << 36, NULL, NULL,
+	  "Maximum size of the TLS-RPT database (<state_dir>/reports.mdb, the LMDB map size)." },
+	{ "report", "organization", CONF_T_STRING, "", OFF(report_organization), 0, 0, NULL, NULL,
+	  "organization-name of the reports (RFC 8460 section 4.4). Empty: the host name." },
+	{ "report", "contact", CONF_T_STRING, "", OFF(report_contact), 0, 0, NULL, NULL,
+	  "contact-info of the reports, an email address. Empty: postmaster@ the host name." },
+	{ "report", "submitter", CONF_T_STRING, "", OFF(report_submitter), 0, 0, NULL, NULL,
+	  "Submitter domain (file names, TLS-Report-Submitter). Empty: the domain of contact (RPT-15)." },
+	{ "report", "send_success_only_reports", CONF_T_BOOL, "no", OFF(report_send_success_only), 0, 0, NULL, NULL,
+	  "Also send reports for days without any failure." },
+	{ "report", "max_delay", CONF_T_DURATION, "4h", OFF(report_max_delay), 0, 86400, NULL, NULL,
+	  "Reports leave after 00:00 UTC plus a random delay up to this (RFC 8460 section 4.1), "
+	  "so that a fleet of senders does not hit receivers at once." },
 };
 
 #define NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))

@@ -63,6 +63,15 @@ struct conf {
 	size_t		 policy_cache_size;	/* bytes: LMDB map size */
 	struct strlist	 policy_override;	/* "domain:mode" */
 	char		*policy_simulate;	/* "off" or "enforce" */
+
+	/* [report]: TLS-RPT */
+	unsigned	 report_flush_interval;	/* seconds */
+	size_t		 report_db_size;
+	char		*report_organization;	/* empty: hostname */
+	char		*report_contact;	/* empty: postmaster@hostname */
+	char		*report_submitter;	/* empty: domain of contact */
+	bool		 report_send_success_only;
+	unsigned	 report_max_delay;	/* seconds */
 };
 
 /**

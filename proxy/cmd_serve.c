@@ -19,11 +19,14 @@
 #include "proxy/listener.h"
 #include "proxy/runtime.h"
 #include "proxy/upstream.h"
+#include "report/outcome.h"
+#include "report/rpt_store.h"
 
 struct serve {
 	struct runtime		*rt;
 	struct listener		*listener;
 	struct event		*sigterm, *sigint, *drain;
+	struct rpt_store	*reports;
 	bool			 stopping;
 };
 
@@ -91,6 +94,11 @@ cmd_serve(const struct conf *conf, int argc, char **argv)
 			goto out;
 		}
 	}
+	/* Without the report database mail still flows; only TLS-RPT is lost. */
+	if ((sv.reports = rpt_store_open(conf, sv.rt->base)) != NULL)
+		outcome_set_hook(rpt_store_hook, sv.reports);
+	else
+		log_warnx("event=reports_disabled reason=\"the report database cannot be opened\"");
 	if ((sv.listener = listener_new(&env, &err)) == NULL) {
 		log_err("event=startup_failed reason=%s", log_quote(err));
 		goto out;
@@ -111,6 +119,8 @@ out:
 	if (sv.sigint) event_free(sv.sigint);
 	if (sv.drain) event_free(sv.drain);
 	listener_free(sv.listener);
+	outcome_set_hook(NULL, NULL);
+	rpt_store_close(sv.reports);
 	if (env.tls_ctx)
 		SSL_CTX_free(env.tls_ctx);
 	runtime_free(sv.rt);

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <openssl/err.h>
 
+#include "conf/clock.h"
 #include "conf/log.h"
 #include "conf/netaddr.h"
 #include "policy/mx_match.h"
@@ -97,6 +98,7 @@ struct upstream {
 	enum sts_mode		 mode;		/* STS_MODE_NONE without a policy */
 	char			*policy_id;
 	struct strlist		 patterns;
+	struct strlist		 policy_lines;
 
 	/* the walk */
 	enum walk_phase		 phase;
@@ -115,6 +117,8 @@ struct upstream {
 	SSL			*ssl;		/* owned by bev once the filter exists */
 	struct sockaddr_storage	 addr;
 	char			 ip[64];
+	char			 local_ip[64];	/* sending-mta-ip */
+	char			 mx_helo[256];	/* from the greeting */
 	const char		*mx_host;
 	struct smtp_reply	 reply;
 	struct smtp_reply	 ehlo;
@@ -168,14 +172,17 @@ record(struct upstream *up, const char *mx_host, enum outcome_action action, boo
 {
 	struct delivery_outcome o = {
 		.session = up->session,
-		.when = time(NULL),
+		.when = clock_now(),
 		.policy_domain = up->domain,
 		.policy_type = up->have_policy && up->mode != STS_MODE_NONE ? "sts" : "no-policy-found",
 		.mode = mode_label(up),
 		.policy_id = up->policy_id ? up->policy_id : "",
 		.mx_patterns = up->have_policy ? &up->patterns : NULL,
+		.policy_lines = up->have_policy ? &up->policy_lines : NULL,
 		.mx_host = mx_host,
 		.ip = action == OUTCOME_ACTION_SKIPPED ? NULL : up->ip,
+		.sending_ip = action == OUTCOME_ACTION_SKIPPED || !up->local_ip[0] ? NULL : up->local_ip,
+		.mx_helo = action == OUTCOME_ACTION_SKIPPED || !up->mx_helo[0] ? NULL : up->mx_helo,
 		.tls_version = up->tls_active ? up->peer.version : NULL,
 		.cipher = up->tls_active ? up->peer.cipher : NULL,
 		.starttls_offered = up->starttls_offered,
@@ -590,6 +597,7 @@ start_connect(struct upstream *up)
 	    sizeof(struct sockaddr_in);
 
 	netaddr_ntop((struct sockaddr *)&up->addr, up->ip, sizeof(up->ip));
+	up->local_ip[0] = up->mx_helo[0] = '\0';
 	up->recorded = false;
 	up->starttls_offered = false;
 	up->tls_result = RPT_RESULT_NONE;
@@ -671,6 +679,15 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 
 	switch (up->state) {
 	case UPSTREAM_S_BANNER:
+		if (r->nlines > 0) {
+			/* RFC 5321 §4.3.1: the greeting starts with the server's name. */
+			size_t n = strcspn(r->lines[0], " ");
+
+			if (n >= sizeof(up->mx_helo))
+				n = sizeof(up->mx_helo) - 1;
+			memcpy(up->mx_helo, r->lines[0], n);
+			up->mx_helo[n] = '\0';
+		}
 		if (cls != 2) {
 			attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "greeting %s", flat);
 			return;
@@ -955,8 +972,14 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	up->clean = false;
 	if (what & BEV_EVENT_CONNECTED) {
-		if (up->state == UPSTREAM_S_CONNECTING)
+		if (up->state == UPSTREAM_S_CONNECTING) {
+			struct sockaddr_storage local;
+			socklen_t llen = sizeof(local);
+
+			if (getsockname(bufferevent_getfd(bev), (struct sockaddr *)&local, &llen) == 0)
+				netaddr_ntop((struct sockaddr *)&local, up->local_ip, sizeof(up->local_ip));
 			upstream_enter_state(up, UPSTREAM_S_BANNER);
+		}
 		else if (up->state == UPSTREAM_S_TLS)
 			tls_established(up);
 		return;
@@ -1113,6 +1136,7 @@ on_policy(void *arg, const struct policy_result *res)
 		up->mode = res->mode;
 		up->policy_id = xstrdup(res->id ? res->id : "");
 		strlist_copy(&up->patterns, &res->policy->mx);
+		strlist_copy(&up->policy_lines, &res->policy->lines);
 	}
 	log_info("session=%s event=policy domain=%s source=%s mode=%s id=%s%s%s note=%s",
 	    up->session, up->domain, policy_source_name(res->source),
@@ -1122,10 +1146,11 @@ on_policy(void *arg, const struct policy_result *res)
 	if (res->failure != RPT_RESULT_NONE && res->failure_reportable) {
 		/* STS-45: a fetch failure is reported even though mail flows. */
 		struct delivery_outcome o = {
-			.session = up->session, .when = time(NULL), .policy_domain = up->domain,
+			.session = up->session, .when = clock_now(), .policy_domain = up->domain,
 			.policy_type = up->have_policy ? "sts" : "no-policy-found",
 			.mode = mode_label(up), .policy_id = up->policy_id ? up->policy_id : "",
 			.mx_patterns = up->have_policy ? &up->patterns : NULL,
+			.policy_lines = up->have_policy ? &up->policy_lines : NULL,
 			.result = res->failure, .reason = res->failure_reason,
 			.action = OUTCOME_ACTION_POLICY,
 		};
@@ -1177,6 +1202,7 @@ reap(evutil_socket_t fd, short what, void *arg)
 	free(up->policy_id);
 	free(up->last_reply);
 	strlist_clear(&up->patterns);
+	strlist_clear(&up->policy_lines);
 	strbuf_free(&up->failures);
 	live_upstreams--;
 	free(up);

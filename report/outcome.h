@@ -39,8 +39,11 @@ struct delivery_outcome {
 	const char		*mode;		/* "enforce", "testing", "none" or "" */
 	const char		*policy_id;	/* "" without a policy */
 	const struct strlist	*mx_patterns;	/* NULL without a policy */
+	const struct strlist	*policy_lines;	/* the policy text, one line each; NULL without */
 	const char		*mx_host;	/* NULL for a policy-level record */
 	const char		*ip;		/* NULL when not connected */
+	const char		*sending_ip;	/* our end of the connection, or NULL */
+	const char		*mx_helo;	/* name in the MX's greeting, or NULL */
 	const char		*tls_version;	/* NULL without TLS */
 	const char		*cipher;
 	bool			 starttls_offered;
