@@ -25,6 +25,8 @@ usage(FILE *out)
 	    "  policy DOMAIN [--json] [--no-cache]   the MTA-STS policy a sender applies now\n"
 	    "  policy --file FILE [--mx HOST...]     lint a policy file before publishing it\n"
 	    "  cache list | show DOMAIN | purge DOMAIN | purge --all | refresh\n"
+	    "  report list [--day D]                  TLS-RPT traffic recorded per day and domain\n"
+	    "  report show DOMAIN [--day D] [--json]  the RFC 8460 report for DOMAIN (default: yesterday)\n"
 	    "  check-config                           print the effective configuration\n"
 	    "  version\n"
 	    "\n"
@@ -104,6 +106,8 @@ main(int argc, char **argv)
 
 	if (strcmp(argv[0], "serve") == 0)
 		rc = cmd_serve(conf, argc, argv);
+	else if (strcmp(argv[0], "report") == 0)
+		rc = cmd_report(conf, argc, argv);
 	else if (strcmp(argv[0], "policy") == 0)
 		rc = cmd_policy(conf, argc, argv);
 	else if (strcmp(argv[0], "cache") == 0)

@@ -372,6 +372,37 @@ check "the relay ran without sanitizer reports" \
 	"$(cat "$W"/relay*.log | grep -cE 'ERROR: (Address|Leak)Sanitizer|runtime error:')" "0"
 check_match "the relay stops cleanly on SIGTERM" "$(tail -1 "$W/relay3.log")" "event=stopped"
 
+# ---- TLS-RPT: what the relay recorded (flushed at stop), as reports --------
+TODAY=$(date -u +%F)
+rpt() { "$STSPROXY" -c "$W/stsproxy.conf" report "$@" 2>>"$W/report.err"; }
+check_match "report list: enf had 1 successful and 2 failed sessions" \
+	"$(rpt list --day "$TODAY" | grep " enf\.$ZONE ")" "enf\.$ZONE +1 +1 +2$"
+for d in enf allbad testing plain good; do
+	rpt show "$d.$ZONE" --day "$TODAY" --json > "$W/report-$d.json"
+	check "RPT-7/8: the $d report validates against the RFC 8460 schema (python3-jsonschema)" \
+		"$(python3 "$E2E_DIR/validate_report.py" "$E2E_DIR/../data/tlsrpt-report.schema.json" "$W/report-$d.json" | tail -1)" "valid"
+done
+fd() { jq -r "[.policies[].\"failure-details\"[]? | select(.\"result-type\" == \"$2\") | .\"failed-session-count\"] | add // 0" "$W/report-$1.json"; }
+check "RPT §4.3: enf counts one starttls-not-supported" "$(fd enf starttls-not-supported)" "1"
+check "RPT §4.3: enf counts one certificate-expired" "$(fd enf certificate-expired)" "1"
+check "RPT §4: enf summary has the successful session" \
+	"$(jq '.policies[0].summary."total-successful-session-count"' "$W/report-enf.json")" "1"
+check "RPT §4.4: policy-string holds the policy lines, mx-host the patterns" \
+	"$(jq -c '.policies[0].policy | [."policy-string"[1], ."mx-host"]' "$W/report-enf.json")" \
+	"[\"mode: enforce\",[\"*.enf.$ZONE\"]]"
+check "RPT §4.3: allbad counts the name mismatch, the untrusted CA and the skipped MX" \
+	"$(fd allbad certificate-host-mismatch) $(fd allbad certificate-not-trusted) $(jq '[.policies[]."failure-details"[]? | select(."failure-reason-code" == "mx-not-in-sts-policy")] | length' "$W/report-allbad.json")" "1 1 1"
+check_match "RPT §4.3: failure details carry the MX, its IP, our IP and its HELO" \
+	"$(jq -cS '.policies[]."failure-details"[]? | select(."result-type" == "certificate-not-trusted")' "$W/report-allbad.json")" \
+	"\"receiving-ip\":\"127\.0\.4\.7\".*\"receiving-mx-helo\":\"untrusted\".*\"receiving-mx-hostname\":\"untrusted\.allbad\.$ZONE\".*\"sending-mta-ip\":\"127\."
+check "RPT §4.3.4: connection failures (dead MX) are not reported" \
+	"$(jq '[.policies[]."failure-details"[]? | select(."receiving-mx-hostname" == "dead.allbad.'"$ZONE"'")] | length' "$W/report-allbad.json")" "0"
+check "no policy: reported as no-policy-found with starttls-not-supported" \
+	"$(jq -r '.policies[0].policy."policy-type" + " " + (.policies[0]."failure-details"[0]."result-type")' "$W/report-plain.json")" \
+	"no-policy-found starttls-not-supported"
+check "RPT-16: the report id is stable for day, domain and submitter" \
+	"$(jq -r '."report-id"' "$W/report-good.json")" "$TODAY.good.$ZONE@relay.$ZONE"
+
 [ "$FAIL" -gt 0 ] && { world_note "relay log:"; sed 's/^/#   /' "$W/relay.log" | tail -80; world_note "postfix log:"; sed 's/^/#   /' "$PF/maillog" | tail -40; }
 postfix -c "$PF" stop >/dev/null 2>&1
 world_summary

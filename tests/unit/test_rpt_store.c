@@ -14,6 +14,7 @@
 #include <event2/event.h>
 
 #include "conf/log.h"
+#include "report/rpt_report.h"
 #include "report/rpt_store.h"
 
 static struct conf *
@@ -182,12 +183,40 @@ test_writer_thread(void **state)
 	remove_scratch(dir);
 }
 
+/* RPT-11 case 64, RPT-15, RPT-10: names and dates of a report. */
+static void
+test_report_identity(void **state)
+{
+	struct strlist errors = { 0 };
+	static const char text[] = "[report]\ncontact = tlsrpt@mail.s.example\norganization = S Inc.\n";
+	struct conf *conf = conf_parse_buffer("t", text, sizeof(text) - 1, &errors);
+	struct rpt_identity id;
+	char *name;
+
+	(void)state;
+	rpt_identity_init(&id, conf, "relay.example");
+	assert_string_equal(id.submitter, "mail.s.example");
+	assert_string_equal(id.organization, "S Inc.");
+	name = rpt_report_filename(&id, "2016-08-01", "a.com");
+	assert_string_equal(name, "mail.s.example!a.com!1470009600!1470095999!20160801.json.gz");
+	free(name);
+	assert_int_equal(rpt_day_start("2016-08-01"), 1470009600);
+	assert_int_equal(rpt_day_start("2016-8-1x"), -1);
+	conf_free(conf);
+	conf = conf_parse_buffer("t", "", 0, &errors);
+	rpt_identity_init(&id, conf, "relay.example");
+	assert_string_equal(id.contact, "postmaster@relay.example");
+	assert_string_equal(id.submitter, "relay.example");
+	conf_free(conf);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_counts_and_persistence),
 		cmocka_unit_test(test_writer_thread),
+		cmocka_unit_test(test_report_identity),
 	};
 
 	log_init("test", false, LOG_LEVEL_CRIT);

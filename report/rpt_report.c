@@ -1,0 +1,111 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "report/rpt_report.h"
+
+void
+rpt_identity_init(struct rpt_identity *id, const struct conf *conf, const char *hostname)
+{
+	const char *at;
+
+	snprintf(id->organization, sizeof(id->organization), "%s",
+	    conf->report_organization[0] ? conf->report_organization : hostname);
+	if (conf->report_contact[0])
+		snprintf(id->contact, sizeof(id->contact), "%s", conf->report_contact);
+	else
+		snprintf(id->contact, sizeof(id->contact), "postmaster@%s", hostname);
+	/* RPT-15: the submitter is the domain of contact-info. */
+	at = strrchr(id->contact, '@');
+	snprintf(id->submitter, sizeof(id->submitter), "%s", conf->report_submitter[0] ?
+	    conf->report_submitter : at ? at + 1 : hostname);
+}
+
+time_t
+rpt_day_start(const char *day)
+{
+	struct tm tm;
+	const char *end;
+
+	memset(&tm, 0, sizeof(tm));
+	if (strlen(day) != 10 || (end = strptime(day, "%Y-%m-%d", &tm)) == NULL || *end != '\0')
+		return -1;
+	return timegm(&tm);
+}
+
+struct build {
+	json_t		*policies;
+	long long	 failures;
+};
+
+static void
+add_policy(void *arg, const char *day, const char *domain, json_t *rec)
+{
+	struct build *b = arg;
+	json_t *details = json_array(), *d, *out;
+	long long fail = 0;
+	const char *k;
+
+	(void)day;
+	(void)domain;
+	json_object_foreach(json_object_get(rec, "failures"), k, d) {
+		json_array_append(details, d);
+		fail += json_integer_value(json_object_get(d, "failed-session-count"));
+	}
+	out = json_pack("{s:O, s:{s:I, s:I}}", "policy", json_object_get(rec, "policy"),
+	    "summary", "total-successful-session-count",
+	    (json_int_t)json_integer_value(json_object_get(rec, "success")),
+	    "total-failure-session-count", (json_int_t)fail);
+	if (json_array_size(details) > 0)
+		json_object_set(out, "failure-details", details);
+	json_decref(details);
+	json_array_append_new(b->policies, out);
+	b->failures += fail;
+}
+
+json_t *
+rpt_report_build(struct rpt_store *store, const struct rpt_identity *id, const char *day,
+    const char *domain, long long *failures)
+{
+	struct build b = { json_array(), 0 };
+	char start[32], end[32], *rid;
+	json_t *report;
+
+	if (rpt_day_start(day) < 0 ||
+	    rpt_store_foreach(store, day, domain, add_policy, &b) <= 0) {
+		json_decref(b.policies);
+		return NULL;
+	}
+	snprintf(start, sizeof(start), "%sT00:00:00Z", day);
+	snprintf(end, sizeof(end), "%sT23:59:59Z", day);
+	rid = xasprintf("%s.%s@%s", day, domain, id->submitter);
+	report = json_pack("{s:s, s:{s:s, s:s}, s:s, s:s, s:o}",
+	    "organization-name", id->organization,
+	    "date-range", "start-datetime", start, "end-datetime", end,
+	    "contact-info", id->contact,
+	    "report-id", rid,
+	    "policies", b.policies);
+	free(rid);
+	if (failures != NULL)
+		*failures = b.failures;
+	return report;
+}
+
+char *
+rpt_report_filename(const struct rpt_identity *id, const char *day, const char *domain)
+{
+	time_t begin = rpt_day_start(day);
+	char alnum[16];
+	size_t n = 0;
+
+	/* The optional unique-id part: the day's digits, alphanumeric as RPT-11 asks. */
+	for (const char *p = day; *p && n + 1 < sizeof(alnum); p++)
+		if (isalnum((unsigned char)*p))
+			alnum[n++] = *p;
+	alnum[n] = '\0';
+	return xasprintf("%s!%s!%lld!%lld!%s.json.gz", id->submitter, domain, (long long)begin,
+	    (long long)begin + 86399, alnum);
+}
