@@ -7,12 +7,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
+
+#include <event2/event.h>
 
 #include "conf/clock.h"
 #include "conf/log.h"
 #include "proxy/commands.h"
+#include "proxy/runtime.h"
+#include "report/rpt_post.h"
 #include "report/rpt_report.h"
+#include "report/tlsrpt_record.h"
 #include "report/rpt_store.h"
 
 struct list_row {
@@ -59,7 +65,209 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: stsproxy report list [--day YYYY-MM-DD]\n"
-	    "       stsproxy report show DOMAIN [--day YYYY-MM-DD] [--json]\n");
+	    "       stsproxy report show DOMAIN [--day YYYY-MM-DD] [--json]\n"
+	    "       stsproxy report send [--day YYYY-MM-DD] [--domain DOMAIN] [--dry-run]\n");
+}
+
+/* ---- report send: one job per domain, one POST per https destination ---- */
+
+struct send_ctx {
+	struct runtime		*rt;
+	struct rpt_store	*store;
+	struct rpt_identity	 id;
+	const char		*day;
+	bool			 dry_run;
+	unsigned		 outstanding;
+	unsigned		 delivered, failed;
+};
+
+struct send_job {
+	struct send_ctx		*ctx;
+	char			*domain;
+	char			*rua;
+	struct strbuf		 gz;
+};
+
+static void
+job_done(struct send_ctx *ctx)
+{
+	if (--ctx->outstanding == 0)
+		event_base_loopexit(ctx->rt->base, NULL);
+}
+
+static void
+posted(void *arg, const struct rpt_post_result *r)
+{
+	struct send_job *job = arg;
+
+	if (r->delivered) {
+		printf("%s  %s  delivered (HTTP %d)\n", job->domain, job->rua, r->http_status);
+		job->ctx->delivered++;
+	} else {
+		printf("%s  %s  failed: %s\n", job->domain, job->rua, r->reason);
+		job->ctx->failed++;
+	}
+	job_done(job->ctx);
+	free(job->domain);
+	free(job->rua);
+	strbuf_free(&job->gz);
+	free(job);
+}
+
+struct txt_job {
+	struct send_ctx	*ctx;
+	char		*domain;
+};
+
+static void
+got_tlsrpt(void *arg, const struct dns_answer *ans)
+{
+	struct txt_job *tj = arg;
+	struct send_ctx *ctx = tj->ctx;
+	struct tlsrpt_record_result rec;
+	struct strlist joined = { 0 };
+	const char *recs[16];
+	size_t lens[16], n = 0;
+	json_t *report;
+	char *json, *name;
+
+	for (size_t i = 0; ans->status == DNS_STATUS_OK && i < ans->count && n < 16; i++) {
+		struct strbuf sb;
+
+		strbuf_init(&sb);
+		if (dns_txt_join(ans->data[i], ans->len[i], &sb) == 0)
+			strlist_add(&joined, sb.data ? sb.data : "");
+		strbuf_free(&sb);
+	}
+	for (size_t i = 0; i < joined.count; i++) {
+		recs[n] = joined.items[i];
+		lens[n++] = strlen(joined.items[i]);
+	}
+	tlsrpt_record_select(recs, lens, n, &rec);
+	if (rec.status != TLSRPT_RECORD_VALID) {
+		printf("%s  -  no report: _smtp._tls.%s: %s\n", tj->domain, tj->domain,
+		    ans->status == DNS_STATUS_OK || ans->status == DNS_STATUS_NODATA ||
+		    ans->status == DNS_STATUS_NXDOMAIN ? rec.reason : dns_status_name(ans->status));
+		goto out;
+	}
+	report = rpt_report_build(ctx->store, &ctx->id, ctx->day, tj->domain, NULL);
+	json = json_dumps(report, JSON_COMPACT);
+	name = rpt_report_filename(&ctx->id, ctx->day, tj->domain);
+	for (size_t i = 0; i < rec.rua.count; i++) {
+		const char *rua = rec.rua.items[i];
+		struct send_job *job;
+
+		if (ctx->dry_run) {
+			printf("%s  %s  would send %s\n", tj->domain, rua, name);
+			continue;
+		}
+		if (strncasecmp(rua, "https:", 6) != 0) {
+			printf("%s  %s  skipped: mailto delivery is not built yet\n", tj->domain, rua);
+			continue;
+		}
+		job = xcalloc(1, sizeof(*job));
+		job->ctx = ctx;
+		job->domain = xstrdup(tj->domain);
+		job->rua = xstrdup(rua);
+		strbuf_init(&job->gz);
+		rpt_gzip(json, strlen(json), &job->gz);
+		if (rpt_post_start(ctx->rt->base, ctx->rt->resolver, ctx->rt->ssl_ctx, rua,
+		    job->gz.data, job->gz.len, ctx->rt->conf->policy_fetch_timeout, posted, job) == NULL) {
+			printf("%s  %s  failed: not a usable https URL\n", tj->domain, rua);
+			ctx->failed++;
+			strbuf_free(&job->gz);
+			free(job->domain);
+			free(job->rua);
+			free(job);
+			continue;
+		}
+		ctx->outstanding++;
+	}
+	free(name);
+	free(json);
+	json_decref(report);
+out:
+	tlsrpt_record_result_clear(&rec);
+	strlist_clear(&joined);
+	free(tj->domain);
+	free(tj);
+	job_done(ctx);
+}
+
+struct domain_sums {
+	struct strlist		 domains;
+	struct strlist		 failed;	/* domains with failures */
+};
+
+static void
+sum_visit(void *arg, const char *day, const char *domain, json_t *rec)
+{
+	struct domain_sums *ds = arg;
+	const char *k;
+	json_t *d;
+	bool fail = false;
+
+	(void)day;
+	json_object_foreach(json_object_get(rec, "failures"), k, d)
+		fail = true;
+	if (ds->domains.count == 0 || strcmp(ds->domains.items[ds->domains.count - 1], domain) != 0)
+		strlist_add(&ds->domains, domain);
+	if (fail && (ds->failed.count == 0 ||
+	    strcmp(ds->failed.items[ds->failed.count - 1], domain) != 0))
+		strlist_add(&ds->failed, domain);
+}
+
+static bool
+in_list(const struct strlist *l, const char *s)
+{
+	for (size_t i = 0; i < l->count; i++)
+		if (strcmp(l->items[i], s) == 0)
+			return true;
+	return false;
+}
+
+static int
+report_send(const struct conf *conf, struct rpt_store *store, const char *day,
+    const char *only, bool dry_run, const char *hostname)
+{
+	struct send_ctx ctx = { .store = store, .day = day, .dry_run = dry_run };
+	struct domain_sums ds = { { 0 }, { 0 } };
+
+	if ((ctx.rt = runtime_new(conf)) == NULL)
+		return EXIT_ERROR;
+	rpt_identity_init(&ctx.id, conf, conf->hostname[0] ? conf->hostname : hostname);
+	rpt_store_foreach(store, day, only, sum_visit, &ds);
+	ctx.outstanding = 1;	/* held until every lookup has started */
+	for (size_t i = 0; i < ds.domains.count; i++) {
+		const char *d = ds.domains.items[i];
+		struct txt_job *tj;
+		char *name;
+
+		if (!conf->report_send_success_only && !in_list(&ds.failed, d)) {
+			printf("%s  -  no report: no failures on %s (send_success_only_reports = no)\n", d, day);
+			continue;
+		}
+		tj = xcalloc(1, sizeof(*tj));
+		tj->ctx = &ctx;
+		tj->domain = xstrdup(d);
+		name = xasprintf("_smtp._tls.%s", d);
+		ctx.outstanding++;
+		if (resolver_query(ctx.rt->resolver, name, 16, got_tlsrpt, tj) == NULL) {
+			printf("%s  -  no report: cannot look up %s\n", d, name);
+			ctx.outstanding--;
+			free(tj->domain);
+			free(tj);
+		}
+		free(name);
+	}
+	if (ds.domains.count == 0)
+		printf("no traffic recorded on %s\n", day);
+	if (--ctx.outstanding > 0)
+		event_base_dispatch(ctx.rt->base);
+	strlist_clear(&ds.domains);
+	strlist_clear(&ds.failed);
+	runtime_free(ctx.rt);
+	return ctx.failed > 0 ? EXIT_NO_POLICY : EXIT_POLICY;
 }
 
 int
@@ -67,7 +275,7 @@ cmd_report(const struct conf *conf, int argc, char **argv)
 {
 	const char *day = NULL, *domain = NULL, *verb = argc > 1 ? argv[1] : NULL;
 	char yesterday[11], hostname[256];
-	bool json = false;
+	bool json = false, dry_run = false;
 	struct rpt_store *store;
 	int rc = EXIT_POLICY;
 
@@ -76,6 +284,10 @@ cmd_report(const struct conf *conf, int argc, char **argv)
 			day = argv[++i];
 		else if (strcmp(argv[i], "--json") == 0)
 			json = true;
+		else if (strcmp(argv[i], "--dry-run") == 0)
+			dry_run = true;
+		else if (strcmp(argv[i], "--domain") == 0 && i + 1 < argc)
+			domain = argv[++i];
 		else if (argv[i][0] != '-' && domain == NULL)
 			domain = argv[i];
 		else {
@@ -83,7 +295,8 @@ cmd_report(const struct conf *conf, int argc, char **argv)
 			return EXIT_ERROR;
 		}
 	}
-	if (verb == NULL || (strcmp(verb, "list") != 0 && strcmp(verb, "show") != 0) ||
+	if (verb == NULL || (strcmp(verb, "list") != 0 && strcmp(verb, "show") != 0 &&
+	    strcmp(verb, "send") != 0) ||
 	    (strcmp(verb, "show") == 0 && domain == NULL)) {
 		usage();
 		return EXIT_ERROR;
@@ -94,7 +307,15 @@ cmd_report(const struct conf *conf, int argc, char **argv)
 	}
 	if ((store = rpt_store_open(conf, NULL)) == NULL)
 		return EXIT_ERROR;
-	if (strcmp(verb, "list") == 0) {
+	if (strcmp(verb, "send") == 0) {
+		if (day == NULL) {
+			rpt_day(clock_now() - 86400, yesterday);
+			day = yesterday;
+		}
+		if (gethostname(hostname, sizeof(hostname)) != 0)
+			snprintf(hostname, sizeof(hostname), "localhost");
+		rc = report_send(conf, store, day, domain, dry_run, hostname);
+	} else if (strcmp(verb, "list") == 0) {
 		struct list_state st = { 0 };
 
 		printf("%-10s  %-40s  %8s  %10s  %10s\n", "day", "policy domain", "policies",

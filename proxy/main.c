@@ -27,6 +27,7 @@ usage(FILE *out)
 	    "  cache list | show DOMAIN | purge DOMAIN | purge --all | refresh\n"
 	    "  report list [--day D]                  TLS-RPT traffic recorded per day and domain\n"
 	    "  report show DOMAIN [--day D] [--json]  the RFC 8460 report for DOMAIN (default: yesterday)\n"
+	    "  report send [--day D] [--domain X] [--dry-run]  deliver the day's reports now\n"
 	    "  check-config                           print the effective configuration\n"
 	    "  version\n"
 	    "\n"

@@ -43,6 +43,7 @@ cert drop "mx.drop.$ZONE"
 cert inject "mx.inject.$ZONE"
 cert sim "mx.sim.$ZONE" 20200101000000Z 20200201000000Z
 cert old "mx.old.$ZONE"
+cert reports "reports.$ZONE"
 cert client "relay.$ZONE"
 
 : > "$W/nginx.sites"
@@ -109,6 +110,10 @@ sim MX 10 mx.sim.$ZONE.
 mx.sim A 127.0.4.18
 old MX 10 mx.old.$ZONE.
 mx.old A 127.0.4.19
+_smtp._tls.enf TXT "v=TLSRPTv1; rua=https://reports.$ZONE/tlsrpt/enf , mailto:tlsrpt@reports.$ZONE"
+_smtp._tls.allbad TXT "v=TLSRPTv1; rua=https://reports.$ZONE/fail500"
+_smtp._tls.good TXT "v=TLSRPTv1; rua=https://reports.$ZONE/tlsrpt/good"
+reports A 127.0.2.20
 ZONEDATA
 } | world_dns_records
 world_dns_publish >/dev/null || exit 1
@@ -402,6 +407,30 @@ check "no policy: reported as no-policy-found with starttls-not-supported" \
 	"no-policy-found starttls-not-supported"
 check "RPT-16: the report id is stable for day, domain and submitter" \
 	"$(jq -r '."report-id"' "$W/report-good.json")" "$TODAY.good.$ZONE@relay.$ZONE"
+
+# ---- delivery to an https: rua (RPT-13) -------------------------------------
+python3 "$E2E_DIR/httpsreceiver.py" 127.0.2.20:443 "$W/certs/reports.pem" "$W/certs/reports.key" \
+	"$W/received" > "$W/receiver.out" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do [ -s "$W/receiver.out" ] && break; sleep 0.1; done
+out=$(rpt send --day "$TODAY" --domain "enf.$ZONE" --dry-run)
+check_match "report send --dry-run names the destinations and the RPT-11 file name" "$(echo $out)" \
+	"enf\.$ZONE https://reports\.$ZONE/tlsrpt/enf would send relay\.$ZONE!enf\.$ZONE![0-9]+![0-9]+![0-9]+\.json\.gz"
+check "--dry-run posts nothing" "$(ls "$W/received" 2>/dev/null | wc -l)" "0"
+out=$(rpt send --day "$TODAY" --domain "enf.$ZONE"); rc=$?
+check_match "RPT-13: the enf report is POSTed and accepted" "$out" "enf\.$ZONE  https://reports\.$ZONE/tlsrpt/enf  delivered \(HTTP 201\)"
+check "... exit status 0 when every destination took it" "$rc" "0"
+check "RPT-13: Content-Type application/tlsrpt+gzip" "$(jq -r '.headers["Content-Type"]' "$W/received/1.json")" "application/tlsrpt+gzip"
+check "RPT-12: the body is the gzipped report, identical to report show" \
+	"$(gunzip -c < "$W/received/1.body" | jq -S -c .)" "$(jq -S -c . "$W/report-enf.json")"
+check_match "mailto destinations are listed as not yet delivered" "$out" "mailto:tlsrpt@reports\.$ZONE  skipped"
+out=$(rpt send --day "$TODAY" --domain "allbad.$ZONE"); rc=$?
+check_match "RPT-13: a 500 answer is a failed delivery" "$out" "failed: reports\.$ZONE answered HTTP 500"
+check "... and the exit status says so" "$rc" "1"
+out=$(rpt send --day "$TODAY" --domain "good.$ZONE")
+check_match "no report for a day without failures (send_success_only_reports = no)" "$out" "no report: no failures"
+out=$(rpt send --day "$TODAY" --domain "testing.$ZONE")
+check_match "RPT-4: no _smtp._tls record, no report" "$out" "no report: _smtp\._tls\.testing\.$ZONE: no TXT record starts with v=TLSRPTv1"
 
 [ "$FAIL" -gt 0 ] && { world_note "relay log:"; sed 's/^/#   /' "$W/relay.log" | tail -80; world_note "postfix log:"; sed 's/^/#   /' "$PF/maillog" | tail -40; }
 postfix -c "$PF" stop >/dev/null 2>&1
