@@ -146,6 +146,9 @@ static const struct conf_key conf_keys[] = {
 	  "Submitter domain (file names, TLS-Report-Submitter). Empty: the domain of contact (RPT-15)." },
 	{ "report", "send_success_only_reports", CONF_T_BOOL, "no", OFF(report_send_success_only), 0, 0, NULL, NULL,
 	  "Also send reports for days without any failure." },
+	{ "report", "retry_interval", CONF_T_DURATION, "10m", OFF(report_retry_interval), 1, 21600, NULL, NULL,
+	  "First wait after a failed report delivery; each further failure doubles it, up to 6 hours, "
+	  "for 24 hours after the first attempt (RFC 8460 section 5.5)." },
 	{ "report", "max_delay", CONF_T_DURATION, "4h", OFF(report_max_delay), 0, 86400, NULL, NULL,
 	  "Reports leave after 00:00 UTC plus a random delay up to this (RFC 8460 section 4.1), "
 	  "so that a fleet of senders does not hit receivers at once." },

@@ -72,6 +72,7 @@ struct conf {
 	char		*report_submitter;	/* empty: domain of contact */
 	bool		 report_send_success_only;
 	unsigned	 report_max_delay;	/* seconds */
+	unsigned	 report_retry_interval;	/* seconds */
 };
 
 /**

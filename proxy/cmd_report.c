@@ -18,7 +18,7 @@
 #include "proxy/runtime.h"
 #include "report/rpt_post.h"
 #include "report/rpt_report.h"
-#include "report/tlsrpt_record.h"
+#include "report/rpt_sender.h"
 #include "report/rpt_store.h"
 
 struct list_row {
@@ -114,66 +114,42 @@ posted(void *arg, const struct rpt_post_result *r)
 	free(job);
 }
 
-struct txt_job {
-	struct send_ctx	*ctx;
-	char		*domain;
-};
-
 static void
-got_tlsrpt(void *arg, const struct dns_answer *ans)
+got_destinations(void *arg, const char *domain, const struct strlist *rua, const char *why)
 {
-	struct txt_job *tj = arg;
-	struct send_ctx *ctx = tj->ctx;
-	struct tlsrpt_record_result rec;
-	struct strlist joined = { 0 };
-	const char *recs[16];
-	size_t lens[16], n = 0;
+	struct send_ctx *ctx = arg;
 	json_t *report;
 	char *json, *name;
 
-	for (size_t i = 0; ans->status == DNS_STATUS_OK && i < ans->count && n < 16; i++) {
-		struct strbuf sb;
-
-		strbuf_init(&sb);
-		if (dns_txt_join(ans->data[i], ans->len[i], &sb) == 0)
-			strlist_add(&joined, sb.data ? sb.data : "");
-		strbuf_free(&sb);
+	if (rua == NULL) {
+		printf("%s  -  no report: %s\n", domain, why);
+		job_done(ctx);
+		return;
 	}
-	for (size_t i = 0; i < joined.count; i++) {
-		recs[n] = joined.items[i];
-		lens[n++] = strlen(joined.items[i]);
-	}
-	tlsrpt_record_select(recs, lens, n, &rec);
-	if (rec.status != TLSRPT_RECORD_VALID) {
-		printf("%s  -  no report: _smtp._tls.%s: %s\n", tj->domain, tj->domain,
-		    ans->status == DNS_STATUS_OK || ans->status == DNS_STATUS_NODATA ||
-		    ans->status == DNS_STATUS_NXDOMAIN ? rec.reason : dns_status_name(ans->status));
-		goto out;
-	}
-	report = rpt_report_build(ctx->store, &ctx->id, ctx->day, tj->domain, NULL);
+	report = rpt_report_build(ctx->store, &ctx->id, ctx->day, domain, NULL);
 	json = json_dumps(report, JSON_COMPACT);
-	name = rpt_report_filename(&ctx->id, ctx->day, tj->domain);
-	for (size_t i = 0; i < rec.rua.count; i++) {
-		const char *rua = rec.rua.items[i];
+	name = rpt_report_filename(&ctx->id, ctx->day, domain);
+	for (size_t i = 0; i < rua->count; i++) {
+		const char *uri = rua->items[i];
 		struct send_job *job;
 
 		if (ctx->dry_run) {
-			printf("%s  %s  would send %s\n", tj->domain, rua, name);
+			printf("%s  %s  would send %s\n", domain, uri, name);
 			continue;
 		}
-		if (strncasecmp(rua, "https:", 6) != 0) {
-			printf("%s  %s  skipped: mailto delivery is not built yet\n", tj->domain, rua);
+		if (strncasecmp(uri, "https:", 6) != 0) {
+			printf("%s  %s  skipped: mailto delivery is not built yet\n", domain, uri);
 			continue;
 		}
 		job = xcalloc(1, sizeof(*job));
 		job->ctx = ctx;
-		job->domain = xstrdup(tj->domain);
-		job->rua = xstrdup(rua);
+		job->domain = xstrdup(domain);
+		job->rua = xstrdup(uri);
 		strbuf_init(&job->gz);
 		rpt_gzip(json, strlen(json), &job->gz);
-		if (rpt_post_start(ctx->rt->base, ctx->rt->resolver, ctx->rt->ssl_ctx, rua,
+		if (rpt_post_start(ctx->rt->base, ctx->rt->resolver, ctx->rt->ssl_ctx, uri,
 		    job->gz.data, job->gz.len, ctx->rt->conf->policy_fetch_timeout, posted, job) == NULL) {
-			printf("%s  %s  failed: not a usable https URL\n", tj->domain, rua);
+			printf("%s  %s  failed: not a usable https URL\n", domain, uri);
 			ctx->failed++;
 			strbuf_free(&job->gz);
 			free(job->domain);
@@ -186,11 +162,6 @@ got_tlsrpt(void *arg, const struct dns_answer *ans)
 	free(name);
 	free(json);
 	json_decref(report);
-out:
-	tlsrpt_record_result_clear(&rec);
-	strlist_clear(&joined);
-	free(tj->domain);
-	free(tj);
 	job_done(ctx);
 }
 
@@ -240,25 +211,16 @@ report_send(const struct conf *conf, struct rpt_store *store, const char *day,
 	ctx.outstanding = 1;	/* held until every lookup has started */
 	for (size_t i = 0; i < ds.domains.count; i++) {
 		const char *d = ds.domains.items[i];
-		struct txt_job *tj;
-		char *name;
 
 		if (!conf->report_send_success_only && !in_list(&ds.failed, d)) {
 			printf("%s  -  no report: no failures on %s (send_success_only_reports = no)\n", d, day);
 			continue;
 		}
-		tj = xcalloc(1, sizeof(*tj));
-		tj->ctx = &ctx;
-		tj->domain = xstrdup(d);
-		name = xasprintf("_smtp._tls.%s", d);
 		ctx.outstanding++;
-		if (resolver_query(ctx.rt->resolver, name, 16, got_tlsrpt, tj) == NULL) {
-			printf("%s  -  no report: cannot look up %s\n", d, name);
+		if (rpt_destinations_lookup(ctx.rt->resolver, d, got_destinations, &ctx) < 0) {
+			printf("%s  -  no report: cannot look up _smtp._tls.%s\n", d, d);
 			ctx.outstanding--;
-			free(tj->domain);
-			free(tj);
 		}
-		free(name);
 	}
 	if (ds.domains.count == 0)
 		printf("no traffic recorded on %s\n", day);

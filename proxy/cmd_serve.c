@@ -20,6 +20,7 @@
 #include "proxy/runtime.h"
 #include "proxy/upstream.h"
 #include "report/outcome.h"
+#include "report/rpt_sender.h"
 #include "report/rpt_store.h"
 
 struct serve {
@@ -27,6 +28,7 @@ struct serve {
 	struct listener		*listener;
 	struct event		*sigterm, *sigint, *drain;
 	struct rpt_store	*reports;
+	struct rpt_sender	*sender;
 	bool			 stopping;
 };
 
@@ -95,9 +97,14 @@ cmd_serve(const struct conf *conf, int argc, char **argv)
 		}
 	}
 	/* Without the report database mail still flows; only TLS-RPT is lost. */
-	if ((sv.reports = rpt_store_open(conf, sv.rt->base)) != NULL)
+	if ((sv.reports = rpt_store_open(conf, sv.rt->base)) != NULL) {
+		struct rpt_identity id;
+
 		outcome_set_hook(rpt_store_hook, sv.reports);
-	else
+		rpt_identity_init(&id, conf, sv.rt->hostname);
+		sv.sender = rpt_sender_new(sv.rt->base, conf, sv.rt->resolver, sv.rt->ssl_ctx,
+		    sv.reports, &id);
+	} else
 		log_warnx("event=reports_disabled reason=\"the report database cannot be opened\"");
 	if ((sv.listener = listener_new(&env, &err)) == NULL) {
 		log_err("event=startup_failed reason=%s", log_quote(err));
@@ -120,6 +127,7 @@ out:
 	if (sv.drain) event_free(sv.drain);
 	listener_free(sv.listener);
 	outcome_set_hook(NULL, NULL);
+	rpt_sender_free(sv.sender);
 	rpt_store_close(sv.reports);
 	if (env.tls_ctx)
 		SSL_CTX_free(env.tls_ctx);

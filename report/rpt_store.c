@@ -432,3 +432,76 @@ rpt_store_foreach(struct rpt_store *store, const char *day, const char *domain,
 	free(prefix);
 	return n;
 }
+
+json_t *
+rpt_store_meta_get(struct rpt_store *store, const char *key)
+{
+	MDB_txn *txn;
+	MDB_val k = { strlen(key), (void *)key }, v;
+	json_t *doc = NULL;
+
+	if (mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn) != 0)
+		return NULL;
+	if (mdb_get(txn, store->dbi, &k, &v) == 0)
+		doc = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+	mdb_txn_abort(txn);
+	return doc;
+}
+
+int
+rpt_store_meta_put(struct rpt_store *store, const char *key, json_t *doc)
+{
+	MDB_txn *txn;
+	char *out = json_dumps(doc, JSON_COMPACT);
+	MDB_val k = { strlen(key), (void *)key }, v = { strlen(out), out };
+	int rc;
+
+	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) == 0) {
+		if ((rc = mdb_put(txn, store->dbi, &k, &v, 0)) == 0)
+			rc = mdb_txn_commit(txn);
+		else
+			mdb_txn_abort(txn);
+	}
+	free(out);
+	if (rc != 0)
+		log_err("event=report_store_failed path=%s key=%s reason=%s", store->path,
+		    log_quote(key), mdb_strerror(rc));
+	return rc == 0 ? 0 : -1;
+}
+
+long
+rpt_store_meta_foreach(struct rpt_store *store, const char *prefix,
+    void (*visit)(void *arg, const char *key, json_t *doc), void *arg)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k = { strlen(prefix), (void *)prefix }, v;
+	size_t plen = strlen(prefix);
+	long n = 0;
+	int op = MDB_SET_RANGE;
+
+	if (mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn) != 0)
+		return -1;
+	if (mdb_cursor_open(txn, store->dbi, &cur) != 0) {
+		mdb_txn_abort(txn);
+		return -1;
+	}
+	while (mdb_cursor_get(cur, &k, &v, op) == 0) {
+		char *key;
+		json_t *doc;
+
+		op = MDB_NEXT;
+		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+			break;
+		key = xstrndup(k.mv_data, k.mv_size);
+		if ((doc = json_loadb(v.mv_data, v.mv_size, 0, NULL)) != NULL) {
+			visit(arg, key, doc);
+			json_decref(doc);
+			n++;
+		}
+		free(key);
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return n;
+}

@@ -62,4 +62,19 @@ typedef void (*rpt_store_visit)(void *arg, const char *day, const char *domain, 
 long rpt_store_foreach(struct rpt_store *store, const char *day, const char *domain,
     rpt_store_visit visit, void *arg);
 
+
+
+/*
+ * Small bookkeeping documents next to the counters (the delivery outbox,
+ * the daily plan), under keys starting with "~" so they never mix with
+ * the day-keyed records. Written synchronously: a few per report.
+ */
+/** The document under key, or NULL. Caller owns it. */
+json_t *rpt_store_meta_get(struct rpt_store *store, const char *key);
+/** Store doc under key (replacing). 0 or -1. */
+int rpt_store_meta_put(struct rpt_store *store, const char *key, json_t *doc);
+/** Visit every meta document whose key starts with prefix. */
+long rpt_store_meta_foreach(struct rpt_store *store, const char *prefix,
+    void (*visit)(void *arg, const char *key, json_t *doc), void *arg);
+
 #endif

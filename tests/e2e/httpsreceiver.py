@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """httpsreceiver.py ADDR:PORT CERT KEY DIR - an RFC 8460 HTTPS report
 endpoint for the tests. Each POST is stored as DIR/N.body with DIR/N.json
-(path, headers). A path containing "fail500" answers 500 (to test
-retries); anything else 201."""
+(path, headers). A path containing "fail500" answers 500; one containing
+"flaky" answers 500 the first time and 201 after (retries); anything
+else 201."""
 import http.server
 import json
 import os
@@ -15,6 +16,7 @@ outdir = sys.argv[4]
 os.makedirs(outdir, exist_ok=True)
 lock = threading.Lock()
 count = [0]
+seen = {}
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -27,7 +29,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             f.write(body)
         with open(os.path.join(outdir, "%d.json" % n), "w") as f:
             json.dump({"path": self.path, "headers": dict(self.headers)}, f)
-        code = 500 if "fail500" in self.path else 201
+        with lock:
+            seen[self.path] = seen.get(self.path, 0) + 1
+            first = seen[self.path] == 1
+        code = 500 if "fail500" in self.path or ("flaky" in self.path and first) else 201
         self.send_response(code)
         self.send_header("Content-Length", "0")
         self.end_headers()

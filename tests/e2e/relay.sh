@@ -113,6 +113,7 @@ mx.old A 127.0.4.19
 _smtp._tls.enf TXT "v=TLSRPTv1; rua=https://reports.$ZONE/tlsrpt/enf , mailto:tlsrpt@reports.$ZONE"
 _smtp._tls.allbad TXT "v=TLSRPTv1; rua=https://reports.$ZONE/fail500"
 _smtp._tls.good TXT "v=TLSRPTv1; rua=https://reports.$ZONE/tlsrpt/good"
+_smtp._tls.sim TXT "v=TLSRPTv1; rua=https://reports.$ZONE/flaky/sim"
 reports A 127.0.2.20
 ZONEDATA
 } | world_dns_records
@@ -432,6 +433,29 @@ check_match "no report for a day without failures (send_success_only_reports = n
 out=$(rpt send --day "$TODAY" --domain "testing.$ZONE")
 check_match "RPT-4: no _smtp._tls record, no report" "$out" "no report: _smtp\._tls\.testing\.$ZONE: no TXT record starts with v=TLSRPTv1"
 
+
+# ---- the daemon sends yesterday's reports by itself (RPT-10, RPT-19) ---------
+# Tomorrow, through the injectable clock: the traffic day is now yesterday.
+printf '\n[report]\nmax_delay = 0\nretry_interval = 3s\nflush_interval = 1s\n' >> "$W/stsproxy.conf"
+posts() { grep -l "\"path\": \"$1\"" "$W"/received/*.json 2>/dev/null | wc -l; }
+wait_log() { for _ in $(seq 150); do grep -qE -- "$2" "$1" && return 0; sleep 0.1; done; return 1; }
+STSPROXY_TEST_TIME_OFFSET=86400 "$STSPROXY" -c "$W/stsproxy.conf" serve > "$W/relay4.log" 2>&1 &
+R4=$!
+wait_log "$W/relay4.log" "event=report_retry domain=sim\\.$ZONE"
+check "RPT-19: the first POST to a flaky receiver failed and a retry is scheduled" "$(posts /flaky/sim)" "1"
+kill "$R4"; sleep 0.5
+check_match "the daemon delivered enf's report on its own" "$(grep 'event=report_delivered' "$W/relay4.log")" "domain=enf\\.$ZONE"
+STSPROXY_TEST_TIME_OFFSET=86400 "$STSPROXY" -c "$W/stsproxy.conf" serve > "$W/relay5.log" 2>&1 &
+R5=$!
+wait_log "$W/relay5.log" "event=report_delivered domain=sim\\.$ZONE"
+kill "$R5"; sleep 0.5
+check "RPT-19: after a restart the pending report was retried and accepted" "$(posts /flaky/sim)" "2"
+last=$(grep -l '"path": "/flaky/sim"' "$W"/received/*.json | sort -V | tail -1)
+check "... with the same report (same report-id)" "$(gunzip -c < "${last%.json}.body" | jq -r '."report-id"')" "$TODAY.sim.$ZONE@relay.$ZONE"
+check_match "a receiver that keeps failing stays pending, with its reason logged" "$(grep 'event=report_retry domain=allbad' "$W/relay4.log" "$W/relay5.log" | head -1)" "answered HTTP 500"
+check "the plan is made once per day: enf is not sent again after the restart" "$(posts /tlsrpt/enf)" "2"
+check "the report sender ran without sanitizer reports" \
+	"$(cat "$W/relay4.log" "$W/relay5.log" | grep -cE 'ERROR: (Address|Leak)Sanitizer|runtime error:')" "0"
 [ "$FAIL" -gt 0 ] && { world_note "relay log:"; sed 's/^/#   /' "$W/relay.log" | tail -80; world_note "postfix log:"; sed 's/^/#   /' "$PF/maillog" | tail -40; }
 postfix -c "$PF" stop >/dev/null 2>&1
 world_summary
