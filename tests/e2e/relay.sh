@@ -386,7 +386,7 @@ check_match "report list: enf had 1 successful and 2 failed sessions" \
 for d in enf allbad testing plain good; do
 	rpt show "$d.$ZONE" --day "$TODAY" --json > "$W/report-$d.json"
 	check "RPT-7/8: the $d report validates against the RFC 8460 schema (python3-jsonschema)" \
-		"$(python3 "$E2E_DIR/validate_report.py" "$E2E_DIR/../data/tlsrpt-report.schema.json" "$W/report-$d.json" | tail -1)" "valid"
+		"$("$DEBPY" "$E2E_DIR/validate_report.py" "$E2E_DIR/../data/tlsrpt-report.schema.json" "$W/report-$d.json" | tail -1)" "valid"
 done
 fd() { jq -r "[.policies[].\"failure-details\"[]? | select(.\"result-type\" == \"$2\") | .\"failed-session-count\"] | add // 0" "$W/report-$1.json"; }
 check "RPT §4.3: enf counts one starttls-not-supported" "$(fd enf starttls-not-supported)" "1"

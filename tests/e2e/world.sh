@@ -21,6 +21,10 @@ STALL_ADDR=127.0.2.9
 DEAD_ADDR=127.0.2.10
 PASS=0
 FAIL=0
+# Debian's own interpreter, which sees the python3-* packages the
+# bootstrap installs (a python3 earlier on PATH may not).
+DEBPY=/usr/bin/python3
+[ -x "$DEBPY" ] || DEBPY=python3
 PIDS=()
 
 # Make the work directory; call after world_enter_netns.
