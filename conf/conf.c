@@ -149,6 +149,14 @@ static const struct conf_key conf_keys[] = {
 	{ "report", "retry_interval", CONF_T_DURATION, "10m", OFF(report_retry_interval), 1, 21600, NULL, NULL,
 	  "First wait after a failed report delivery; each further failure doubles it, up to 6 hours, "
 	  "for 24 hours after the first attempt (RFC 8460 section 5.5)." },
+	{ "report", "dkim_key", CONF_T_LIST, "", OFF(report_dkim_key), 0, 0, NULL, NULL,
+	  "PEM private keys (RSA and/or Ed25519) that sign mailed reports, one DKIM-Signature each "
+	  "(RFC 8460 section 3 requires a signature). Paired in order with dkim_selector." },
+	{ "report", "dkim_selector", CONF_T_LIST, "", OFF(report_dkim_selector), 0, 0, NULL, NULL,
+	  "DKIM selector of each dkim_key, in the same order. Publish each public key with s=tlsrpt "
+	  "or s=email:tlsrpt (RFC 8460 section 3)." },
+	{ "report", "dkim_domain", CONF_T_STRING, "", OFF(report_dkim_domain), 0, 0, NULL, check_hostname,
+	  "d= of the signatures. Empty: the submitter domain." },
 	{ "report", "max_delay", CONF_T_DURATION, "4h", OFF(report_max_delay), 0, 86400, NULL, NULL,
 	  "Reports leave after 00:00 UTC plus a random delay up to this (RFC 8460 section 4.1), "
 	  "so that a fleet of senders does not hit receivers at once." },

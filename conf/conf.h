@@ -73,6 +73,9 @@ struct conf {
 	bool		 report_send_success_only;
 	unsigned	 report_max_delay;	/* seconds */
 	unsigned	 report_retry_interval;	/* seconds */
+	struct strlist	 report_dkim_key;	/* PEM paths */
+	struct strlist	 report_dkim_selector;	/* one per key */
+	char		*report_dkim_domain;	/* empty: submitter */
 };
 
 /**

@@ -16,6 +16,7 @@
 #include "conf/log.h"
 #include "proxy/commands.h"
 #include "proxy/runtime.h"
+#include "report/rpt_mail.h"
 #include "report/rpt_post.h"
 #include "report/rpt_report.h"
 #include "report/rpt_sender.h"
@@ -65,7 +66,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: stsproxy report list [--day YYYY-MM-DD]\n"
-	    "       stsproxy report show DOMAIN [--day YYYY-MM-DD] [--json]\n"
+	    "       stsproxy report show DOMAIN [--day YYYY-MM-DD] [--json | --mail ADDRESS]\n"
 	    "       stsproxy report send [--day YYYY-MM-DD] [--domain DOMAIN] [--dry-run]\n");
 }
 
@@ -235,7 +236,7 @@ report_send(const struct conf *conf, struct rpt_store *store, const char *day,
 int
 cmd_report(const struct conf *conf, int argc, char **argv)
 {
-	const char *day = NULL, *domain = NULL, *verb = argc > 1 ? argv[1] : NULL;
+	const char *day = NULL, *domain = NULL, *verb = argc > 1 ? argv[1] : NULL, *mail_to = NULL;
 	char yesterday[11], hostname[256];
 	bool json = false, dry_run = false;
 	struct rpt_store *store;
@@ -246,6 +247,8 @@ cmd_report(const struct conf *conf, int argc, char **argv)
 			day = argv[++i];
 		else if (strcmp(argv[i], "--json") == 0)
 			json = true;
+		else if (strcmp(argv[i], "--mail") == 0 && i + 1 < argc)
+			mail_to = argv[++i];
 		else if (strcmp(argv[i], "--dry-run") == 0)
 			dry_run = true;
 		else if (strcmp(argv[i], "--domain") == 0 && i + 1 < argc)
@@ -305,6 +308,20 @@ cmd_report(const struct conf *conf, int argc, char **argv)
 		if (report == NULL) {
 			fprintf(stderr, "stsproxy: no traffic recorded for %s on %s\n", domain, day);
 			rc = EXIT_NO_POLICY;
+		} else if (mail_to != NULL) {
+			struct rpt_dkim_keys keys;
+			char *err = NULL, *msg;
+
+			if (rpt_dkim_keys_load(&keys, conf, &id, &err) < 0) {
+				fprintf(stderr, "stsproxy: %s\n", err);
+				free(err);
+				rc = EXIT_ERROR;
+			} else {
+				msg = rpt_mail_build(&id, &keys, report, day, domain, mail_to, clock_now());
+				fputs(msg, stdout);
+				free(msg);
+				rpt_dkim_keys_free(&keys);
+			}
 		} else if (json) {
 			json_dumpf(report, stdout, JSON_INDENT(2));
 			printf("\n");

@@ -409,6 +409,40 @@ check "no policy: reported as no-policy-found with starttls-not-supported" \
 check "RPT-16: the report id is stable for day, domain and submitter" \
 	"$(jq -r '."report-id"' "$W/report-good.json")" "$TODAY.good.$ZONE@relay.$ZONE"
 
+# ---- a report as DKIM-signed mail (RPT-14 ... RPT-17) --------------------------
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$W/dkim-rsa.pem" 2>/dev/null
+openssl genpkey -algorithm ED25519 -out "$W/dkim-ed.pem" 2>/dev/null
+rsa_p=$(openssl pkey -in "$W/dkim-rsa.pem" -pubout -outform DER 2>/dev/null | base64 -w0)
+# RFC 8463 §4.2: an Ed25519 key record holds the raw 32-byte public key.
+ed_p=$(openssl pkey -in "$W/dkim-ed.pem" -pubout -outform DER 2>/dev/null | tail -c 32 | base64 -w0)
+cp "$W/stsproxy.conf" "$W/mail.conf"
+printf '\n[report]\ncontact = tlsrpt@relay.%s\ndkim_key = %s %s\ndkim_selector = r2026 e2026\n' \
+	"$ZONE" "$W/dkim-rsa.pem" "$W/dkim-ed.pem" >> "$W/mail.conf"
+"$STSPROXY" -c "$W/mail.conf" report show "enf.$ZONE" --day "$TODAY" --mail "tlsrpt@reports.$ZONE" > "$W/report.eml" 2>>"$W/report.err"
+"$STSPROXY" -c "$W/mail.conf" report show "enf.$ZONE" --day "$TODAY" --json > "$W/report-enf-mail.json" 2>>"$W/report.err"
+facts=$("$DEBPY" "$E2E_DIR/check_report_mail.py" "$W/report.eml" "$W/report-enf-mail.json" \
+	"r2026._domainkey.relay.$ZONE=v=DKIM1; k=rsa; s=tlsrpt; p=$rsa_p" \
+	"e2026._domainkey.relay.$ZONE=v=DKIM1; k=ed25519; s=tlsrpt; p=$ed_p" 2>&1)
+check "RPT-17: rsa-sha256 signature verified by python3-dkim, no l=, TLS-Report headers signed" \
+	"$(printf '%s\n' "$facts" | grep '^dkim rsa-sha256')" "dkim rsa-sha256: pass l=no h-has-tls-report=yes"
+check "RPT-17: ed25519-sha256 signature (RFC 8463) verified by python3-dkim" \
+	"$(printf '%s\n' "$facts" | grep '^dkim ed25519-sha256')" "dkim ed25519-sha256: pass l=no h-has-tls-report=yes"
+check "RPT-14: multipart/report; report-type=tlsrpt" "$(printf '%s\n' "$facts" | grep '^content-type')" \
+	"content-type: multipart/report report-type=tlsrpt"
+check "RPT-14: a text part, then the gzipped report" "$(printf '%s\n' "$facts" | grep '^parts')" \
+	"parts: text/plain application/tlsrpt+gzip"
+check "RPT-15: TLS-Report-Domain and TLS-Report-Submitter (the contact's domain)" \
+	"$(printf '%s\n' "$facts" | grep '^tls-report' | tr '\n' ' ')" "tls-report-domain: enf.$ZONE tls-report-submitter: relay.$ZONE "
+check "RPT-16: the Subject" "$(printf '%s\n' "$facts" | grep '^subject')" \
+	"subject: Report Domain: enf.$ZONE Submitter: relay.$ZONE Report-ID: <$TODAY.enf.$ZONE@relay.$ZONE>"
+check_match "RPT-11: the attachment's file name" "$(printf '%s\n' "$facts" | grep '^filename')" \
+	"^filename: relay\.$ZONE!enf\.$ZONE![0-9]+![0-9]+![0-9]+\.json\.gz$"
+check "RPT-14: the attachment is the report" "$(printf '%s\n' "$facts" | grep '^attachment')" "attachment-equals-report: yes"
+sed -i 's/^Subject: Report/Subject: Changed report/' "$W/report.eml"
+check_match "DKIM check can fail: a changed Subject breaks both signatures" \
+	"$("$DEBPY" "$E2E_DIR/check_report_mail.py" "$W/report.eml" "$W/report-enf-mail.json" \
+	"r2026._domainkey.relay.$ZONE=v=DKIM1; k=rsa; p=$rsa_p" "e2026._domainkey.relay.$ZONE=v=DKIM1; k=ed25519; p=$ed_p" 2>&1 | grep -c ': fail')" "^2$"
+
 # ---- delivery to an https: rua (RPT-13) -------------------------------------
 python3 "$E2E_DIR/httpsreceiver.py" 127.0.2.20:443 "$W/certs/reports.pem" "$W/certs/reports.key" \
 	"$W/received" > "$W/receiver.out" 2>&1 &
