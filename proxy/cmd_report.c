@@ -317,7 +317,7 @@ cmd_report(const struct conf *conf, int argc, char **argv)
 				free(err);
 				rc = EXIT_ERROR;
 			} else {
-				msg = rpt_mail_build(&id, &keys, report, day, domain, mail_to, clock_now());
+				msg = rpt_mail_build(&id, &keys, report, day, domain, mail_to, time(NULL));
 				fputs(msg, stdout);
 				free(msg);
 				rpt_dkim_keys_free(&keys);

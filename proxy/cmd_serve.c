@@ -18,6 +18,7 @@
 #include "proxy/commands.h"
 #include "proxy/listener.h"
 #include "proxy/runtime.h"
+#include "proxy/report_mailer.h"
 #include "proxy/upstream.h"
 #include "report/outcome.h"
 #include "report/rpt_sender.h"
@@ -29,6 +30,7 @@ struct serve {
 	struct event		*sigterm, *sigint, *drain;
 	struct rpt_store	*reports;
 	struct rpt_sender	*sender;
+	struct rpt_mailer	 mailer;
 	bool			 stopping;
 };
 
@@ -102,8 +104,9 @@ cmd_serve(const struct conf *conf, int argc, char **argv)
 
 		outcome_set_hook(rpt_store_hook, sv.reports);
 		rpt_identity_init(&id, conf, sv.rt->hostname);
+		report_mailer_init(&sv.mailer, sv.rt);
 		sv.sender = rpt_sender_new(sv.rt->base, conf, sv.rt->resolver, sv.rt->ssl_ctx,
-		    sv.reports, &id);
+		    sv.reports, &id, &sv.mailer);
 	} else
 		log_warnx("event=reports_disabled reason=\"the report database cannot be opened\"");
 	if ((sv.listener = listener_new(&env, &err)) == NULL) {

@@ -84,6 +84,7 @@ struct upstream {
 	void			*arg;
 	enum upstream_state	 state;
 	bool			 detached;	/* upstream_free() called: no callbacks */
+	unsigned		 flags;		/* UPSTREAM_F_* */
 	struct event		*reaper;
 
 	/* resolution, MX set and policy both, in parallel */
@@ -192,6 +193,8 @@ record(struct upstream *up, const char *mx_host, enum outcome_action action, boo
 		.action = action,
 		.upstream_reply = up->last_reply,
 		.would_defer = up->would_defer,
+		/* RPT-18: a session that carries a TLS report stays out of the reports. */
+		.unreported = (up->flags & UPSTREAM_F_NO_RECORD) != 0,
 	};
 
 	outcome_record(&o);
@@ -1271,7 +1274,16 @@ struct upstream *
 upstream_new(struct runtime *rt, const char *session, const char *domain,
     const struct smtp_path *mail, upstream_cb cb, void *arg)
 {
+	return upstream_new_flags(rt, session, domain, mail, 0, cb, arg);
+}
+
+struct upstream *
+upstream_new_flags(struct runtime *rt, const char *session, const char *domain,
+    const struct smtp_path *mail, unsigned flags, upstream_cb cb, void *arg)
+{
 	struct upstream *up = upstream_alloc(rt, session, domain, mail, cb, arg);
+
+	up->flags = flags;
 
 	/* MX set and policy in parallel; the walk starts when both are in. */
 	up->mx_lookup = mx_resolve(rt->resolver, domain, rt->hostname, rt->conf->upstream_ipv6,
@@ -1281,7 +1293,8 @@ upstream_new(struct runtime *rt, const char *session, const char *domain,
 		up->mx_status = MX_STATUS_TEMPFAIL;
 		up->mx_reason = xstrdup("the resolver could not start the MX lookup");
 	}
-	up->policy_lookup = policy_engine_resolve(rt->engine, domain, 0, on_policy, up);
+	if (!(flags & UPSTREAM_F_NO_POLICY))
+		up->policy_lookup = policy_engine_resolve(rt->engine, domain, 0, on_policy, up);
 	if (up->policy_lookup == NULL)
 		up->policy_done = true;
 	if (up->mx_done && up->policy_done)

@@ -44,6 +44,15 @@ typedef void (*upstream_cb)(void *arg, enum upstream_event event, const struct s
 struct upstream *upstream_new(struct runtime *rt, const char *session, const char *domain,
     const struct smtp_path *mail, upstream_cb cb, void *arg);
 
+/** Deliver without MTA-STS: opportunistic TLS, cleartext allowed (RPT-18). */
+#define UPSTREAM_F_NO_POLICY	0x01
+/** Hand no outcome to the TLS-RPT recorder (RPT-18). */
+#define UPSTREAM_F_NO_RECORD	0x02
+
+/** upstream_new() with UPSTREAM_F_* flags, for stsproxy's own mail (TLS reports). */
+struct upstream *upstream_new_flags(struct runtime *rt, const char *session, const char *domain,
+    const struct smtp_path *mail, unsigned flags, upstream_cb cb, void *arg);
+
 /** Send RCPT for rcpt after EV_READY; the reply comes as EV_REPLY. 0 or -1 (wrong state). */
 int upstream_rcpt(struct upstream *up, const struct smtp_path *rcpt);
 

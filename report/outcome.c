@@ -45,14 +45,14 @@ outcome_record(const struct delivery_outcome *o)
 	log_msg(o->result != RPT_RESULT_NONE || o->would_defer ? LOG_LEVEL_NOTICE : LOG_LEVEL_INFO,
 	    "session=%s event=outcome domain=%s policy_type=%s mode=%s policy_id=%s mx_patterns=%s "
 	    "mx=%s ip=%s action=%s starttls=%s tls=%s cipher=%s sts=%s result=%s reason=%s "
-	    "would_defer=%s reply=%s",
+	    "would_defer=%s reply=%s%s",
 	    o->session, opt(o->policy_domain), opt(o->policy_type), opt(o->mode), opt(o->policy_id),
 	    log_quote(opt(patterns.data)), opt(o->mx_host), opt(o->ip),
 	    outcome_action_name(o->action), o->starttls_offered ? "yes" : "no", opt(o->tls_version),
 	    opt(o->cipher), o->sts_pass ? "pass" : "fail", rpt_result_type_name(o->result),
 	    log_quote(opt(o->reason)), o->would_defer ? "yes" : "no",
-	    log_quote(opt(o->upstream_reply)));
+	    log_quote(opt(o->upstream_reply)), o->unreported ? " report=no" : "");
 	strbuf_free(&patterns);
-	if (hook != NULL)
+	if (hook != NULL && !o->unreported)
 		hook(hook_arg, o);
 }

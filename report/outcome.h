@@ -53,6 +53,7 @@ struct delivery_outcome {
 	enum outcome_action	 action;
 	const char		*upstream_reply; /* last reply that mattered, flattened */
 	bool			 would_defer;	/* testing or simulate: enforce would not deliver */
+	bool			 unreported;	/* logged, not handed to the hook (RPT-18) */
 };
 
 typedef void (*outcome_hook)(void *arg, const struct delivery_outcome *outcome);

@@ -9,6 +9,7 @@
 
 #include "conf/clock.h"
 #include "conf/log.h"
+#include "report/rpt_mail.h"
 #include "report/rpt_post.h"
 #include "report/rpt_sender.h"
 #include "report/tlsrpt_record.h"
@@ -94,6 +95,7 @@ rpt_destinations_lookup(struct resolver *resolver, const char *domain, rpt_desti
 struct inflight {
 	struct rpt_sender	*sender;
 	struct rpt_post		*post;
+	void			*mail_job;
 	char			*key;
 	struct inflight		*next;
 };
@@ -109,6 +111,8 @@ struct rpt_sender {
 	struct inflight		*inflight;
 	unsigned		 ninflight;
 	unsigned		 lookups;	/* planning: lookups outstanding */
+	const struct rpt_mailer	*mailer;
+	struct rpt_dkim_keys	 keys;
 	char			 planning_day[11];
 };
 
@@ -134,10 +138,23 @@ inflight_remove(struct rpt_sender *s, struct inflight *gone)
 	free(gone);
 }
 
+static void delivery_done(struct inflight *f, bool delivered, const char *reason);
+
 static void
 posted(void *arg, const struct rpt_post_result *r)
 {
-	struct inflight *f = arg;
+	delivery_done(arg, r->delivered, r->reason);
+}
+
+static void
+mailed(void *arg, bool sent, const char *reason)
+{
+	delivery_done(arg, sent, reason);
+}
+
+static void
+delivery_done(struct inflight *f, bool delivered, const char *reason)
+{
 	struct rpt_sender *s = f->sender;
 	json_t *doc = rpt_store_meta_get(s->store, f->key);
 	time_t now = clock_now();
@@ -149,7 +166,7 @@ posted(void *arg, const struct rpt_post_result *r)
 		const char *rua = json_string_value(json_object_get(doc, "rua"));
 
 		json_object_set_new(doc, "attempts", json_integer(attempts));
-		if (r->delivered) {
+		if (delivered) {
 			json_object_set_new(doc, "state", json_string("delivered"));
 			log_notice("event=report_delivered domain=%s rua=%s day=%s attempts=%lld",
 			    domain, log_quote(rua), json_string_value(json_object_get(doc, "day")),
@@ -161,15 +178,15 @@ posted(void *arg, const struct rpt_post_result *r)
 				wait *= 2;
 			if (wait > RETRY_CAP)
 				wait = RETRY_CAP;
-			json_object_set_new(doc, "error", json_string(r->reason));
+			json_object_set_new(doc, "error", json_string(reason));
 			if (now + wait - first > RETRY_WINDOW) {
 				json_object_set_new(doc, "state", json_string("expired"));
 				log_warnx("event=report_expired domain=%s rua=%s attempts=%lld reason=%s",
-				    domain, log_quote(rua), (long long)attempts, log_quote(r->reason));
+				    domain, log_quote(rua), (long long)attempts, log_quote(reason));
 			} else {
 				json_object_set_new(doc, "next", json_integer(now + wait));
 				log_warnx("event=report_retry domain=%s rua=%s attempts=%lld retry_in=%llds reason=%s",
-				    domain, log_quote(rua), (long long)attempts, wait, log_quote(r->reason));
+				    domain, log_quote(rua), (long long)attempts, wait, log_quote(reason));
 			}
 		}
 		rpt_store_meta_put(s->store, f->key, doc);
@@ -197,6 +214,31 @@ deliver(struct rpt_sender *s, const char *key, json_t *doc)
 	}
 	if ((report = rpt_report_build(s->store, &s->id, day, domain, NULL)) == NULL)
 		return;
+	if (strncasecmp(rua, "mailto:", 7) == 0) {
+		char to[320], *msg;
+
+		if (s->mailer == NULL || tlsrpt_mailto_address(rua, to, sizeof(to)) < 0) {
+			json_decref(report);
+			return;
+		}
+		/* Date and DKIM t= are real time, whatever the test clock says. */
+		msg = rpt_mail_build(&s->id, &s->keys, report, day, domain, to, time(NULL));
+		f = xcalloc(1, sizeof(*f));
+		f->sender = s;
+		f->key = xstrdup(key);
+		f->mail_job = s->mailer->send(s->mailer->ctx, s->id.contact, to, msg, mailed, f);
+		if (f->mail_job != NULL) {
+			f->next = s->inflight;
+			s->inflight = f;
+			s->ninflight++;
+		} else {
+			free(f->key);
+			free(f);
+		}
+		free(msg);
+		json_decref(report);
+		return;
+	}
 	json = json_dumps(report, JSON_COMPACT);
 	strbuf_init(&gz);
 	rpt_gzip(json, strlen(json), &gz);
@@ -287,9 +329,10 @@ got_destinations(void *arg, const char *domain, const struct strlist *rua, const
 		char *key;
 		json_t *doc;
 
-		if (strncasecmp(rua->items[i], "https:", 6) != 0) {
+		if (strncasecmp(rua->items[i], "https:", 6) != 0 &&
+		    (s->mailer == NULL || strncasecmp(rua->items[i], "mailto:", 7) != 0)) {
 			log_info("event=report_skipped day=%s domain=%s rua=%s "
-			    "reason=\"mailto delivery is not built yet\"", s->planning_day, domain,
+			    "reason=\"no mail transport for mailto: destinations\"", s->planning_day, domain,
 			    log_quote(rua->items[i]));
 			continue;
 		}
@@ -382,9 +425,11 @@ tick(evutil_socket_t fd, short what, void *arg)
 
 struct rpt_sender *
 rpt_sender_new(struct event_base *base, const struct conf *conf, struct resolver *resolver,
-    SSL_CTX *ssl_ctx, struct rpt_store *store, const struct rpt_identity *id)
+    SSL_CTX *ssl_ctx, struct rpt_store *store, const struct rpt_identity *id,
+    const struct rpt_mailer *mailer)
 {
 	struct rpt_sender *s = xcalloc(1, sizeof(*s));
+	char *err = NULL;
 	struct timeval tv = { conf->report_flush_interval, 0 };
 
 	s->base = base;
@@ -393,6 +438,16 @@ rpt_sender_new(struct event_base *base, const struct conf *conf, struct resolver
 	s->ssl_ctx = ssl_ctx;
 	s->store = store;
 	s->id = *id;
+	s->mailer = mailer;
+	if (mailer != NULL && rpt_dkim_keys_load(&s->keys, conf, id, &err) < 0) {
+		/* RPT-17 requires a signature: without keys, no mailed reports. */
+		log_err("event=report_mail_disabled reason=%s", log_quote(err));
+		free(err);
+		s->mailer = NULL;
+	} else if (mailer != NULL && s->keys.count == 0) {
+		log_warnx("event=report_mail_disabled reason=\"no [report] dkim_key: mailed reports must be DKIM-signed (RFC 8460 section 3)\"");
+		s->mailer = NULL;
+	}
 	s->tick = event_new(base, -1, EV_PERSIST, tick, s);
 	event_add(s->tick, &tv);
 	event_active(s->tick, EV_TIMEOUT, 0);
@@ -408,8 +463,12 @@ rpt_sender_free(struct rpt_sender *s)
 	while (s->inflight != NULL) {
 		struct inflight *f = s->inflight;
 
-		rpt_post_cancel(f->post);
+		if (f->post != NULL)
+			rpt_post_cancel(f->post);
+		if (f->mail_job != NULL)
+			s->mailer->cancel(f->mail_job);
 		inflight_remove(s, f);
 	}
+	rpt_dkim_keys_free(&s->keys);
 	free(s);
 }

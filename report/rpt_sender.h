@@ -34,10 +34,30 @@ typedef void (*rpt_destinations_cb)(void *arg, const char *domain, const struct 
 int rpt_destinations_lookup(struct resolver *resolver, const char *domain,
     rpt_destinations_cb cb, void *arg);
 
-/** All borrowed, outliving the sender. */
+/**
+ * How mailto: reports leave: a service of the relay's upstream engine,
+ * handed down at start-up so report/ never includes proxy/ headers.
+ */
+typedef void (*rpt_mail_done)(void *arg, bool sent, const char *reason);
+struct rpt_mailer {
+	/**
+	 * Send msg (CR LF lines, not dot-stuffed; copied) from the envelope
+	 * sender from to the address to. done runs once, later, unless the
+	 * returned job is cancelled. NULL (no callback) if it cannot start.
+	 */
+	void	*(*send)(void *ctx, const char *from, const char *to, const char *msg,
+	    rpt_mail_done done, void *arg);
+	void	 (*cancel)(void *job);
+	void	 *ctx;
+};
+
+/**
+ * All borrowed, outliving the sender. mailer may be NULL: mailto:
+ * destinations are then skipped.
+ */
 struct rpt_sender *rpt_sender_new(struct event_base *base, const struct conf *conf,
     struct resolver *resolver, SSL_CTX *ssl_ctx, struct rpt_store *store,
-    const struct rpt_identity *id);
+    const struct rpt_identity *id, const struct rpt_mailer *mailer);
 
 /** Stop; deliveries in flight are abandoned and stay pending in the outbox. */
 void rpt_sender_free(struct rpt_sender *sender);

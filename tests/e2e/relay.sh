@@ -115,6 +115,8 @@ _smtp._tls.allbad TXT "v=TLSRPTv1; rua=https://reports.$ZONE/fail500"
 _smtp._tls.good TXT "v=TLSRPTv1; rua=https://reports.$ZONE/tlsrpt/good"
 _smtp._tls.sim TXT "v=TLSRPTv1; rua=https://reports.$ZONE/flaky/sim"
 reports A 127.0.2.20
+reports MX 10 mx.reports.$ZONE.
+mx.reports A 127.0.4.20
 ZONEDATA
 } | world_dns_records
 world_dns_publish >/dev/null || exit 1
@@ -470,9 +472,13 @@ check_match "RPT-4: no _smtp._tls record, no report" "$out" "no report: _smtp\._
 
 # ---- the daemon sends yesterday's reports by itself (RPT-10, RPT-19) ---------
 # Tomorrow, through the injectable clock: the traffic day is now yesterday.
-printf '\n[report]\nmax_delay = 0\nretry_interval = 3s\nflush_interval = 1s\n' >> "$W/stsproxy.conf"
+printf '\n[report]\nmax_delay = 0\nretry_interval = 3s\nflush_interval = 1s\ncontact = tlsrpt@relay.%s\ndkim_key = %s %s\ndkim_selector = r2026 e2026\n' \
+	"$ZONE" "$W/dkim-rsa.pem" "$W/dkim-ed.pem" >> "$W/stsproxy.conf"
 posts() { grep -l "\"path\": \"$1\"" "$W"/received/*.json 2>/dev/null | wc -l; }
 wait_log() { for _ in $(seq 150); do grep -qE -- "$2" "$1" && return 0; sleep 0.1; done; return 1; }
+# The MX of the mailto: rua, without STARTTLS (RPT-18: report mail goes out anyway).
+mx 127.0.4.20 mx.reports "" nostarttls
+for _ in $(seq 50); do [ -s "$W/mx-mx.reports.out" ] && break; sleep 0.1; done
 STSPROXY_TEST_TIME_OFFSET=86400 "$STSPROXY" -c "$W/stsproxy.conf" serve > "$W/relay4.log" 2>&1 &
 R4=$!
 wait_log "$W/relay4.log" "event=report_retry domain=sim\\.$ZONE"
@@ -488,6 +494,23 @@ last=$(grep -l '"path": "/flaky/sim"' "$W"/received/*.json | sort -V | tail -1)
 check "... with the same report (same report-id)" "$(gunzip -c < "${last%.json}.body" | jq -r '."report-id"')" "$TODAY.sim.$ZONE@relay.$ZONE"
 check_match "a receiver that keeps failing stays pending, with its reason logged" "$(grep 'event=report_retry domain=allbad' "$W/relay4.log" "$W/relay5.log" | head -1)" "answered HTTP 500"
 check "the plan is made once per day: enf is not sent again after the restart" "$(posts /tlsrpt/enf)" "2"
+mailed=$(grep -l "^TLS-Report-Domain: enf.$ZONE" "$W"/spool/mx.reports/*.eml 2>/dev/null | head -1)
+check "RPT-14: the mailto: report of enf arrived at the rua domain's MX" "$([ -n "$mailed" ] && echo yes)" "yes"
+if [ -n "$mailed" ]; then
+	# The spool keeps the dot-stuffed DATA; undo the stuffing and the terminator.
+	sed -e '$d' -e 's/^\.\././' "$mailed" > "$W/mailed.eml"
+	"$STSPROXY" -c "$W/stsproxy.conf" report show "enf.$ZONE" --day "$TODAY" --json > "$W/report-enf-now.json" 2>>"$W/report.err"
+	check "RPT-17: the mailed report's two DKIM signatures verify (python3-dkim)" \
+		"$("$DEBPY" "$E2E_DIR/check_report_mail.py" "$W/mailed.eml" "$W/report-enf-now.json" \
+		"r2026._domainkey.relay.$ZONE=v=DKIM1; k=rsa; s=tlsrpt; p=$rsa_p" \
+		"e2026._domainkey.relay.$ZONE=v=DKIM1; k=ed25519; s=tlsrpt; p=$ed_p" 2>&1 | grep -c ': pass')" "2"
+	check "RPT-18: sent although the MX offers no STARTTLS, envelope from the contact" \
+		"$(jq -r '(.tls // "cleartext") + " " + .mail' "${mailed%.eml}.json")" "cleartext FROM:<tlsrpt@relay.$ZONE>"
+fi
+check_match "RPT-18: the report mail's session is logged as report=no" \
+	"$(cat "$W/relay4.log" "$W/relay5.log" | grep "event=outcome domain=reports\\.$ZONE" | head -1)" "report=no$"
+check "RPT-18: the report mail's session is left out of the reports" \
+	"$(cat "$W/relay4.log" "$W/relay5.log" | grep "event=outcome domain=reports\\.$ZONE" | grep -vc "report=no\$")" "0"
 check "the report sender ran without sanitizer reports" \
 	"$(cat "$W/relay4.log" "$W/relay5.log" | grep -cE 'ERROR: (Address|Leak)Sanitizer|runtime error:')" "0"
 [ "$FAIL" -gt 0 ] && { world_note "relay log:"; sed 's/^/#   /' "$W/relay.log" | tail -80; world_note "postfix log:"; sed 's/^/#   /' "$PF/maillog" | tail -40; }
