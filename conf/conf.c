@@ -52,6 +52,7 @@ static const char *check_log_level(const char *item, char **owned);
 static const char *check_listen(const char *item, char **owned);
 static const char *check_cidr(const char *item, char **owned);
 static const char *check_hostname(const char *item, char **owned);
+static const char *check_relay(const char *item, char **owned);
 
 #define OFF(f) offsetof(struct conf, f)
 
@@ -157,6 +158,9 @@ static const struct conf_key conf_keys[] = {
 	  "or s=email:tlsrpt (RFC 8460 section 3)." },
 	{ "report", "dkim_domain", CONF_T_STRING, "", OFF(report_dkim_domain), 0, 0, NULL, check_hostname,
 	  "d= of the signatures. Empty: the submitter domain." },
+	{ "report", "submission_relay", CONF_T_STRING, "", OFF(report_submission_relay), 0, 0, NULL, check_relay,
+	  "Send mailed reports through this SMTP server (ADDRESS:PORT) instead of the rua domain's MX. "
+	  "Opportunistic TLS; no authentication." },
 	{ "report", "max_delay", CONF_T_DURATION, "4h", OFF(report_max_delay), 0, 86400, NULL, NULL,
 	  "Reports leave after 00:00 UTC plus a random delay up to this (RFC 8460 section 4.1), "
 	  "so that a fleet of senders does not hit receivers at once." },
@@ -182,6 +186,12 @@ check_listen(const char *item, char **owned)
 		return NULL;
 	*owned = xasprintf("'%s': %s", item, why);
 	return *owned;
+}
+
+static const char *
+check_relay(const char *item, char **owned)
+{
+	return item[0] == '\0' ? NULL : check_listen(item, owned);
 }
 
 static const char *

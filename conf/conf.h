@@ -76,6 +76,7 @@ struct conf {
 	struct strlist	 report_dkim_key;	/* PEM paths */
 	struct strlist	 report_dkim_selector;	/* one per key */
 	char		*report_dkim_domain;	/* empty: submitter */
+	char		*report_submission_relay; /* "addr:port", empty: MX */
 };
 
 /**

@@ -15,11 +15,14 @@
 #include "conf/clock.h"
 #include "conf/log.h"
 #include "proxy/commands.h"
+#include "proxy/report_mailer.h"
 #include "proxy/runtime.h"
+#include "proxy/upstream.h"
 #include "report/rpt_mail.h"
 #include "report/rpt_post.h"
 #include "report/rpt_report.h"
 #include "report/rpt_sender.h"
+#include "report/tlsrpt_record.h"
 #include "report/rpt_store.h"
 
 struct list_row {
@@ -80,6 +83,9 @@ struct send_ctx {
 	bool			 dry_run;
 	unsigned		 outstanding;
 	unsigned		 delivered, failed;
+	struct rpt_mailer	 mailer;
+	struct rpt_dkim_keys	 keys;
+	const char		*no_mail;	/* why mailto: is skipped, or NULL */
 };
 
 struct send_job {
@@ -115,6 +121,8 @@ posted(void *arg, const struct rpt_post_result *r)
 	free(job);
 }
 
+static void send_mail(struct send_ctx *ctx, const char *domain, const char *uri, json_t *report);
+
 static void
 got_destinations(void *arg, const char *domain, const struct strlist *rua, const char *why)
 {
@@ -139,7 +147,7 @@ got_destinations(void *arg, const char *domain, const struct strlist *rua, const
 			continue;
 		}
 		if (strncasecmp(uri, "https:", 6) != 0) {
-			printf("%s  %s  skipped: mailto delivery is not built yet\n", domain, uri);
+			send_mail(ctx, domain, uri, report);
 			continue;
 		}
 		job = xcalloc(1, sizeof(*job));
@@ -164,6 +172,56 @@ got_destinations(void *arg, const char *domain, const struct strlist *rua, const
 	free(json);
 	json_decref(report);
 	job_done(ctx);
+}
+
+static void
+mailed(void *arg, bool sent, const char *reason)
+{
+	struct send_job *job = arg;
+
+	printf("%s  %s  %s\n", job->domain, job->rua, sent ? "delivered (mail accepted)" : reason);
+	if (sent)
+		job->ctx->delivered++;
+	else
+		job->ctx->failed++;
+	job_done(job->ctx);
+	free(job->domain);
+	free(job->rua);
+	strbuf_free(&job->gz);
+	free(job);
+}
+
+static void
+send_mail(struct send_ctx *ctx, const char *domain, const char *uri, json_t *report)
+{
+	struct send_job *job;
+	char to[320], *msg;
+
+	if (ctx->no_mail != NULL) {
+		printf("%s  %s  skipped: %s\n", domain, uri, ctx->no_mail);
+		return;
+	}
+	if (tlsrpt_mailto_address(uri, to, sizeof(to)) < 0) {
+		printf("%s  %s  failed: no usable address\n", domain, uri);
+		ctx->failed++;
+		return;
+	}
+	/* Date and DKIM t= are real time, whatever the test clock says. */
+	msg = rpt_mail_build(&ctx->id, &ctx->keys, report, ctx->day, domain, to, time(NULL));
+	job = xcalloc(1, sizeof(*job));
+	job->ctx = ctx;
+	job->domain = xstrdup(domain);
+	job->rua = xstrdup(uri);
+	strbuf_init(&job->gz);
+	if (ctx->mailer.send(ctx->mailer.ctx, ctx->id.contact, to, msg, mailed, job) == NULL) {
+		printf("%s  %s  failed: cannot start the mail\n", domain, uri);
+		ctx->failed++;
+		free(job->domain);
+		free(job->rua);
+		free(job);
+	} else
+		ctx->outstanding++;
+	free(msg);
 }
 
 struct domain_sums {
@@ -208,6 +266,17 @@ report_send(const struct conf *conf, struct rpt_store *store, const char *day,
 	if ((ctx.rt = runtime_new(conf)) == NULL)
 		return EXIT_ERROR;
 	rpt_identity_init(&ctx.id, conf, conf->hostname[0] ? conf->hostname : hostname);
+	report_mailer_init(&ctx.mailer, ctx.rt);
+	{
+		char *err = NULL;
+
+		if (rpt_dkim_keys_load(&ctx.keys, conf, &ctx.id, &err) < 0) {
+			fprintf(stderr, "stsproxy: %s\n", err);
+			free(err);
+			ctx.no_mail = "DKIM keys cannot be loaded";
+		} else if (ctx.keys.count == 0)
+			ctx.no_mail = "no [report] dkim_key: mailed reports must be DKIM-signed";
+	}
 	rpt_store_foreach(store, day, only, sum_visit, &ds);
 	ctx.outstanding = 1;	/* held until every lookup has started */
 	for (size_t i = 0; i < ds.domains.count; i++) {
@@ -229,6 +298,10 @@ report_send(const struct conf *conf, struct rpt_store *store, const char *day,
 		event_base_dispatch(ctx.rt->base);
 	strlist_clear(&ds.domains);
 	strlist_clear(&ds.failed);
+	rpt_dkim_keys_free(&ctx.keys);
+	/* Let finished upstream sessions say QUIT and free themselves. */
+	for (int i = 0; i < 100 && upstream_count() > 0; i++)
+		event_base_loop(ctx.rt->base, EVLOOP_ONCE);
 	runtime_free(ctx.rt);
 	return ctx.failed > 0 ? EXIT_NO_POLICY : EXIT_POLICY;
 }

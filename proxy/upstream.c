@@ -1150,7 +1150,8 @@ on_policy(void *arg, const struct policy_result *res)
 		/* STS-45: a fetch failure is reported even though mail flows. */
 		struct delivery_outcome o = {
 			.session = up->session, .when = clock_now(), .policy_domain = up->domain,
-			.policy_type = up->have_policy ? "sts" : "no-policy-found",
+			/* Spec notes §8 (choice): fetch, parse and PKIX failures are "sts". */
+			.policy_type = "sts",
 			.mode = mode_label(up), .policy_id = up->policy_id ? up->policy_id : "",
 			.mx_patterns = up->have_policy ? &up->patterns : NULL,
 			.policy_lines = up->have_policy ? &up->policy_lines : NULL,
@@ -1248,10 +1249,11 @@ upstream_alloc(struct runtime *rt, const char *session, const char *domain,
 struct upstream *
 upstream_new_resolved(struct runtime *rt, const char *session, const char *domain,
     const struct smtp_path *mail, const struct mx_host *hosts, size_t nhosts, enum sts_mode mode,
-    const struct strlist *patterns, upstream_cb cb, void *arg)
+    const struct strlist *patterns, unsigned flags, upstream_cb cb, void *arg)
 {
 	struct upstream *up = upstream_alloc(rt, session, domain, mail, cb, arg);
 
+	up->flags = flags;
 	up->mx_done = up->policy_done = true;
 	up->mx_status = nhosts ? MX_STATUS_OK : MX_STATUS_NO_HOSTS;
 	up->mx_reason = xstrdup(nhosts ? "" : "no hosts given");

@@ -12,12 +12,13 @@
 #include "proxy/upstream.h"
 
 /**
- * As upstream_new(), with the MX set (hosts, copied) and the policy
- * already known: mode STS_MODE_NONE with patterns NULL means no policy.
- * rt needs base, conf, ssl_ctx and hostname only.
+ * As upstream_new_flags(), with the MX set (hosts, copied) and the
+ * policy already known: patterns NULL means no policy. rt needs base,
+ * conf, ssl_ctx and hostname only. Also how report mail reaches a fixed
+ * [report] submission_relay.
  */
 struct upstream *upstream_new_resolved(struct runtime *rt, const char *session, const char *domain,
     const struct smtp_path *mail, const struct mx_host *hosts, size_t nhosts, enum sts_mode mode,
-    const struct strlist *patterns, upstream_cb cb, void *arg);
+    const struct strlist *patterns, unsigned flags, upstream_cb cb, void *arg);
 
 #endif

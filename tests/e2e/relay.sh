@@ -116,6 +116,9 @@ _smtp._tls.good TXT "v=TLSRPTv1; rua=https://reports.$ZONE/tlsrpt/good"
 _smtp._tls.sim TXT "v=TLSRPTv1; rua=https://reports.$ZONE/flaky/sim"
 reports A 127.0.2.20
 reports MX 10 mx.reports.$ZONE.
+_mta-sts.nofetch TXT "v=STSv1; id=nf1;"
+mta-sts.nofetch A $WEB_ADDR
+nofetch MX 10 mx.plain.$ZONE.
 mx.reports A 127.0.4.20
 ZONEDATA
 } | world_dns_records
@@ -329,6 +332,9 @@ check_match "PIPELINING: replies in order, 452 4.5.3 for the other domain" "$out
 250 2\.1\.5 recipient ok
 354"
 check "PIPELINING: the pipelined message arrived once" "$(arrived pipelined)" "mx1.good"
+out=$(printf 'C: EHLO t\nC: MAIL FROM:<a@client.%s>\nC: RCPT TO:<x@nofetch.%s>\nC: DATA\nR: Subject: nofetch1\\r\\n\\r\\nhi\\r\\n.\\r\\n\nW:\nC: QUIT\n' "$ZONE" "$ZONE" | dialog $RELAY)
+check "STS-45: a policy that cannot be fetched (no valid web certificate) leaves delivery to no-policy rules" "$(arrived nofetch1)" "mx.plain"
+
 
 out=$(printf 'C: EHLO t\nC: MAIL FROM:<a@client.%s> SMTPUTF8\nC: RCPT TO:<x@good.%s>\n' "$ZONE" "$ZONE" | dialog $RELAY)
 check_match "SMTPUTF8 passed to an upstream offering it" "$out" "250 2\.1\.5"
@@ -408,6 +414,10 @@ check "RPT §4.3.4: connection failures (dead MX) are not reported" \
 check "no policy: reported as no-policy-found with starttls-not-supported" \
 	"$(jq -r '.policies[0].policy."policy-type" + " " + (.policies[0]."failure-details"[0]."result-type")' "$W/report-plain.json")" \
 	"no-policy-found starttls-not-supported"
+rpt show "nofetch.$ZONE" --day "$TODAY" --json > "$W/report-nofetch.json"
+check "STS-45, RPT §4.3.2.2: the failed policy fetch is in the report with no MX, under policy-type sts" \
+	"$(jq -r '[.policies[] | .policy."policy-type" as $t | ."failure-details"[]? | select(."receiving-mx-hostname" == null) | $t + " " + ."result-type"] | join(",")' "$W/report-nofetch.json")" \
+	"sts sts-webpki-invalid"
 check "RPT-16: the report id is stable for day, domain and submitter" \
 	"$(jq -r '."report-id"' "$W/report-good.json")" "$TODAY.good.$ZONE@relay.$ZONE"
 
@@ -511,6 +521,14 @@ check_match "RPT-18: the report mail's session is logged as report=no" \
 	"$(cat "$W/relay4.log" "$W/relay5.log" | grep "event=outcome domain=reports\\.$ZONE" | head -1)" "report=no$"
 check "RPT-18: the report mail's session is left out of the reports" \
 	"$(cat "$W/relay4.log" "$W/relay5.log" | grep "event=outcome domain=reports\\.$ZONE" | grep -vc "report=no\$")" "0"
+# report send through [report] submission_relay, a fixed SMTP server.
+python3 "$MX" --listen 127.0.4.21:2525 --name submit --spool "$W/spool" --behave nostarttls > "$W/mx-submit.out" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do [ -s "$W/mx-submit.out" ] && break; sleep 0.1; done
+printf 'submission_relay = 127.0.4.21:2525\n' >> "$W/mail.conf"
+out=$("$STSPROXY" -c "$W/mail.conf" report send --day "$TODAY" --domain "enf.$ZONE" 2>>"$W/report.err")
+check_match "report send mails the mailto: report through submission_relay" "$out" "mailto:tlsrpt@reports\\.$ZONE  delivered \\(mail accepted\\)"
+check "... and it arrived there, addressed to the rua" "$(jq -r '.rcpts[0]' "$W"/spool/submit/1.json 2>/dev/null)" "<tlsrpt@reports.$ZONE>"
 check "the report sender ran without sanitizer reports" \
 	"$(cat "$W/relay4.log" "$W/relay5.log" | grep -cE 'ERROR: (Address|Leak)Sanitizer|runtime error:')" "0"
 [ "$FAIL" -gt 0 ] && { world_note "relay log:"; sed 's/^/#   /' "$W/relay.log" | tail -80; world_note "postfix log:"; sed 's/^/#   /' "$PF/maillog" | tail -40; }

@@ -140,6 +140,31 @@ test_counts_and_persistence(void **state)
 	assert_int_equal(seen.failures, 3);
 	json_decref(seen.last);
 	assert_int_equal(rpt_store_foreach(st, "2023-11-15", NULL, visit, &seen), 0);
+
+	/* The JSON builder: RFC 8460 §4 fields from the same counts. */
+	{
+		struct rpt_identity id;
+		long long failures = -1;
+		json_t *r, *pol;
+
+		rpt_identity_init(&id, conf, "relay.example");
+		r = rpt_report_build(st, &id, "2023-11-14", "a.example", &failures);
+		assert_non_null(r);
+		assert_int_equal(failures, 2);
+		assert_string_equal(json_string_value(json_object_get(json_object_get(r, "date-range"),
+		    "start-datetime")), "2023-11-14T00:00:00Z");
+		assert_string_equal(json_string_value(json_object_get(r, "report-id")),
+		    "2023-11-14.a.example@relay.example");
+		assert_int_equal(json_array_size(json_object_get(r, "policies")), 1);	/* RPT-8 */
+		pol = json_array_get(json_object_get(r, "policies"), 0);
+		assert_int_equal(json_integer_value(json_object_get(json_object_get(pol, "summary"),
+		    "total-successful-session-count")), 4);
+		assert_int_equal(json_integer_value(json_object_get(json_object_get(pol, "summary"),
+		    "total-failure-session-count")), 2);
+		assert_int_equal(json_array_size(json_object_get(pol, "failure-details")), 1);
+		json_decref(r);
+		assert_null(rpt_report_build(st, &id, "2023-11-15", "a.example", NULL));
+	}
 	rpt_store_close(st);
 	conf_free(conf);
 	remove_scratch(dir);

@@ -192,7 +192,7 @@ run_dialogue(void **state)
 
 			if (up == NULL)
 				up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
-				    mode, have_policy ? &patterns : NULL, on_event, NULL);
+				    mode, have_policy ? &patterns : NULL, 0, on_event, NULL);
 			for (int i = 0; i < 3000; i++) {
 				event_base_loop(T.base, EVLOOP_NONBLOCK);
 				if (poll(&p, 1, 1) > 0)
@@ -223,7 +223,7 @@ run_dialogue(void **state)
 		} else if (line[0] == 'A') {
 			if (up == NULL)
 				up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
-				    mode, have_policy ? &patterns : NULL, on_event, NULL);
+				    mode, have_policy ? &patterns : NULL, 0, on_event, NULL);
 			if (strncmp(text, "rcpt ", 5) == 0) {
 				struct smtp_path rcpt;
 
@@ -245,7 +245,7 @@ run_dialogue(void **state)
 
 			if (up == NULL)
 				up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
-				    mode, have_policy ? &patterns : NULL, on_event, NULL);
+				    mode, have_policy ? &patterns : NULL, 0, on_event, NULL);
 			for (int i = 0; i < 3000 && T.ev_head == T.ev_tail; i++)
 				pump(1);
 			if (T.ev_head == T.ev_tail)
