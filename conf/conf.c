@@ -605,8 +605,10 @@ conf_load(const char *path, struct strlist *errors)
 	size_t n;
 	struct conf *conf;
 
-	if (path == NULL)
-		return conf_defaults();
+	if (path == NULL) {
+		conf = conf_defaults();
+		return conf_apply_env(conf, errors) < 0 ? (conf_free(conf), NULL) : conf;
+	}
 	if ((f = fopen(path, "r")) == NULL) {
 		add_error(errors, path, 0, NULL, "cannot open: %s", strerror(errno));
 		return NULL;
@@ -626,7 +628,42 @@ conf_load(const char *path, struct strlist *errors)
 	fclose(f);
 	conf = conf_parse_buffer(path, sb.data ? sb.data : "", sb.len, errors);
 	strbuf_free(&sb);
+	if (conf != NULL && conf_apply_env(conf, errors) < 0) {
+		conf_free(conf);
+		return NULL;
+	}
 	return conf;
+}
+
+char *
+conf_env_name(const char *section, const char *name)
+{
+	char *v = xasprintf("STSPROXY_%s%s%s", section, section[0] ? "_" : "", name);
+
+	for (char *p = v; *p; p++)
+		*p = (char)toupper((unsigned char)*p);
+	return v;
+}
+
+int
+conf_apply_env(struct conf *conf, struct strlist *errors)
+{
+	size_t nerr = errors->count;
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct conf_key *k = &conf_keys[i];
+		char *var = conf_env_name(k->section, k->name), *where;
+		const char *value = getenv(var);
+
+		if (value != NULL) {
+			/* Containers configure through the environment; it wins over the file. */
+			where = xasprintf("environment %s", var);
+			conf_set(conf, k, value, where, 0, errors);
+			free(where);
+		}
+		free(var);
+	}
+	return errors->count == nerr ? 0 : -1;
 }
 
 void

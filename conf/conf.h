@@ -92,6 +92,16 @@ struct conf *conf_parse_buffer(const char *name, const char *buf, size_t len,
 
 void conf_free(struct conf *conf);
 
+/**
+ * Apply STSPROXY_<SECTION>_<KEY> environment variables (STSPROXY_<KEY>
+ * for top-level keys), which override the file; conf_load() calls it.
+ * Errors name the variable. 0, or -1 with errors appended.
+ */
+int conf_apply_env(struct conf *conf, struct strlist *errors);
+
+/** The environment variable for a key ("STSPROXY_SERVER_LISTEN"). Caller frees. */
+char *conf_env_name(const char *section, const char *name);
+
 /** Write the effective configuration in the file's own syntax. */
 void conf_print(const struct conf *conf, FILE *out);
 

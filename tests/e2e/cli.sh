@@ -37,6 +37,13 @@ out=$("$STSPROXY" -c "$T/missing.conf" check-config 2>&1); rc=$?
 check_match "an explicit missing file is an error" "$rc $out" "^2 .*missing.conf: cannot open"
 out=$("$STSPROXY" -c /dev/null policy 2>&1); rc=$?
 check "usage error exits 2" "$rc" 2
+out=$(STSPROXY_SERVER_LISTEN="127.0.0.9:2525 [::1]:2525" STSPROXY_HOSTNAME=relay.example.net \
+	"$STSPROXY" -c /dev/null check-config)
+check_match "environment STSPROXY_SERVER_LISTEN overrides [server] listen" "$out" "listen = 127\.0\.0\.9:2525 \[::1\]:2525"
+check_match "environment STSPROXY_HOSTNAME sets a top-level key" "$out" "hostname = relay\.example\.net"
+out=$(STSPROXY_SERVER_MAX_RECIPIENTS=5 "$STSPROXY" -c /dev/null check-config 2>&1); rc=$?
+check "a bad environment value refuses to start (exit 2)" "$rc" 2
+check_match "the error names the variable and the key" "$out" "environment STSPROXY_SERVER_MAX_RECIPIENTS: \[server\] max_recipients: 5 is out of range"
 
 # ---- policy linter ------------------------------------------------------
 printf 'version: STSv1\nmode: enforce\nmx: mx1.a.example\nmx: *.b.example\nmax_age: 604800\n' > "$T/good.txt"
