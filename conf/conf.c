@@ -65,6 +65,13 @@ static const struct conf_key conf_keys[] = {
 	  "Name used in the greeting, in Received headers and in EHLO to upstream servers. "
 	  "Empty: the system host name. Also how stsproxy recognises itself in an MX list (RFC 5321 section 5.1)." },
 
+	{ "", "user", CONF_T_STRING, "stsproxy", OFF(user), 0, 0, NULL, NULL,
+	  "When started as root, stsproxy binds its sockets, opens its databases and keys, then runs as "
+	  "this user (and its primary group), which owns state_dir. Create it with "
+	  "useradd --system --user-group --no-create-home stsproxy." },
+	{ "", "allow_root", CONF_T_BOOL, "no", OFF(allow_root), 0, 0, NULL, NULL,
+	  "yes: keep running as root instead of switching to user. Not recommended." },
+
 	{ "server", "listen", CONF_T_LIST, "127.0.0.1:10025", OFF(server_listen), 0, 0, NULL, check_listen,
 	  "Addresses the relay accepts clients on, as ADDRESS:PORT or [IPV6]:PORT." },
 	{ "server", "allow_clients", CONF_T_LIST, "127.0.0.0/8 ::1/128", OFF(server_allow_clients), 0, 0, NULL, check_cidr,

@@ -24,6 +24,8 @@ struct conf {
 	char		*state_dir;
 	char		*log_level;
 	char		*hostname;		/* empty: the system host name */
+	char		*user;			/* run as this user when started as root */
+	bool		 allow_root;
 
 	/* [server]: the client-facing leg */
 	struct strlist	 server_listen;		/* "addr:port", "[v6]:port" */

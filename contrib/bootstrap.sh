@@ -52,6 +52,14 @@ bootstrap_exim() {
 			--shell /usr/sbin/nologin Debian-exim
 }
 
+# The unprivileged user the relay runs as after binding its sockets.
+bootstrap_user() {
+	getent passwd stsproxy >/dev/null && return 0
+	[ "$(id -u)" -eq 0 ] || return 0
+	useradd --system --user-group --no-create-home --home-dir /var/lib/stsproxy \
+		--shell /usr/sbin/nologin stsproxy
+}
+
 bootstrap_autoreconf() {
 	if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ] ||
 	    [ -n "$(find . -name include.am -newer Makefile.in 2>/dev/null)" ]; then

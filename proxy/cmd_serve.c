@@ -7,7 +7,14 @@
  */
 #include "config.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +40,78 @@ struct serve {
 	struct rpt_mailer	 mailer;
 	bool			 stopping;
 };
+
+/* Give state_dir and what is in it to uid/gid: files the tools made as root included. */
+static int
+chown_state(const char *dir, uid_t uid, gid_t gid)
+{
+	DIR *d;
+	struct dirent *e;
+	int rc = 0;
+
+	if (chown(dir, uid, gid) < 0 || chmod(dir, 0700) < 0)
+		return -1;
+	if ((d = opendir(dir)) == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		char *path;
+
+		if (e->d_name[0] == '.')
+			continue;
+		path = xasprintf("%s/%s", dir, e->d_name);
+		if (lchown(path, uid, gid) < 0)
+			rc = -1;
+		free(path);
+	}
+	closedir(d);
+	return rc;
+}
+
+/*
+ * Least privilege: root is needed to bind port 25 and to read keys; the
+ * relay itself runs as [user]. Everything privileged is already open.
+ */
+static int
+drop_privileges(const struct conf *conf)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0)
+		return 0;
+	if (conf->allow_root) {
+		log_warnx("event=running_as_root reason=\"allow_root = yes\"");
+		return 0;
+	}
+	if ((pw = getpwnam(conf->user)) == NULL) {
+		log_err("event=startup_failed reason=\"user %s does not exist: create it "
+		    "(useradd --system --user-group --no-create-home %s), set user, or set allow_root = yes\"",
+		    conf->user, conf->user);
+		return -1;
+	}
+	if (pw->pw_uid == 0) {
+		log_err("event=startup_failed reason=\"user %s is root; set allow_root = yes to run as root\"",
+		    conf->user);
+		return -1;
+	}
+	if (chown_state(conf->state_dir, pw->pw_uid, pw->pw_gid) < 0) {
+		log_err("event=startup_failed state_dir=%s reason=%s", conf->state_dir,
+		    log_quote(strerror(errno)));
+		return -1;
+	}
+	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+		log_err("event=startup_failed reason=\"cannot switch to user %s: %s\"", conf->user,
+		    strerror(errno));
+		return -1;
+	}
+	/* Make sure there is no way back. */
+	if (setuid(0) == 0) {
+		log_err("event=startup_failed reason=\"could regain root after switching to %s\"", conf->user);
+		return -1;
+	}
+	log_notice("event=privileges_dropped user=%s uid=%u gid=%u", conf->user,
+	    (unsigned)pw->pw_uid, (unsigned)pw->pw_gid);
+	return 0;
+}
 
 static void
 drain_check(evutil_socket_t fd, short what, void *arg)
@@ -113,6 +192,8 @@ cmd_serve(const struct conf *conf, int argc, char **argv)
 		log_err("event=startup_failed reason=%s", log_quote(err));
 		goto out;
 	}
+	if (drop_privileges(conf) < 0)
+		goto out;
 	sv.sigterm = evsignal_new(sv.rt->base, SIGTERM, on_signal, &sv);
 	sv.sigint = evsignal_new(sv.rt->base, SIGINT, on_signal, &sv);
 	sv.drain = evtimer_new(sv.rt->base, drain_check, &sv);

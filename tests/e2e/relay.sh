@@ -175,6 +175,14 @@ for n in $(seq 50); do
 	sleep 0.1
 done
 
+# ---- least privilege ------------------------------------------------------------
+check_match "started as root, the relay runs as user stsproxy after binding port-bound sockets" \
+	"$(awk '/^Uid:/ {print $2}' /proc/$RELAY_PID/status) $(id -u stsproxy 2>/dev/null)" "^([0-9]+) \\1$"
+check "... and says so in the log" "$(grep -c 'event=privileges_dropped user=stsproxy' "$W/relay.log")" "1"
+check "state_dir belongs to that user" "$(stat -c %U "$W/state")" "stsproxy"
+out=$(STSPROXY_USER=no-such-user STSPROXY_SERVER_LISTEN=127.0.0.1:10099 "$STSPROXY" -c "$W/stsproxy.conf" serve 2>&1); rc=$?
+check_match "an unknown user refuses to start, saying how to fix it" "$rc $(echo $out)" "^2 .*user no-such-user does not exist: create it"
+
 # ---- the legacy client: a private Postfix instance ---------------------------
 PF=$W/postfix
 # Postfix binds only addresses an interface carries: give lo this one.
