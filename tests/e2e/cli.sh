@@ -35,6 +35,8 @@ check_match "every error is reported" "$out" "$T/bad.conf:6: \[policy\] unknown 
 check_match "a summary says it will not start" "$out" "2 errors in the configuration; not starting"
 out=$("$STSPROXY" -c "$T/missing.conf" check-config 2>&1); rc=$?
 check_match "an explicit missing file is an error" "$rc $out" "^2 .*missing.conf: cannot open"
+out=$("$STSPROXY" -c "$SRC/contrib/stsproxy.conf.example" check-config 2>&1); rc=$?
+check "the installed example configuration is valid" "$rc" 0
 out=$("$STSPROXY" -c /dev/null policy 2>&1); rc=$?
 check "usage error exits 2" "$rc" 2
 out=$(STSPROXY_SERVER_LISTEN="127.0.0.9:2525 [::1]:2525" STSPROXY_HOSTNAME=relay.example.net \
