@@ -221,3 +221,14 @@ strlist_copy(struct strlist *dst, const struct strlist *src)
 	for (size_t i = 0; i < src->count; i++)
 		strlist_add(dst, src->items[i]);
 }
+
+bool
+strlist_equal(const struct strlist *a, const struct strlist *b)
+{
+	if (a->count != b->count)
+		return false;
+	for (size_t i = 0; i < a->count; i++)
+		if (strcmp(a->items[i], b->items[i]) != 0)
+			return false;
+	return true;
+}

@@ -66,5 +66,7 @@ struct strlist {
 void strlist_add(struct strlist *l, const char *s);
 void strlist_clear(struct strlist *l);
 void strlist_copy(struct strlist *dst, const struct strlist *src);
+/** true if both hold the same strings in the same order. */
+bool strlist_equal(const struct strlist *a, const struct strlist *b);
 
 #endif

@@ -156,6 +156,13 @@ lookup_free(struct policy_lookup *l)
 }
 
 void
+policy_engine_set_conf(struct policy_engine *e, const struct conf *conf)
+{
+	/* Lookups in flight keep the configuration they started with. */
+	e->conf = conf;
+}
+
+void
 policy_engine_free(struct policy_engine *e)
 {
 	if (e == NULL)

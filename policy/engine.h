@@ -81,6 +81,13 @@ typedef void (*policy_lookup_cb)(void *arg, const struct policy_result *result);
 struct policy_engine *policy_engine_new(struct event_base *base, const struct conf *conf,
     struct resolver *resolver, SSL_CTX *ssl_ctx, struct policy_cache *cache);
 
+/**
+ * Use conf (borrowed) for lookups that start from now on: [policy]
+ * override, refresh_interval, fetch limits. For a configuration reload;
+ * the old conf must stay alive while earlier lookups run.
+ */
+void policy_engine_set_conf(struct policy_engine *engine, const struct conf *conf);
+
 /** Cancel pending lookups (no callbacks) and free. */
 void policy_engine_free(struct policy_engine *engine);
 

@@ -32,6 +32,12 @@
 #include "report/rpt_store.h"
 
 struct serve {
+	const char		*path;		/* the configuration file, or NULL */
+	struct smtp_server_env	*env;
+	const struct conf	*conf;		/* in effect */
+	struct conf		*retired[64];	/* earlier ones, alive for their sessions */
+	size_t			 nretired;
+	struct event		*sighup;
 	struct runtime		*rt;
 	struct listener		*listener;
 	struct event		*sigterm, *sigint, *drain;
@@ -128,6 +134,63 @@ drain_check(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(sv->drain, &tv);
 }
 
+/* Keys read only at start-up: a change is reported, not applied. */
+static void
+warn_restart_keys(const struct conf *old, const struct conf *new)
+{
+	struct {
+		const char *name;
+		bool changed;
+	} keys[] = {
+		{ "[server] listen", !strlist_equal(&old->server_listen, &new->server_listen) },
+		{ "state_dir", strcmp(old->state_dir, new->state_dir) != 0 },
+		{ "user", strcmp(old->user, new->user) != 0 },
+		{ "[dns] forwarders", !strlist_equal(&old->dns_forwarders, &new->dns_forwarders) },
+		{ "[tls] ca_file", strcmp(old->tls_ca_file, new->tls_ca_file) != 0 },
+		{ "[server] tls_cert_file", strcmp(old->server_tls_cert_file, new->server_tls_cert_file) != 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (keys[i].changed)
+			log_warnx("event=reload_needs_restart key=%s reason=\"read at start-up only; "
+			    "the old value stays until a restart\"", log_quote(keys[i].name));
+}
+
+/* SIGHUP: parse, validate, then swap; on any error the running one stays. */
+static void
+on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+	struct serve *sv = arg;
+	struct strlist errors = { 0 };
+	struct conf *conf;
+
+	(void)sig;
+	(void)what;
+	conf = conf_load(sv->path, &errors);
+	if (conf == NULL) {
+		for (size_t i = 0; i < errors.count; i++)
+			log_err("event=reload_failed error=%s", log_quote(errors.items[i]));
+		log_err("event=reload_failed errors=%zu reason=\"keeping the running configuration\"",
+		    errors.count);
+		strlist_clear(&errors);
+		return;
+	}
+	if (sv->nretired == sizeof(sv->retired) / sizeof(sv->retired[0])) {
+		log_err("event=reload_failed reason=\"too many reloads without a restart\"");
+		conf_free(conf);
+		return;
+	}
+	warn_restart_keys(sv->conf, conf);
+	sv->retired[sv->nretired++] = conf;
+	sv->conf = conf;
+	sv->rt->conf = conf;
+	policy_engine_set_conf(sv->rt->engine, conf);
+	listener_reconfigure(sv->listener, conf);
+	if (log_get_level() != LOG_LEVEL_DEBUG || strcmp(conf->log_level, "debug") == 0)
+		log_set_level((enum log_level)log_level_parse(conf->log_level));
+	log_notice("event=reloaded path=%s", sv->path ? sv->path : "(embedded defaults)");
+}
+
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -146,7 +209,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 int
-cmd_serve(const struct conf *conf, int argc, char **argv)
+cmd_serve(const struct conf *conf, const char *path, int argc, char **argv)
 {
 	struct smtp_server_env env = { .ops = &upstream_default_ops };
 	struct serve sv = { 0 };
@@ -164,6 +227,9 @@ cmd_serve(const struct conf *conf, int argc, char **argv)
 	if ((sv.rt = runtime_new(conf)) == NULL)
 		return EXIT_ERROR;
 	env.rt = sv.rt;
+	sv.path = path;
+	sv.conf = conf;
+	sv.env = &env;
 	if (strchr(sv.rt->hostname, '.') == NULL)
 		log_warnx("event=hostname_not_qualified hostname=%s reason=\"many MX servers refuse an "
 		    "EHLO name that is not fully qualified; set hostname in the configuration\"",
@@ -196,6 +262,8 @@ cmd_serve(const struct conf *conf, int argc, char **argv)
 		goto out;
 	sv.sigterm = evsignal_new(sv.rt->base, SIGTERM, on_signal, &sv);
 	sv.sigint = evsignal_new(sv.rt->base, SIGINT, on_signal, &sv);
+	sv.sighup = evsignal_new(sv.rt->base, SIGHUP, on_sighup, &sv);
+	evsignal_add(sv.sighup, NULL);
 	sv.drain = evtimer_new(sv.rt->base, drain_check, &sv);
 	evsignal_add(sv.sigterm, NULL);
 	evsignal_add(sv.sigint, NULL);
@@ -208,6 +276,7 @@ out:
 	free(err);
 	if (sv.sigterm) event_free(sv.sigterm);
 	if (sv.sigint) event_free(sv.sigint);
+	if (sv.sighup) event_free(sv.sighup);
 	if (sv.drain) event_free(sv.drain);
 	listener_free(sv.listener);
 	outcome_set_hook(NULL, NULL);
@@ -216,5 +285,7 @@ out:
 	if (env.tls_ctx)
 		SSL_CTX_free(env.tls_ctx);
 	runtime_free(sv.rt);
+	for (size_t i = 0; i < sv.nretired; i++)
+		conf_free(sv.retired[i]);
 	return rc;
 }

@@ -82,6 +82,8 @@ slot_closed(void *arg, struct smtp_server *session)
 	free(o);
 }
 
+static void load_allow_list(struct listener *l);
+
 static void
 accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa, int salen,
     void *arg)
@@ -146,10 +148,7 @@ listener_new(const struct smtp_server_env *env, char **err)
 
 	l->env = env;
 	l->conf = conf;
-	l->allow = xcalloc(conf->server_allow_clients.count + 1, sizeof(*l->allow));
-	for (size_t i = 0; i < conf->server_allow_clients.count; i++)
-		if (netaddr_parse_cidr(conf->server_allow_clients.items[i], &l->allow[l->nallow]) == NULL)
-			l->nallow++;
+	load_allow_list(l);
 	l->socks = xcalloc(conf->server_listen.count + 1, sizeof(*l->socks));
 	for (size_t i = 0; i < conf->server_listen.count; i++) {
 		const char *item = conf->server_listen.items[i];
@@ -177,6 +176,24 @@ listener_new(const struct smtp_server_env *env, char **err)
 		log_notice("event=listening address=%s", item);
 	}
 	return l;
+}
+
+static void
+load_allow_list(struct listener *l)
+{
+	free(l->allow);
+	l->nallow = 0;
+	l->allow = xcalloc(l->conf->server_allow_clients.count + 1, sizeof(*l->allow));
+	for (size_t i = 0; i < l->conf->server_allow_clients.count; i++)
+		if (netaddr_parse_cidr(l->conf->server_allow_clients.items[i], &l->allow[l->nallow]) == NULL)
+			l->nallow++;
+}
+
+void
+listener_reconfigure(struct listener *l, const struct conf *conf)
+{
+	l->conf = conf;
+	load_allow_list(l);
 }
 
 void

@@ -19,6 +19,12 @@ struct listener;
  */
 struct listener *listener_new(const struct smtp_server_env *env, char **err);
 
+/**
+ * Apply a reloaded configuration (borrowed; must outlive the listener):
+ * allow_clients and the connection limits. The sockets stay as they are.
+ */
+void listener_reconfigure(struct listener *l, const struct conf *conf);
+
 /** Stop accepting; existing sessions get 421 and close on their own. */
 void listener_shutdown(struct listener *l);
 

@@ -106,7 +106,7 @@ main(int argc, char **argv)
 	log_set_level(debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE);
 
 	if (strcmp(argv[0], "serve") == 0)
-		rc = cmd_serve(conf, argc, argv);
+		rc = cmd_serve(conf, conf_path, argc, argv);
 	else if (strcmp(argv[0], "report") == 0)
 		rc = cmd_report(conf, argc, argv);
 	else if (strcmp(argv[0], "policy") == 0)

@@ -361,11 +361,37 @@ sed -i "s#^\[server\]#[server]\nallow_clients = 127.0.0.1/32\ncommand_timeout = 
 world_note "restarting the relay with allow_clients = 127.0.0.1/32"
 kill "$RELAY_PID"; sleep 0.5
 "$STSPROXY" -c "$W/stsproxy.conf" serve > "$W/relay3.log" 2>&1 &
-PIDS+=($!)
+R3=$!
+PIDS+=($R3)
 sleep 0.5
 out=$(printf 'C: EHLO t\n' | dialog $RELAY --source 127.0.0.9)
 check_match "never an open relay: client outside allow_clients gets 554 5.7.1 at connect" "$out" "^554 5\.7\.1 .*127\.0\.0\.9 is not allowed"
 check_match "... and the refusal is logged" "$(grep event=client_refused "$W/relay3.log")" "client=127.0.0.9"
+
+# ---- SIGHUP reload under traffic --------------------------------------------------
+# A transaction stays open across both reloads and must still end in 250.
+printf 'C: EHLO t\nC: MAIL FROM:<a@client.%s>\nC: RCPT TO:<x@good.%s>\nZ: 1.5\nC: DATA\nR: Subject: reload1\\r\\n\\r\\nhi\\r\\n.\\r\\n\nW:\nC: QUIT\n' \
+	"$ZONE" "$ZONE" | dialog $RELAY > "$W/reload-dialog.out" &
+DLG=$!
+sleep 0.3
+cp "$W/stsproxy.conf" "$W/stsproxy.conf.good"
+sed -i 's#^allow_clients = 127.0.0.1/32#allow_clients = 127.0.0.0/8#' "$W/stsproxy.conf"
+kill -HUP "$R3"; sleep 0.3
+check_match "SIGHUP reloads the configuration" "$(grep -c event=reloaded "$W/relay3.log")" "^1$"
+out=$(printf 'C: EHLO t\nC: QUIT\n' | dialog $RELAY --source 127.0.0.9)
+check_match "... and a widened allow_clients applies to new clients at once" "$(echo $out)" "^220 .*221 "
+printf 'bogus_key = 1\n' >> "$W/stsproxy.conf"
+kill -HUP "$R3"; sleep 0.3
+check_match "a bad file on SIGHUP is refused, naming file, line and key" \
+	"$(grep event=reload_failed "$W/relay3.log" | head -1)" "stsproxy\\.conf:[0-9]+: .*unknown key 'bogus_key'"
+out=$(printf 'C: EHLO t\nC: QUIT\n' | dialog $RELAY --source 127.0.0.9)
+check_match "... and the running configuration stays in force" "$(echo $out)" "^220 .*221 "
+wait "$DLG" 2>/dev/null
+check_match "the transaction open across both reloads was delivered (250, not dropped)" \
+	"$(echo $(cat "$W/reload-dialog.out"))" "250 2\\.0\\.0 Ok: queued"
+check "... exactly once" "$(grep -l '^Subject: reload1' "$W"/spool/*/*.eml | wc -l)" "1"
+cp "$W/stsproxy.conf.good" "$W/stsproxy.conf"
+kill -HUP "$R3"; sleep 0.3
 out=$(python3 - <<'PY'
 import socket
 socks = []
