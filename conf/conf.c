@@ -89,6 +89,9 @@ static const struct conf_key conf_keys[] = {
 	  "Time a client may take to send a command (RFC 5321 section 4.5.3.2 asks for at least 5 minutes)." },
 	{ "server", "data_timeout", CONF_T_DURATION, "5m", OFF(server_data_timeout), 1, 3600, NULL, NULL,
 	  "Time a client may leave the message body idle." },
+	{ "server", "shutdown_timeout", CONF_T_DURATION, "60s", OFF(server_shutdown_timeout), 1, 3600, NULL, NULL,
+	  "On SIGTERM, transactions in flight may finish for this long; then the remaining clients get "
+	  "421 4.3.2 (their messages stay queued with them) and stsproxy exits." },
 	{ "server", "tls_cert_file", CONF_T_PATH, "", OFF(server_tls_cert_file), 0, 0, NULL, NULL,
 	  "PEM certificate chain offered to clients with STARTTLS. Empty: STARTTLS is not offered." },
 	{ "server", "tls_key_file", CONF_T_PATH, "", OFF(server_tls_key_file), 0, 0, NULL, NULL,

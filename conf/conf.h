@@ -36,6 +36,7 @@ struct conf {
 	unsigned	 server_max_recipients;
 	unsigned	 server_command_timeout;	/* seconds */
 	unsigned	 server_data_timeout;
+	unsigned	 server_shutdown_timeout;	/* seconds */
 	char		*server_tls_cert_file;	/* empty: no STARTTLS */
 	char		*server_tls_key_file;
 

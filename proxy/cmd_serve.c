@@ -40,7 +40,7 @@ struct serve {
 	struct event		*sighup;
 	struct runtime		*rt;
 	struct listener		*listener;
-	struct event		*sigterm, *sigint, *drain;
+	struct event		*sigterm, *sigint, *drain, *deadline;
 	struct rpt_store	*reports;
 	struct rpt_sender	*sender;
 	struct rpt_mailer	 mailer;
@@ -192,6 +192,17 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
 }
 
 static void
+shutdown_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct serve *sv = arg;
+
+	(void)fd;
+	(void)what;
+	log_notice("event=shutdown_timeout sessions=%u", listener_sessions(sv->listener));
+	listener_abort(sv->listener);
+}
+
+static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct serve *sv = arg;
@@ -205,6 +216,12 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	sv->stopping = true;
 	log_notice("event=stopping signal=%d sessions=%u", (int)sig, listener_sessions(sv->listener));
 	listener_shutdown(sv->listener);
+	{
+		struct timeval tv = { sv->conf->server_shutdown_timeout, 0 };
+
+		sv->deadline = evtimer_new(sv->rt->base, shutdown_deadline, sv);
+		evtimer_add(sv->deadline, &tv);
+	}
 	drain_check(-1, 0, sv);
 }
 
@@ -277,6 +294,7 @@ out:
 	if (sv.sigterm) event_free(sv.sigterm);
 	if (sv.sigint) event_free(sv.sigint);
 	if (sv.sighup) event_free(sv.sighup);
+	if (sv.deadline) event_free(sv.deadline);
 	if (sv.drain) event_free(sv.drain);
 	listener_free(sv.listener);
 	outcome_set_hook(NULL, NULL);

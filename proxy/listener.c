@@ -206,6 +206,13 @@ listener_shutdown(struct listener *l)
 		smtp_server_shutdown(s->session);
 }
 
+void
+listener_abort(struct listener *l)
+{
+	for (struct session_slot *s = l->sessions; s; s = s->next)
+		smtp_server_abort(s->session);
+}
+
 unsigned
 listener_sessions(const struct listener *l)
 {

@@ -28,6 +28,9 @@ void listener_reconfigure(struct listener *l, const struct conf *conf);
 /** Stop accepting; existing sessions get 421 and close on their own. */
 void listener_shutdown(struct listener *l);
 
+/** 421 every session still open, in any state (shutdown_timeout). */
+void listener_abort(struct listener *l);
+
 /** Sessions still open. */
 unsigned listener_sessions(const struct listener *l);
 

@@ -1015,6 +1015,20 @@ smtp_server_shutdown(struct smtp_server *s)
 	}
 }
 
+void
+smtp_server_abort(struct smtp_server *s)
+{
+	if (s->state == SMTP_S_QUIT || s->state == SMTP_S_CLOSED)
+		return;
+	/* No 250 has been given for what is in flight: a 421 leaves it in
+	 * the client's queue (SMTP-10); the upstream is cut mid-way. */
+	txn_reset(s);
+	s->paused = false;
+	reply(s, 421, "4.3.2", "%s Service shutting down, try again later", s->env->rt->hostname);
+	log_notice("session=%s event=aborted_at_shutdown client=%s", s->id, s->ip);
+	smtp_enter_state(s, SMTP_S_QUIT);
+}
+
 struct smtp_server *
 smtp_server_new(const struct smtp_server_env *env, evutil_socket_t fd, const struct sockaddr *peer,
     smtp_server_closed_cb closed, void *arg)

@@ -62,6 +62,9 @@ struct smtp_server *smtp_server_new(const struct smtp_server_env *env, evutil_so
 /** Say 421 and close (shutdown); the closed callback follows later. */
 void smtp_server_shutdown(struct smtp_server *s);
 
+/** Shutdown timeout reached: 421 now, whatever the state; the transaction is dropped unacknowledged. */
+void smtp_server_abort(struct smtp_server *s);
+
 const char *smtp_server_id(const struct smtp_server *s);
 const struct sockaddr *smtp_server_peer(const struct smtp_server *s);
 

@@ -413,6 +413,21 @@ done
 check "SMTP-11: every delivered message arrived exactly once" "$twice" ""
 check_match "every upstream attempt logged one outcome line with the session id" "$(grep -c 'event=outcome' "$W/relay.log")" "^[1-9][0-9]+$"
 
+# ---- shutdown: a transaction stuck mid-body gets 421 at shutdown_timeout --------
+sed -i 's#^\[server\]#[server]\nshutdown_timeout = 1s#' "$W/stsproxy.conf"
+kill -HUP "$R3"; sleep 0.3
+printf 'C: EHLO t\nC: MAIL FROM:<a@client.%s>\nC: RCPT TO:<x@good.%s>\nC: DATA\nR: Subject: abort1\\r\\n\\r\\npartial\\r\\n\nZ: 1.8\nW:\nW:\n' \
+	"$ZONE" "$ZONE" | dialog $RELAY > "$W/abort-dialog.out" &
+DLG=$!
+sleep 0.5
+kill -TERM "$R3"
+wait "$DLG" 2>/dev/null
+check_match "SIGTERM: a transaction still open at shutdown_timeout gets 421 4.3.2, never a 250" \
+	"$(echo $(cat "$W/abort-dialog.out"))" "354 go ahead 421 4\\.3\\.2 .*CLOSED$"
+check "... and nothing half-sent was delivered" "$(grep -l '^Subject: abort1' "$W"/spool/*/*.eml 2>/dev/null | wc -l)" "0"
+for _ in $(seq 30); do grep -q event=stopped "$W/relay3.log" && break; sleep 0.1; done
+check_match "... then the relay exits" "$(grep -E 'event=(shutdown_timeout|stopped)' "$W/relay3.log" | cut -d' ' -f3 | tr '\n' ' ')" "event=shutdown_timeout event=stopped"
+
 # Stop the relay and make sure it left cleanly (under ASan: no error, no leak).
 for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 sleep 1
