@@ -61,6 +61,13 @@ static const struct conf_key conf_keys[] = {
 	  "Directory for the persistent databases (policy cache, reports). Created if missing." },
 	{ "", "log_level", CONF_T_STRING, "info", OFF(log_level), 0, 0, NULL, check_log_level,
 	  "Least severe level logged: err, warning, notice, info or debug." },
+	{ "", "log_target", CONF_T_ENUM, "stderr", OFF(log_target), 0, 0, "stderr|syslog", NULL,
+	  "Where serve logs: stderr (for systemd and containers) or syslog." },
+	{ "", "log_facility", CONF_T_ENUM, "mail", OFF(log_facility), 0, 0,
+	  "mail|daemon|local0|local1|local2|local3|local4|local5|local6|local7", NULL,
+	  "Syslog facility when log_target = syslog." },
+	{ "", "log_format", CONF_T_ENUM, "kv", OFF(log_format), 0, 0, "kv|json", NULL,
+	  "kv: key=value lines; json: one JSON object per line with the same keys plus ts and level." },
 	{ "", "hostname", CONF_T_STRING, "", OFF(hostname), 0, 0, NULL, check_hostname,
 	  "Name used in the greeting, in Received headers and in EHLO to upstream servers. "
 	  "Empty: the system host name. Also how stsproxy recognises itself in an MX list (RFC 5321 section 5.1)." },

@@ -23,6 +23,9 @@ struct conf {
 	/* top level */
 	char		*state_dir;
 	char		*log_level;
+	char		*log_target;		/* "stderr" or "syslog" */
+	char		*log_facility;
+	char		*log_format;		/* "kv" or "json" */
 	char		*hostname;		/* empty: the system host name */
 	char		*user;			/* run as this user when started as root */
 	bool		 allow_root;

@@ -1,15 +1,19 @@
 #include "config.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "conf/log.h"
 
 static bool log_to_syslog;
+static bool log_json;
 static enum log_level log_max = LOG_LEVEL_INFO;
 
 static const char *const level_names[] = {
@@ -26,6 +30,91 @@ log_init(const char *ident, bool use_syslog, enum log_level level)
 	log_max = level;
 	if (use_syslog)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+}
+
+void
+log_set_target(bool use_syslog, const char *ident, int facility)
+{
+	if (log_to_syslog)
+		closelog();
+	log_to_syslog = use_syslog;
+	if (use_syslog)
+		openlog(ident, LOG_PID | LOG_NDELAY, facility);
+}
+
+void
+log_set_json(bool json)
+{
+	log_json = json;
+}
+
+/*
+ * The line as a JSON object: every key=value pair becomes a member
+ * (quoted values unescaped as log_quote() wrote them). A line that does
+ * not parse goes out whole as "msg".
+ */
+static char *
+kv_to_json(const char *ts, const char *level, const char *line)
+{
+	json_t *o = json_object();
+	const char *p = line;
+	char *out;
+	bool ok = true;
+
+	if (ts != NULL)
+		json_object_set_new(o, "ts", json_string(ts));
+	json_object_set_new(o, "level", json_string(level));
+	while (*p && ok) {
+		const char *eq = strchr(p, '='), *sp = strchr(p, ' ');
+		char key[64], val[1024];
+		size_t kl, vl = 0;
+
+		if (eq == NULL || (sp != NULL && sp < eq) || (kl = (size_t)(eq - p)) == 0 ||
+		    kl >= sizeof(key)) {
+			ok = false;
+			break;
+		}
+		memcpy(key, p, kl);
+		key[kl] = '\0';
+		p = eq + 1;
+		if (*p == '"') {
+			for (p++; *p && *p != '"' && vl + 1 < sizeof(val); p++) {
+				if (*p == '\\' && p[1] == 'x' && p[2] && p[3]) {
+					unsigned c;
+
+					if (sscanf(p + 2, "%2x", &c) == 1)
+						val[vl++] = (char)c;
+					p += 3;
+				} else if (*p == '\\' && p[1]) {
+					val[vl++] = *++p;
+				} else
+					val[vl++] = *p;
+			}
+			if (*p != '"') {
+				ok = false;
+				break;
+			}
+			p++;
+		} else {
+			while (*p && *p != ' ' && vl + 1 < sizeof(val))
+				val[vl++] = *p++;
+		}
+		val[vl] = '\0';
+		json_object_set_new(o, key, json_stringn(val, vl));
+		while (*p == ' ')
+			p++;
+	}
+	if (!ok) {
+		json_decref(o);
+		o = json_object();
+		if (ts != NULL)
+			json_object_set_new(o, "ts", json_string(ts));
+		json_object_set_new(o, "level", json_string(level));
+		json_object_set_new(o, "msg", json_string(line));
+	}
+	out = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(o);
+	return out;
 }
 
 void
@@ -67,18 +156,31 @@ log_msg(enum log_level level, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	if (log_to_syslog) {
-		syslog(level_syslog[level], "level=%s %s", level_names[level], line);
+		if (log_json) {
+			char *j = kv_to_json(NULL, level_names[level], line);
+
+			syslog(level_syslog[level], "%s", j ? j : line);
+			free(j);
+		} else
+			syslog(level_syslog[level], "level=%s %s", level_names[level], line);
 		return;
 	}
-	char stamp[32];
+	char stamp[32], full[48];
 	struct timespec ts;
 	struct tm tm;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-	fprintf(stderr, "%s.%03ldZ level=%s %s\n", stamp, ts.tv_nsec / 1000000,
-	    level_names[level], line);
+	snprintf(full, sizeof(full), "%s.%03ldZ", stamp, ts.tv_nsec / 1000000);
+	if (log_json) {
+		char *j = kv_to_json(full, level_names[level], line);
+
+		fprintf(stderr, "%s\n", j ? j : line);
+		free(j);
+		return;
+	}
+	fprintf(stderr, "%s level=%s %s\n", full, level_names[level], line);
 }
 
 const char *

@@ -22,6 +22,10 @@ enum log_level {
 /** Send lines to syslog (true) or stderr (false), keeping those <= level. */
 void log_init(const char *ident, bool use_syslog, enum log_level level);
 void log_set_level(enum log_level level);
+/** Switch between stderr and syslog (facility: LOG_MAIL, LOG_DAEMON, LOG_LOCALn). */
+void log_set_target(bool use_syslog, const char *ident, int facility);
+/** One JSON object per line instead of key=value (for log shippers). */
+void log_set_json(bool json);
 enum log_level log_get_level(void);
 /** Parse "err", "warning", "notice", "info", "debug"; -1 if unknown. */
 int log_level_parse(const char *name);

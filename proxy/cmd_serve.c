@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +157,30 @@ warn_restart_keys(const struct conf *old, const struct conf *new)
 			    "the old value stays until a restart\"", log_quote(keys[i].name));
 }
 
+static int
+facility_of(const char *name)
+{
+	static const struct { const char *name; int value; } f[] = {
+		{ "mail", LOG_MAIL }, { "daemon", LOG_DAEMON }, { "local0", LOG_LOCAL0 },
+		{ "local1", LOG_LOCAL1 }, { "local2", LOG_LOCAL2 }, { "local3", LOG_LOCAL3 },
+		{ "local4", LOG_LOCAL4 }, { "local5", LOG_LOCAL5 }, { "local6", LOG_LOCAL6 },
+		{ "local7", LOG_LOCAL7 },
+	};
+
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		if (strcmp(f[i].name, name) == 0)
+			return f[i].value;
+	return LOG_MAIL;
+}
+
+static void
+apply_logging(const struct conf *conf)
+{
+	log_set_target(strcmp(conf->log_target, "syslog") == 0, "stsproxy",
+	    facility_of(conf->log_facility));
+	log_set_json(strcmp(conf->log_format, "json") == 0);
+}
+
 /* SIGHUP: parse, validate, then swap; on any error the running one stays. */
 static void
 on_sighup(evutil_socket_t sig, short what, void *arg)
@@ -188,6 +213,7 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
 	listener_reconfigure(sv->listener, conf);
 	if (log_get_level() != LOG_LEVEL_DEBUG || strcmp(conf->log_level, "debug") == 0)
 		log_set_level((enum log_level)log_level_parse(conf->log_level));
+	apply_logging(conf);
 	log_notice("event=reloaded path=%s", sv->path ? sv->path : "(embedded defaults)");
 }
 
@@ -241,6 +267,7 @@ cmd_serve(const struct conf *conf, const char *path, int argc, char **argv)
 	log_set_level(log_get_level() >= LOG_LEVEL_DEBUG ? LOG_LEVEL_DEBUG :
 	    (enum log_level)log_level_parse(conf->log_level));
 	signal(SIGPIPE, SIG_IGN);
+	apply_logging(conf);
 	if ((sv.rt = runtime_new(conf)) == NULL)
 		return EXIT_ERROR;
 	env.rt = sv.rt;

@@ -445,7 +445,7 @@ rpt_sender_new(struct event_base *base, const struct conf *conf, struct resolver
 		free(err);
 		s->mailer = NULL;
 	} else if (mailer != NULL && s->keys.count == 0) {
-		log_warnx("event=report_mail_disabled reason=\"no [report] dkim_key: mailed reports must be DKIM-signed (RFC 8460 section 3)\"");
+		log_notice("event=report_mail_disabled reason=\"no [report] dkim_key: mailed reports must be DKIM-signed (RFC 8460 section 3)\"");
 		s->mailer = NULL;
 	}
 	s->tick = event_new(base, -1, EV_PERSIST, tick, s);

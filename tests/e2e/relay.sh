@@ -428,6 +428,18 @@ check "... and nothing half-sent was delivered" "$(grep -l '^Subject: abort1' "$
 for _ in $(seq 30); do grep -q event=stopped "$W/relay3.log" && break; sleep 0.1; done
 check_match "... then the relay exits" "$(grep -E 'event=(shutdown_timeout|stopped)' "$W/relay3.log" | cut -d' ' -f3 | tr '\n' ' ')" "event=shutdown_timeout event=stopped"
 
+# ---- JSON log lines (log_format = json) ---------------------------------------
+STSPROXY_LOG_FORMAT=json STSPROXY_SERVER_LISTEN=127.0.0.1:10097 "$STSPROXY" -c "$W/stsproxy.conf" serve > "$W/relay-json.log" 2>&1 &
+RJ=$!
+sleep 0.5
+printf 'C: EHLO t\nC: MAIL FROM:<a@client.%s>\nC: RCPT TO:<x@good.%s>\nC: QUIT\n' "$ZONE" "$ZONE" | dialog 127.0.0.1:10097 > /dev/null
+kill "$RJ"; sleep 0.5
+check "log_format = json: every line is a JSON object with ts and level" \
+	"$(jq -c 'select(has("ts") and has("level"))' "$W/relay-json.log" 2>/dev/null | wc -l)" "$(wc -l < "$W/relay-json.log")"
+check_match "... with the key=value pairs as members (session id, upstream outcome)" \
+	"$(jq -r 'select(.event == "outcome") | .session + " " + .domain + " " + .result' "$W/relay-json.log" | head -1)" \
+	"^[0-9a-f]{16} good\\.$ZONE none$"
+
 # Stop the relay and make sure it left cleanly (under ASan: no error, no leak).
 for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 sleep 1
