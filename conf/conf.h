@@ -26,6 +26,7 @@ struct conf {
 	char		*log_target;		/* "stderr" or "syslog" */
 	char		*log_facility;
 	char		*log_format;		/* "kv" or "json" */
+	char		*metrics_listen;	/* "addr:port"; empty: off */
 	char		*hostname;		/* empty: the system host name */
 	char		*user;			/* run as this user when started as root */
 	bool		 allow_root;

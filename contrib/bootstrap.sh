@@ -9,7 +9,7 @@ STSPROXY_BUILD_PKGS="autoconf automake make gcc pkg-config ca-certificates dns-r
 # and Postfix as the legacy client of the relay (Exim: bootstrap_exim).
 STSPROXY_TEST_PKGS="nsd ldnsutils nginx-light jq python3 openssl iproute2 clang
 	libclang-rt-14-dev valgrind man-db postfix libidn12 python3-jsonschema
-	python3-dkim python3-nacl"
+	python3-dkim python3-nacl prometheus"
 # Exim is unpacked here, not installed: Debian allows one MTA package.
 STSPROXY_EXIM_ROOT=${STSPROXY_EXIM_ROOT:-/opt/stsproxy-test/exim}
 

@@ -25,6 +25,7 @@
 #include "policy/tls.h"
 #include "proxy/commands.h"
 #include "proxy/listener.h"
+#include "proxy/metrics_http.h"
 #include "proxy/runtime.h"
 #include "proxy/report_mailer.h"
 #include "proxy/upstream.h"
@@ -45,6 +46,7 @@ struct serve {
 	struct rpt_store	*reports;
 	struct rpt_sender	*sender;
 	struct rpt_mailer	 mailer;
+	struct metrics_http	*metrics;
 	bool			 stopping;
 };
 
@@ -228,6 +230,18 @@ shutdown_deadline(evutil_socket_t fd, short what, void *arg)
 	listener_abort(sv->listener);
 }
 
+static const char *
+health(void *arg)
+{
+	struct serve *sv = arg;
+
+	if (sv->stopping)
+		return "stopping";
+	if (sv->reports == NULL)
+		return "report database not open";
+	return NULL;
+}
+
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -302,6 +316,11 @@ cmd_serve(const struct conf *conf, const char *path, int argc, char **argv)
 		log_err("event=startup_failed reason=%s", log_quote(err));
 		goto out;
 	}
+	if (conf->metrics_listen[0] != '\0' &&
+	    (sv.metrics = metrics_http_new(sv.rt->base, conf->metrics_listen, health, &sv, &err)) == NULL) {
+		log_err("event=startup_failed reason=%s", log_quote(err));
+		goto out;
+	}
 	if (drop_privileges(conf) < 0)
 		goto out;
 	sv.sigterm = evsignal_new(sv.rt->base, SIGTERM, on_signal, &sv);
@@ -324,6 +343,7 @@ out:
 	if (sv.deadline) event_free(sv.deadline);
 	if (sv.drain) event_free(sv.drain);
 	listener_free(sv.listener);
+	metrics_http_free(sv.metrics);
 	outcome_set_hook(NULL, NULL);
 	rpt_sender_free(sv.sender);
 	rpt_store_close(sv.reports);

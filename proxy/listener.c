@@ -10,6 +10,7 @@
 #include <event2/listener.h>
 
 #include "conf/log.h"
+#include "conf/metrics.h"
 #include "conf/netaddr.h"
 #include "proxy/listener.h"
 
@@ -79,6 +80,7 @@ slot_closed(void *arg, struct smtp_server *session)
 	if (o->slot.next)
 		o->slot.next->prev = o->slot.prev;
 	l->nsessions--;
+	metrics_set("stsproxy_sessions", "", l->nsessions);
 	free(o);
 }
 
@@ -97,12 +99,14 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa, in
 	netaddr_ntop(sa, ip, sizeof(ip));
 	if (!client_allowed(l, sa)) {
 		log_notice("event=client_refused client=%s reason=\"not in [server] allow_clients\"", ip);
+		metrics_add("stsproxy_connections_refused_total", "reason=\"not_allowed\"", 1);
 		snprintf(line, sizeof(line), "554 5.7.1 %s: %s is not allowed to relay through this host\r\n",
 		    l->env->rt->hostname, ip);
 		refuse(fd, line);
 		return;
 	}
 	if (l->shutting_down || l->nsessions >= l->conf->server_max_connections) {
+		metrics_add("stsproxy_connections_refused_total", "reason=\"max_connections\"", 1);
 		log_warnx("event=client_refused client=%s reason=\"max_connections (%u) reached\"", ip,
 		    l->conf->server_max_connections);
 		snprintf(line, sizeof(line), "421 4.7.0 %s Too many connections, try again later\r\n",
@@ -111,6 +115,7 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa, in
 		return;
 	}
 	if (sessions_from(l, sa) >= l->conf->server_max_per_client) {
+		metrics_add("stsproxy_connections_refused_total", "reason=\"max_per_client\"", 1);
 		log_warnx("event=client_refused client=%s reason=\"max_connections_per_client (%u) reached\"",
 		    ip, l->conf->server_max_per_client);
 		snprintf(line, sizeof(line), "421 4.7.0 %s Too many connections from %s, try again later\r\n",
@@ -127,6 +132,8 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa, in
 		l->sessions->prev = &o->slot;
 	l->sessions = &o->slot;
 	l->nsessions++;
+	metrics_add("stsproxy_connections_total", "", 1);
+	metrics_set("stsproxy_sessions", "", l->nsessions);
 }
 
 static void

@@ -13,6 +13,7 @@
 #include <openssl/err.h>
 
 #include "conf/log.h"
+#include "conf/metrics.h"
 #include "conf/netaddr.h"
 #include "policy/tls.h"
 #include "proxy/data_filter.h"
@@ -760,6 +761,8 @@ upstream_event(void *arg, enum upstream_event ev, const struct smtp_reply *r)
 			    t->rcpts_ok, log_quote(flat));
 			free(flat);
 			s->messages++;
+			metrics_add("stsproxy_messages_total", smtp_reply_class(r) == 2 ?
+			    "reply=\"2xx\"" : smtp_reply_class(r) == 4 ? "reply=\"4xx\"" : "reply=\"5xx\"", 1);
 			reply_relay(s, r);
 			txn_reset(s);
 			smtp_enter_state(s, SMTP_S_IDLE);

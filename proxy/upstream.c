@@ -14,6 +14,7 @@
 
 #include "conf/clock.h"
 #include "conf/log.h"
+#include "conf/metrics.h"
 #include "conf/netaddr.h"
 #include "policy/mx_match.h"
 #include "policy/mx_resolve.h"
@@ -84,6 +85,7 @@ struct upstream {
 	void			*arg;
 	enum upstream_state	 state;
 	bool			 detached;	/* upstream_free() called: no callbacks */
+	struct timeval		 started;
 	unsigned		 flags;		/* UPSTREAM_F_* */
 	struct event		*reaper;
 
@@ -196,7 +198,12 @@ record(struct upstream *up, const char *mx_host, enum outcome_action action, boo
 		/* RPT-18: a session that carries a TLS report stays out of the reports. */
 		.unreported = (up->flags & UPSTREAM_F_NO_RECORD) != 0,
 	};
+	char labels[160];
 
+	snprintf(labels, sizeof(labels), "mode=\"%s\",action=\"%s\",result=\"%s\"",
+	    up->have_policy ? sts_mode_name(up->mode) : "no-policy", outcome_action_name(action),
+	    rpt_result_type_name(result));
+	metrics_add("stsproxy_upstream_attempts_total", labels, 1);
 	outcome_record(&o);
 }
 
@@ -490,6 +497,7 @@ fail_transaction(struct upstream *up)
 
 	smtp_reply_init(&r);
 	if (up->phase == PHASE_STRICT && up->mode == STS_MODE_ENFORCE) {
+		metrics_add("stsproxy_policy_deferrals_total", "", 1);
 		/* STS-41/43: never 5xx for a policy failure. */
 		if (up->fail_kinds == 1u << FAIL_STARTTLS)
 			smtp_reply_set(&r, 451, "4.7.4", "MTA-STS: %s", why);
@@ -653,6 +661,12 @@ tls_established(struct upstream *up)
 	up->tls_active = true;
 	up->clean = true;
 	tls_peer_describe(up->ssl, &up->peer);
+	{
+		char labels[48];
+
+		snprintf(labels, sizeof(labels), "version=\"%s\"", up->peer.version);
+		metrics_add("stsproxy_upstream_tls_total", labels, 1);
+	}
 	up->tls_result = tls_peer_verdict(up->ssl, up->tls_reason, sizeof(up->tls_reason));
 	log_info("session=%s event=tls mx=%s ip=%s version=%s cipher=%s verify=%s reason=%s",
 	    up->session, up->mx_host, up->ip, up->peer.version, up->peer.cipher,
@@ -764,6 +778,14 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 			up->state = UPSTREAM_S_FAILED;
 			notify(up, UPSTREAM_EV_FAILED, r);
 			return;
+		}
+		{
+			struct timeval now;
+
+			evutil_gettimeofday(&now, NULL);
+			metrics_observe("stsproxy_upstream_ready_seconds",
+			    (double)(now.tv_sec - up->started.tv_sec) +
+			    (double)(now.tv_usec - up->started.tv_usec) / 1e6);
 		}
 		log_info("session=%s event=upstream_ready domain=%s mx=%s ip=%s tls=%s mode=%s",
 		    up->session, up->domain, up->mx_host, up->ip,
@@ -1088,6 +1110,12 @@ resolution_done(struct upstream *up)
 		break;
 	}
 	if (up->mx_status != MX_STATUS_OK) {
+		{
+			char labels[48];
+
+			snprintf(labels, sizeof(labels), "status=\"%s\"", mx_status_name(up->mx_status));
+			metrics_add("stsproxy_dns_failures_total", labels, 1);
+		}
 		log_notice("session=%s event=mx_lookup_failed domain=%s status=%s reason=%s",
 		    up->session, up->domain, mx_status_name(up->mx_status),
 		    log_quote(up->mx_reason));
@@ -1134,6 +1162,16 @@ on_policy(void *arg, const struct policy_result *res)
 
 	up->policy_lookup = NULL;
 	up->policy_done = true;
+	{
+		char labels[64];
+
+		snprintf(labels, sizeof(labels), "source=\"%s\"", policy_source_name(res->source));
+		metrics_add("stsproxy_policy_lookups_total", labels, 1);
+		if (res->failure != RPT_RESULT_NONE) {
+			snprintf(labels, sizeof(labels), "result=\"%s\"", rpt_result_type_name(res->failure));
+			metrics_add("stsproxy_policy_failures_total", labels, 1);
+		}
+	}
 	if (res->source != POLICY_SOURCE_NONE && res->policy != NULL) {
 		up->have_policy = true;
 		up->mode = res->mode;
@@ -1240,6 +1278,7 @@ upstream_alloc(struct runtime *rt, const char *session, const char *domain,
 	strbuf_init(&up->failures);
 	smtp_reply_init(&up->reply);
 	smtp_reply_init(&up->ehlo);
+	evutil_gettimeofday(&up->started, NULL);
 	up->reaper = event_new(rt->base, -1, 0, reap, up);
 	up->kick = event_new(rt->base, -1, 0, kick, up);
 	live_upstreams++;

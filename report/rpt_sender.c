@@ -9,6 +9,7 @@
 
 #include "conf/clock.h"
 #include "conf/log.h"
+#include "conf/metrics.h"
 #include "report/rpt_mail.h"
 #include "report/rpt_post.h"
 #include "report/rpt_sender.h"
@@ -168,6 +169,7 @@ delivery_done(struct inflight *f, bool delivered, const char *reason)
 		json_object_set_new(doc, "attempts", json_integer(attempts));
 		if (delivered) {
 			json_object_set_new(doc, "state", json_string("delivered"));
+			metrics_add("stsproxy_reports_total", "outcome=\"delivered\"", 1);
 			log_notice("event=report_delivered domain=%s rua=%s day=%s attempts=%lld",
 			    domain, log_quote(rua), json_string_value(json_object_get(doc, "day")),
 			    (long long)attempts);
@@ -181,10 +183,12 @@ delivery_done(struct inflight *f, bool delivered, const char *reason)
 			json_object_set_new(doc, "error", json_string(reason));
 			if (now + wait - first > RETRY_WINDOW) {
 				json_object_set_new(doc, "state", json_string("expired"));
+				metrics_add("stsproxy_reports_total", "outcome=\"expired\"", 1);
 				log_warnx("event=report_expired domain=%s rua=%s attempts=%lld reason=%s",
 				    domain, log_quote(rua), (long long)attempts, log_quote(reason));
 			} else {
 				json_object_set_new(doc, "next", json_integer(now + wait));
+				metrics_add("stsproxy_reports_total", "outcome=\"retry\"", 1);
 				log_warnx("event=report_retry domain=%s rua=%s attempts=%lld retry_in=%llds reason=%s",
 				    domain, log_quote(rua), (long long)attempts, wait, log_quote(reason));
 			}

@@ -429,10 +429,28 @@ for _ in $(seq 30); do grep -q event=stopped "$W/relay3.log" && break; sleep 0.1
 check_match "... then the relay exits" "$(grep -E 'event=(shutdown_timeout|stopped)' "$W/relay3.log" | cut -d' ' -f3 | tr '\n' ' ')" "event=shutdown_timeout event=stopped"
 
 # ---- JSON log lines (log_format = json) ---------------------------------------
-STSPROXY_LOG_FORMAT=json STSPROXY_SERVER_LISTEN=127.0.0.1:10097 "$STSPROXY" -c "$W/stsproxy.conf" serve > "$W/relay-json.log" 2>&1 &
+STSPROXY_LOG_FORMAT=json STSPROXY_SERVER_LISTEN=127.0.0.1:10097 STSPROXY_METRICS_LISTEN=127.0.0.1:9187 \
+	"$STSPROXY" -c "$W/stsproxy.conf" serve > "$W/relay-json.log" 2>&1 &
 RJ=$!
 sleep 0.5
 printf 'C: EHLO t\nC: MAIL FROM:<a@client.%s>\nC: RCPT TO:<x@good.%s>\nC: QUIT\n' "$ZONE" "$ZONE" | dialog 127.0.0.1:10097 > /dev/null
+printf 'C: EHLO t\n' | dialog 127.0.0.1:10097 --source 127.0.0.9 > /dev/null
+sleep 0.3
+http_get() { python3 -c 'import sys, urllib.request
+try:
+    r = urllib.request.urlopen(sys.argv[1], timeout=5); print(r.status); sys.stdout.write(r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code)' "$1"; }
+http_get http://127.0.0.1:9187/metrics > "$W/metrics.out"
+check "metrics: /metrics answers 200" "$(head -1 "$W/metrics.out")" "200"
+tail -n +2 "$W/metrics.out" > "$W/metrics.txt"
+check "metrics: the exposition passes promtool check metrics" "$(promtool check metrics < "$W/metrics.txt" > "$W/promtool.out" 2>&1; echo $?)" "0"
+check_match "metrics: connections counted" "$(grep '^stsproxy_connections_total ' "$W/metrics.txt")" "^stsproxy_connections_total [1-9]"
+check_match "metrics: refused clients counted by reason" "$(grep '^stsproxy_connections_refused_total{' "$W/metrics.txt")" 'reason="not_allowed"} 1$'
+check_match "metrics: upstream attempts by mode, action and result" "$(grep '^stsproxy_upstream_attempts_total{' "$W/metrics.txt")" 'mode="enforce",action="delivered",result="none"} 1$'
+check_match "metrics: upstream TLS versions" "$(grep '^stsproxy_upstream_tls_total{' "$W/metrics.txt")" 'version="TLSv1.3"} 1$'
+check_match "metrics: time to a ready upstream, as a histogram" "$(grep '^stsproxy_upstream_ready_seconds_count' "$W/metrics.txt")" " 1$"
+check "health: /healthz answers 200 while serving" "$(http_get http://127.0.0.1:9187/healthz | head -1)" "200"
 kill "$RJ"; sleep 0.5
 check "log_format = json: every line is a JSON object with ts and level" \
 	"$(jq -c 'select(has("ts") and has("level"))' "$W/relay-json.log" 2>/dev/null | wc -l)" "$(wc -l < "$W/relay-json.log")"

@@ -1,0 +1,34 @@
+/*
+ * metrics.h - counters and histograms for the Prometheus endpoint.
+ *
+ * A process-wide registry, like the log: any layer counts with one call
+ * and no handle, and the HTTP endpoint (proxy/metrics_http.c) renders it
+ * in the Prometheus text format. Single-threaded: call from the event
+ * loop only. Bounded: at most METRICS_MAX_SERIES label sets.
+ */
+#ifndef STSPROXY_METRICS_H
+#define STSPROXY_METRICS_H
+
+#include "conf/util.h"
+
+#define METRICS_MAX_SERIES	1024
+
+/**
+ * Add v to counter name with labels ("" or `key="value",...`, values
+ * already safe). name must be one of the names metrics_render() documents.
+ */
+void metrics_add(const char *name, const char *labels, double v);
+
+/** Set gauge name (with labels) to v. */
+void metrics_set(const char *name, const char *labels, double v);
+
+/** Record one observation (seconds) in histogram name. */
+void metrics_observe(const char *name, double seconds);
+
+/** The registry in the Prometheus text exposition format (0.0.4). */
+void metrics_render(struct strbuf *out);
+
+/** Forget everything (tests). */
+void metrics_reset(void);
+
+#endif
