@@ -68,6 +68,8 @@ static const struct conf_key conf_keys[] = {
 	  "Syslog facility when log_target = syslog." },
 	{ "", "log_format", CONF_T_ENUM, "kv", OFF(log_format), 0, 0, "kv|json", NULL,
 	  "kv: key=value lines; json: one JSON object per line with the same keys plus ts and level." },
+	{ "", "pid_file", CONF_T_PATH, "", OFF(pid_file), 0, 0, NULL, NULL,
+	  "Write the process id of serve here at start (before switching user) and remove it at exit. Empty: none." },
 	{ "", "metrics_listen", CONF_T_STRING, "", OFF(metrics_listen), 0, 0, NULL, check_relay,
 	  "ADDRESS:PORT for the Prometheus endpoint /metrics and the health check /healthz. Empty: off." },
 	{ "", "hostname", CONF_T_STRING, "", OFF(hostname), 0, 0, NULL, check_hostname,

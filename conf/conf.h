@@ -27,6 +27,7 @@ struct conf {
 	char		*log_facility;
 	char		*log_format;		/* "kv" or "json" */
 	char		*metrics_listen;	/* "addr:port"; empty: off */
+	char		*pid_file;		/* empty: none */
 	char		*hostname;		/* empty: the system host name */
 	char		*user;			/* run as this user when started as root */
 	bool		 allow_root;

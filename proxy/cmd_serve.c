@@ -273,9 +273,10 @@ cmd_serve(const struct conf *conf, const char *path, int argc, char **argv)
 	char *err = NULL;
 	int rc = EXIT_ERROR;
 
-	(void)argv;
-	if (argc > 1) {
-		fprintf(stderr, "usage: stsproxy [-c FILE] [-d] serve\n");
+	/* serve always stays in the foreground (systemd, containers, supervisors);
+	 * --foreground is accepted so scripts can say so. */
+	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--foreground") != 0)) {
+		fprintf(stderr, "usage: stsproxy [-c FILE] [-d] serve [--foreground]\n");
 		return EXIT_ERROR;
 	}
 	log_set_level(log_get_level() >= LOG_LEVEL_DEBUG ? LOG_LEVEL_DEBUG :
@@ -321,6 +322,15 @@ cmd_serve(const struct conf *conf, const char *path, int argc, char **argv)
 		log_err("event=startup_failed reason=%s", log_quote(err));
 		goto out;
 	}
+	if (conf->pid_file[0] != '\0') {
+		FILE *pf = fopen(conf->pid_file, "w");
+
+		if (pf == NULL || fprintf(pf, "%ld\n", (long)getpid()) < 0 || fclose(pf) != 0) {
+			log_err("event=startup_failed pid_file=%s reason=%s", conf->pid_file,
+			    log_quote(strerror(errno)));
+			goto out;
+		}
+	}
 	if (drop_privileges(conf) < 0)
 		goto out;
 	sv.sigterm = evsignal_new(sv.rt->base, SIGTERM, on_signal, &sv);
@@ -350,6 +360,9 @@ out:
 	if (env.tls_ctx)
 		SSL_CTX_free(env.tls_ctx);
 	runtime_free(sv.rt);
+	if (conf->pid_file[0] != '\0' && unlink(conf->pid_file) < 0 && errno != ENOENT)
+		log_warnx("event=pid_file_left pid_file=%s reason=%s", conf->pid_file,
+		    log_quote(strerror(errno)));
 	for (size_t i = 0; i < sv.nretired; i++)
 		conf_free(sv.retired[i]);
 	return rc;

@@ -21,7 +21,7 @@ usage(FILE *out)
 	    "usage: stsproxy [-c FILE] [-d] COMMAND [ARGS]\n"
 	    "\n"
 	    "commands:\n"
-	    "  serve                                  run the relay (foreground, logs to stderr)\n"
+	    "  serve [--foreground]                   run the relay (always in the foreground)\n"
 	    "  policy DOMAIN [--json] [--no-cache]   the MTA-STS policy a sender applies now\n"
 	    "  policy --file FILE [--mx HOST...]     lint a policy file before publishing it\n"
 	    "  cache list | show DOMAIN | purge DOMAIN | purge --all | refresh\n"

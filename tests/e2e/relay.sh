@@ -430,9 +430,10 @@ check_match "... then the relay exits" "$(grep -E 'event=(shutdown_timeout|stopp
 
 # ---- JSON log lines (log_format = json) ---------------------------------------
 STSPROXY_LOG_FORMAT=json STSPROXY_SERVER_LISTEN=127.0.0.1:10097 STSPROXY_METRICS_LISTEN=127.0.0.1:9187 \
-	"$STSPROXY" -c "$W/stsproxy.conf" serve > "$W/relay-json.log" 2>&1 &
+	STSPROXY_PID_FILE="$W/state/stsproxy.pid" "$STSPROXY" -c "$W/stsproxy.conf" serve --foreground > "$W/relay-json.log" 2>&1 &
 RJ=$!
 sleep 0.5
+check "pid_file holds the pid of serve --foreground" "$(cat "$W/state/stsproxy.pid" 2>/dev/null)" "$RJ"
 printf 'C: EHLO t\nC: MAIL FROM:<a@client.%s>\nC: RCPT TO:<x@good.%s>\nC: QUIT\n' "$ZONE" "$ZONE" | dialog 127.0.0.1:10097 > /dev/null
 printf 'C: EHLO t\n' | dialog 127.0.0.1:10097 --source 127.0.0.9 > /dev/null
 sleep 0.3
@@ -452,6 +453,7 @@ check_match "metrics: upstream TLS versions" "$(grep '^stsproxy_upstream_tls_tot
 check_match "metrics: time to a ready upstream, as a histogram" "$(grep '^stsproxy_upstream_ready_seconds_count' "$W/metrics.txt")" " 1$"
 check "health: /healthz answers 200 while serving" "$(http_get http://127.0.0.1:9187/healthz | head -1)" "200"
 kill "$RJ"; sleep 0.5
+check "... and the pid file is removed at exit" "$([ -e "$W/state/stsproxy.pid" ] && echo left || echo removed)" "removed"
 check "log_format = json: every line is a JSON object with ts and level" \
 	"$(jq -c 'select(has("ts") and has("level"))' "$W/relay-json.log" 2>/dev/null | wc -l)" "$(wc -l < "$W/relay-json.log")"
 check_match "... with the key=value pairs as members (session id, upstream outcome)" \
