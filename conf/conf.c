@@ -53,6 +53,7 @@ static const char *check_listen(const char *item, char **owned);
 static const char *check_cidr(const char *item, char **owned);
 static const char *check_hostname(const char *item, char **owned);
 static const char *check_relay(const char *item, char **owned);
+static const char *check_mode(const char *item, char **owned);
 
 #define OFF(f) offsetof(struct conf, f)
 
@@ -84,7 +85,12 @@ static const struct conf_key conf_keys[] = {
 	  "yes: keep running as root instead of switching to user. Not recommended." },
 
 	{ "server", "listen", CONF_T_LIST, "127.0.0.1:10025", OFF(server_listen), 0, 0, NULL, check_listen,
-	  "Addresses the relay accepts clients on, as ADDRESS:PORT or [IPV6]:PORT." },
+	  "Addresses the relay accepts clients on, as ADDRESS:PORT, [IPV6]:PORT or unix:/PATH "
+	  "(a Unix-domain socket for local MTAs; access is by file permission, see unix_mode)." },
+	{ "server", "unix_mode", CONF_T_STRING, "0660", OFF(server_unix_mode), 0, 0, NULL, check_mode,
+	  "Permissions of unix: listen sockets (octal)." },
+	{ "server", "unix_group", CONF_T_STRING, "", OFF(server_unix_group), 0, 0, NULL, NULL,
+	  "Group of unix: listen sockets, e.g. postfix. Empty: the group of the user stsproxy starts as." },
 	{ "server", "allow_clients", CONF_T_LIST, "127.0.0.0/8 ::1/128", OFF(server_allow_clients), 0, 0, NULL, check_cidr,
 	  "Client networks allowed to relay, as ADDRESS/PREFIX (or a single address). Every other client gets "
 	  "554 5.7.1 at connect: stsproxy is never an open relay." },
@@ -201,12 +207,31 @@ check_listen(const char *item, char **owned)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	const char *why = netaddr_parse_hostport(item, &ss, &len);
+	const char *why;
+
+	if (strncmp(item, "unix:", 5) == 0) {
+		if (item[5] != '/' || strlen(item + 5) >= 108) {
+			*owned = xasprintf("'%s': a Unix socket needs an absolute path under 108 bytes", item);
+			return *owned;
+		}
+		return NULL;
+	}
+	why = netaddr_parse_hostport(item, &ss, &len);
 
 	if (why == NULL)
 		return NULL;
 	*owned = xasprintf("'%s': %s", item, why);
 	return *owned;
+}
+
+static const char *
+check_mode(const char *item, char **owned)
+{
+	char *end;
+	long m = strtol(item, &end, 8);
+
+	(void)owned;
+	return (*item == '\0' || *end != '\0' || m < 0 || m > 0777) ? "must be an octal mode such as 0660" : NULL;
 }
 
 static const char *

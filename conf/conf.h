@@ -35,6 +35,8 @@ struct conf {
 	/* [server]: the client-facing leg */
 	struct strlist	 server_listen;		/* "addr:port", "[v6]:port" */
 	struct strlist	 server_allow_clients;	/* CIDRs */
+	char		*server_unix_mode;	/* octal */
+	char		*server_unix_group;
 	unsigned	 server_max_connections;
 	unsigned	 server_max_per_client;
 	size_t		 server_max_message_size;

@@ -147,7 +147,9 @@ netaddr_ntop(const struct sockaddr *sa, char *buf, size_t len)
 	const unsigned char *b = NULL;
 	int fam = addr_bytes(sa, &b);
 
-	if (fam == 0 || inet_ntop(fam, b, buf, (socklen_t)len) == NULL)
+	if (sa->sa_family == AF_UNIX)
+		snprintf(buf, len, "unix");
+	else if (fam == 0 || inet_ntop(fam, b, buf, (socklen_t)len) == NULL)
 		snprintf(buf, len, "unknown");
 	return buf;
 }

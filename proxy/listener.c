@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include <event2/listener.h>
@@ -44,6 +47,9 @@ refuse(evutil_socket_t fd, const char *line)
 static bool
 client_allowed(const struct listener *l, const struct sockaddr *sa)
 {
+	/* A Unix-domain client got past the socket's file permissions. */
+	if (sa->sa_family == AF_UNIX)
+		return true;
 	for (size_t i = 0; i < l->nallow; i++)
 		if (netaddr_cidr_contains(&l->allow[i], sa))
 			return true;
@@ -147,6 +153,46 @@ accept_error_cb(struct evconnlistener *el, void *arg)
 	log_err("event=accept_failed reason=%s", log_quote(evutil_socket_error_to_string(err)));
 }
 
+/* A Unix-domain socket for local MTAs, owned and moded as configured. */
+static struct evconnlistener *
+unix_listener(struct listener *l, const char *path, char **err)
+{
+	struct sockaddr_un sun;
+	struct evconnlistener *el;
+	mode_t mode = (mode_t)strtol(l->conf->server_unix_mode, NULL, 8);
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	/* A stale socket from an earlier run would make bind fail. */
+	if (unlink(path) < 0 && errno != ENOENT) {
+		*err = xasprintf("[server] listen: cannot remove old %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	el = evconnlistener_new_bind(l->env->rt->base, accept_cb, l,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 128, (struct sockaddr *)&sun, sizeof(sun));
+	if (el == NULL) {
+		*err = xasprintf("[server] listen: cannot listen on unix:%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (chmod(path, mode) < 0) {
+		*err = xasprintf("[server] unix_mode: chmod %s: %s", path, strerror(errno));
+		evconnlistener_free(el);
+		return NULL;
+	}
+	if (l->conf->server_unix_group[0] != '\0') {
+		struct group *gr = getgrnam(l->conf->server_unix_group);
+
+		if (gr == NULL || chown(path, (uid_t)-1, gr->gr_gid) < 0) {
+			*err = xasprintf("[server] unix_group: cannot give %s to group %s", path,
+			    l->conf->server_unix_group);
+			evconnlistener_free(el);
+			return NULL;
+		}
+	}
+	return el;
+}
+
 struct listener *
 listener_new(const struct smtp_server_env *env, char **err)
 {
@@ -163,6 +209,15 @@ listener_new(const struct smtp_server_env *env, char **err)
 		socklen_t len;
 		struct evconnlistener *el;
 
+		if (strncmp(item, "unix:", 5) == 0) {
+			if ((el = unix_listener(l, item + 5, err)) == NULL) {
+				listener_free(l);
+				return NULL;
+			}
+			l->socks[l->nsocks++] = el;
+			log_notice("event=listening address=%s", item);
+			continue;
+		}
 		if (netaddr_parse_hostport(item, &ss, &len) != NULL) {
 			*err = xasprintf("[server] listen: bad address %s", item);
 			listener_free(l);

@@ -429,11 +429,14 @@ for _ in $(seq 30); do grep -q event=stopped "$W/relay3.log" && break; sleep 0.1
 check_match "... then the relay exits" "$(grep -E 'event=(shutdown_timeout|stopped)' "$W/relay3.log" | cut -d' ' -f3 | tr '\n' ' ')" "event=shutdown_timeout event=stopped"
 
 # ---- JSON log lines (log_format = json) ---------------------------------------
-STSPROXY_LOG_FORMAT=json STSPROXY_SERVER_LISTEN=127.0.0.1:10097 STSPROXY_METRICS_LISTEN=127.0.0.1:9187 \
+STSPROXY_LOG_FORMAT=json STSPROXY_SERVER_LISTEN="127.0.0.1:10097 unix:$W/smtp.sock" STSPROXY_SERVER_UNIX_MODE=0600 \
+	STSPROXY_METRICS_LISTEN=127.0.0.1:9187 \
 	STSPROXY_PID_FILE="$W/state/stsproxy.pid" "$STSPROXY" -c "$W/stsproxy.conf" serve --foreground > "$W/relay-json.log" 2>&1 &
 RJ=$!
 sleep 0.5
 check "pid_file holds the pid of serve --foreground" "$(cat "$W/state/stsproxy.pid" 2>/dev/null)" "$RJ"
+check "a unix: listener is created with unix_mode" "$(stat -c '%F %a' "$W/smtp.sock" 2>/dev/null)" "socket 600"
+check_match "... and serves SMTP to local clients" "$(printf 'C: EHLO local\nC: QUIT\n' | dialog "unix:$W/smtp.sock" | tr '\n' ' ')" "^220 .*250-relay\\.$ZONE Hello local \\[unix\\].*221 "
 printf 'C: EHLO t\nC: MAIL FROM:<a@client.%s>\nC: RCPT TO:<x@good.%s>\nC: QUIT\n' "$ZONE" "$ZONE" | dialog 127.0.0.1:10097 > /dev/null
 printf 'C: EHLO t\n' | dialog 127.0.0.1:10097 --source 127.0.0.9 > /dev/null
 sleep 0.3

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """smtpdialog.py - play a scripted SMTP client dialogue, print the replies.
 
-usage: smtpdialog.py ADDR:PORT [--source ADDR] [--tls-after-starttls] < script
+usage: smtpdialog.py ADDR:PORT|unix:PATH [--source ADDR] [--tls-after-starttls] < script
 
 Script lines:
   C: TEXT      send TEXT + CRLF, then read one reply
@@ -24,13 +24,18 @@ def main():
     source = None
     if "--source" in sys.argv:
         source = sys.argv[sys.argv.index("--source") + 1]
-    host, port = addr.rsplit(":", 1)
-    host = host.strip("[]")
-    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    s.settimeout(30)
-    if source:
-        s.bind((source, 0))
-    s.connect((host, int(port)))
+    if addr.startswith("unix:"):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(30)
+        s.connect(addr[5:])
+    else:
+        host, port = addr.rsplit(":", 1)
+        host = host.strip("[]")
+        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        s.settimeout(30)
+        if source:
+            s.bind((source, 0))
+        s.connect((host, int(port)))
     rf = s.makefile("rb")
 
     def reply():
