@@ -1,5 +1,7 @@
 #include "config.h"
 
+#define LOG_SUBSYSTEM LOG_SUB_CONF
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -49,6 +51,7 @@ struct conf_key {
 static const char *check_forwarder(const char *item, char **owned);
 static const char *check_override(const char *item, char **owned);
 static const char *check_log_level(const char *item, char **owned);
+static const char *check_log_levels(const char *item, char **owned);
 static const char *check_listen(const char *item, char **owned);
 static const char *check_cidr(const char *item, char **owned);
 static const char *check_hostname(const char *item, char **owned);
@@ -62,8 +65,15 @@ static const struct conf_key conf_keys[] = {
 	  "Directory for the persistent databases (policy cache, reports). Created if missing." },
 	{ "", "log_level", CONF_T_STRING, "info", OFF(log_level), 0, 0, NULL, check_log_level,
 	  "Least severe level logged: err, warning, notice, info or debug." },
-	{ "", "log_target", CONF_T_ENUM, "stderr", OFF(log_target), 0, 0, "stderr|syslog", NULL,
-	  "Where serve logs: stderr (for systemd and containers) or syslog." },
+	{ "", "log_levels", CONF_T_LIST, "", OFF(log_levels), 0, 0, NULL, check_log_levels,
+	  "Per-subsystem levels that override log_level, as SUBSYSTEM=LEVEL items, e.g. "
+	  "\"upstream=debug dns=warning\". Subsystems: main, conf, dns, policy, smtp, upstream, report." },
+	{ "", "log_target", CONF_T_ENUM, "stderr", OFF(log_target), 0, 0, "stderr|syslog|file", NULL,
+	  "Where serve logs: stderr (for systemd and containers), syslog, or file (log_file; SIGUSR1 reopens it "
+	  "after rotation)." },
+	{ "", "log_file", CONF_T_PATH, "/var/log/stsproxy/stsproxy.log", OFF(log_file), 0, 0, NULL, NULL,
+	  "Log file when log_target = file. Opened before switching user; its directory must be writable by "
+	  "user for SIGUSR1 to open a fresh file after rotation." },
 	{ "", "log_facility", CONF_T_ENUM, "mail", OFF(log_facility), 0, 0,
 	  "mail|daemon|local0|local1|local2|local3|local4|local5|local6|local7", NULL,
 	  "Syslog facility when log_target = syslog." },
@@ -200,6 +210,24 @@ check_log_level(const char *item, char **owned)
 {
 	(void)owned;
 	return log_level_parse(item) < 0 ? "must be err, warning, notice, info or debug" : NULL;
+}
+
+static const char *
+check_log_levels(const char *item, char **owned)
+{
+	const char *eq = strchr(item, '=');
+	char sub[32];
+
+	if (eq == NULL || (size_t)(eq - item) >= sizeof(sub))
+		return (*owned = xasprintf("\"%s\" is not SUBSYSTEM=LEVEL", item));
+	memcpy(sub, item, (size_t)(eq - item));
+	sub[eq - item] = '\0';
+	if (log_subsystem_parse(sub) < 0)
+		return (*owned = xasprintf("unknown subsystem \"%s\" (main, conf, dns, policy, smtp, "
+		    "upstream, report)", sub));
+	if (log_level_parse(eq + 1) < 0)
+		return (*owned = xasprintf("level \"%s\" must be err, warning, notice, info or debug", eq + 1));
+	return NULL;
 }
 
 static const char *

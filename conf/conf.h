@@ -23,7 +23,9 @@ struct conf {
 	/* top level */
 	char		*state_dir;
 	char		*log_level;
-	char		*log_target;		/* "stderr" or "syslog" */
+	char		*log_target;		/* "stderr", "syslog" or "file" */
+	char		*log_file;		/* log_target = file */
+	struct strlist	 log_levels;		/* "subsystem=level" items */
 	char		*log_facility;
 	char		*log_format;		/* "kv" or "json" */
 	char		*metrics_listen;	/* "addr:port"; empty: off */

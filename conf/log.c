@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -7,14 +9,55 @@
 #include <strings.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "conf/log.h"
 
 static bool log_to_syslog;
+static FILE *log_file;		/* log_target = file; NULL: stderr */
+static char *log_file_path;
 static bool log_json;
 static enum log_level log_max = LOG_LEVEL_INFO;
+static int sub_level[LOG_SUB_COUNT] = { -1, -1, -1, -1, -1, -1, -1 };
+unsigned char log_threshold[LOG_SUB_COUNT] = {
+	LOG_LEVEL_INFO, LOG_LEVEL_INFO, LOG_LEVEL_INFO, LOG_LEVEL_INFO,
+	LOG_LEVEL_INFO, LOG_LEVEL_INFO, LOG_LEVEL_INFO,
+};
+
+static const char *const sub_names[LOG_SUB_COUNT] = {
+	"main", "conf", "dns", "policy", "smtp", "upstream", "report",
+};
+
+static void
+recompute_thresholds(void)
+{
+	for (int i = 0; i < LOG_SUB_COUNT; i++)
+		log_threshold[i] = (unsigned char)(sub_level[i] >= 0 ? sub_level[i] : (int)log_max);
+}
+
+int
+log_subsystem_parse(const char *name)
+{
+	for (int i = 0; i < LOG_SUB_COUNT; i++)
+		if (strcasecmp(name, sub_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+const char *
+log_subsystem_name(enum log_subsystem sub)
+{
+	return sub_names[sub];
+}
+
+void
+log_set_subsystem_level(enum log_subsystem sub, int level)
+{
+	sub_level[sub] = level;
+	recompute_thresholds();
+}
 
 static const char *const level_names[] = {
 	"crit", "err", "warning", "notice", "info", "debug",
@@ -28,6 +71,7 @@ log_init(const char *ident, bool use_syslog, enum log_level level)
 {
 	log_to_syslog = use_syslog;
 	log_max = level;
+	recompute_thresholds();
 	if (use_syslog)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
@@ -40,6 +84,47 @@ log_set_target(bool use_syslog, const char *ident, int facility)
 	log_to_syslog = use_syslog;
 	if (use_syslog)
 		openlog(ident, LOG_PID | LOG_NDELAY, facility);
+}
+
+int
+log_set_file(const char *path, const char **why)
+{
+	FILE *f = NULL;
+
+	if (path != NULL) {
+		/* O_APPEND so that lines from other writers (e.g. a worker) never interleave mid-line */
+		int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+
+		if (fd < 0 || (f = fdopen(fd, "a")) == NULL) {
+			*why = strerror(errno);
+			if (fd >= 0)
+				close(fd);
+			return -1;
+		}
+		setvbuf(f, NULL, _IOLBF, 0);
+	}
+	if (log_file != NULL)
+		fclose(log_file);
+	log_file = f;
+	if (path != log_file_path) {
+		free(log_file_path);
+		log_file_path = path ? strdup(path) : NULL;
+	}
+	return 0;
+}
+
+int
+log_reopen(const char **why)
+{
+	if (log_file_path == NULL)
+		return 0;
+	return log_set_file(log_file_path, why);
+}
+
+const char *
+log_file_name(void)
+{
+	return log_file_path;
 }
 
 void
@@ -121,6 +206,7 @@ void
 log_set_level(enum log_level level)
 {
 	log_max = level;
+	recompute_thresholds();
 }
 
 enum log_level
@@ -145,13 +231,12 @@ log_level_name(enum log_level level)
 }
 
 void
-log_msg(enum log_level level, const char *fmt, ...)
+log_write(enum log_subsystem sub, enum log_level level, const char *fmt, ...)
 {
 	char line[2048];
 	va_list ap;
 
-	if (level > log_max)
-		return;
+	(void)sub;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
@@ -176,11 +261,11 @@ log_msg(enum log_level level, const char *fmt, ...)
 	if (log_json) {
 		char *j = kv_to_json(full, level_names[level], line);
 
-		fprintf(stderr, "%s\n", j ? j : line);
+		fprintf(log_file ? log_file : stderr, "%s\n", j ? j : line);
 		free(j);
 		return;
 	}
-	fprintf(stderr, "%s level=%s %s\n", full, level_names[level], line);
+	fprintf(log_file ? log_file : stderr, "%s level=%s %s\n", full, level_names[level], line);
 }
 
 const char *

@@ -23,10 +23,13 @@ static const struct {
 	{ "stsproxy_policy_failures_total", KIND_COUNTER, "Policy discovery failures by RFC 8460 result type." },
 	{ "stsproxy_dns_failures_total", KIND_COUNTER, "MX lookups that failed, by status." },
 	{ "stsproxy_reports_total", KIND_COUNTER, "TLS-RPT report deliveries by outcome." },
+	{ "stsproxy_dns_answers_total", KIND_COUNTER, "DNS answers by result (NOERROR, NODATA, NXDOMAIN, SERVFAIL, timeout, error) and DNSSEC state." },
+	{ "stsproxy_policy_fetches_total", KIND_COUNTER, "HTTPS policy fetches by result: ok or the RFC 8460 result type of the failure." },
+	{ "stsproxy_upstream_reply_seconds", KIND_HISTOGRAM, "Upstream reply latency by command (greeting counts from connect, eom is the reply to the end of data)." },
 	{ "stsproxy_upstream_ready_seconds", KIND_HISTOGRAM, "Time from the first RCPT to an upstream ready for it (DNS, policy, connect, TLS)." },
 };
 
-static const double buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30 };
+static const double buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30 };
 #define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
 struct series {
@@ -73,9 +76,9 @@ metrics_set(const char *name, const char *labels, double v)
 }
 
 void
-metrics_observe(const char *name, double seconds)
+metrics_observe(const char *name, const char *labels, double seconds)
 {
-	struct series *s = find(name, "");
+	struct series *s = find(name, labels ? labels : "");
 
 	if (s == NULL)
 		return;
@@ -107,12 +110,18 @@ metrics_render(struct strbuf *out)
 				    s->labels, s->labels[0] ? "}" : "", s->value);
 				continue;
 			}
-			for (size_t b = 0; b < NBUCKETS; b++)
-				strbuf_printf(out, "%s_bucket{le=\"%g\"} %.17g\n", s->name, buckets[b],
-				    s->bucket[b]);
-			strbuf_printf(out, "%s_bucket{le=\"+Inf\"} %.17g\n", s->name, s->value);
-			strbuf_printf(out, "%s_sum %.17g\n%s_count %.17g\n", s->name, s->sum, s->name,
-			    s->value);
+			{
+				const char *sep = s->labels[0] ? "," : "";
+				const char *lb = s->labels[0] ? "{" : "", *rb = s->labels[0] ? "}" : "";
+
+				for (size_t b = 0; b < NBUCKETS; b++)
+					strbuf_printf(out, "%s_bucket{%s%sle=\"%g\"} %.17g\n", s->name,
+					    s->labels, sep, buckets[b], s->bucket[b]);
+				strbuf_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %.17g\n", s->name, s->labels,
+				    sep, s->value);
+				strbuf_printf(out, "%s_sum%s%s%s %.17g\n%s_count%s%s%s %.17g\n", s->name, lb,
+				    s->labels, rb, s->sum, s->name, lb, s->labels, rb, s->value);
+			}
 		}
 		/* A family with no sample yet still shows, at zero, where it can. */
 		if (!any && families[f].kind != KIND_HISTOGRAM)

@@ -22,8 +22,8 @@ void metrics_add(const char *name, const char *labels, double v);
 /** Set gauge name (with labels) to v. */
 void metrics_set(const char *name, const char *labels, double v);
 
-/** Record one observation (seconds) in histogram name. */
-void metrics_observe(const char *name, double seconds);
+/** Record one observation (seconds) in histogram name with labels ("" for none). */
+void metrics_observe(const char *name, const char *labels, double seconds);
 
 /** The registry in the Prometheus text exposition format (0.0.4). */
 void metrics_render(struct strbuf *out);

@@ -1,5 +1,7 @@
 #include "config.h"
 
+#define LOG_SUBSYSTEM LOG_SUB_POLICY
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,7 @@
 
 #include "conf/clock.h"
 #include "conf/log.h"
+#include "conf/metrics.h"
 #include "policy/engine.h"
 
 #define DNS_TYPE_TXT		16
@@ -279,6 +282,12 @@ lookup_fetch_failed(struct policy_lookup *l, enum rpt_result_type type, const ch
 	const char *id = lookup_fetch_id(l);
 
 	lookup_set_failure(l, type, reason);
+	{
+		char labels[64];
+
+		snprintf(labels, sizeof(labels), "result=\"%s\"", rpt_result_type_name(type));
+		metrics_add("stsproxy_policy_fetches_total", labels, 1);
+	}
 	e->fail_count = (e->fail_id != NULL && strcmp(e->fail_id, id) == 0) ? e->fail_count + 1 : 1;
 	free(e->fail_id);
 	e->fail_id = xstrdup(id);
@@ -330,6 +339,7 @@ lookup_fetch_done(void *arg, const struct fetch_result *fr)
 		lookup_enter_state(l, LOOKUP_S_DONE);
 		return;
 	}
+	metrics_add("stsproxy_policy_fetches_total", "result=\"ok\"", 1);
 	const char *id = lookup_fetch_id(l);
 	bool had = policy_cache_entry_live(e, now);
 	bool changed = !had || strcmp(e->id, id) != 0 || e->policy->mode != pol->mode;

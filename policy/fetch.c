@@ -1,5 +1,7 @@
 #include "config.h"
 
+#define LOG_SUBSYSTEM LOG_SUB_POLICY
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>

@@ -1,5 +1,7 @@
 #include "config.h"
 
+#define LOG_SUBSYSTEM LOG_SUB_DNS
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>

@@ -1,5 +1,7 @@
 #include "config.h"
 
+#define LOG_SUBSYSTEM LOG_SUB_DNS
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,10 +11,15 @@
 #include <unbound.h>
 
 #include "conf/log.h"
+#include "conf/metrics.h"
 #include "policy/resolver.h"
 
 #define DNS_RCODE_NOERROR	0
+#define DNS_RCODE_FORMERR	1
+#define DNS_RCODE_SERVFAIL	2
 #define DNS_RCODE_NXDOMAIN	3
+#define DNS_RCODE_NOTIMPL	4
+#define DNS_RCODE_REFUSED	5
 
 struct resolver_query {
 	struct resolver		*resolver;
@@ -31,7 +38,12 @@ struct resolver {
 	struct event		*ev;
 	unsigned		 timeout;
 	struct resolver_query	*pending;
+	unsigned		 unanswered;	/* timeouts and local errors in a row */
+	char			 health[160];
 };
+
+/* After this many timeouts in a row with no answer between, /healthz says not ready. */
+#define UNANSWERED_UNHEALTHY	3
 
 static void
 resolver_unlink(struct resolver_query *q)
@@ -144,6 +156,57 @@ resolver_free(struct resolver *r)
 	free(r);
 }
 
+static const char *
+result_label(const struct dns_answer *ans)
+{
+	switch (ans->status) {
+	case DNS_STATUS_TIMEOUT: return "timeout";
+	case DNS_STATUS_ERROR: return "error";
+	case DNS_STATUS_NODATA: return "NODATA";
+	default: break;
+	}
+	switch (ans->rcode) {
+	case DNS_RCODE_NOERROR: return "NOERROR";
+	case DNS_RCODE_FORMERR: return "FORMERR";
+	case DNS_RCODE_SERVFAIL: return "SERVFAIL";
+	case DNS_RCODE_NXDOMAIN: return "NXDOMAIN";
+	case DNS_RCODE_NOTIMPL: return "NOTIMPL";
+	case DNS_RCODE_REFUSED: return "REFUSED";
+	default: return "other";
+	}
+}
+
+/* Count the answer and keep the resolver's health: answers of any kind
+ * (even NXDOMAIN) prove the path works; only silence does not. */
+static void
+account(struct resolver *r, const struct dns_answer *ans)
+{
+	char labels[64];
+
+	snprintf(labels, sizeof(labels), "result=\"%s\",security=\"%s\"", result_label(ans),
+	    ans->status == DNS_STATUS_TIMEOUT || ans->status == DNS_STATUS_ERROR ? "none" :
+	    ans->security == DNS_SECURITY_SECURE ? "secure" :
+	    ans->security == DNS_SECURITY_BOGUS ? "bogus" : "insecure");
+	metrics_add("stsproxy_dns_answers_total", labels, 1);
+	if (ans->status == DNS_STATUS_TIMEOUT || ans->status == DNS_STATUS_ERROR) {
+		if (++r->unanswered == UNANSWERED_UNHEALTHY)
+			log_warnx("event=resolver_unhealthy unanswered=%u last=%s reason=%s", r->unanswered,
+			    ans->qname, log_quote(ans->why ? ans->why : "-"));
+		snprintf(r->health, sizeof(r->health), "resolver: %u queries in a row unanswered, last %s: %s",
+		    r->unanswered, ans->qname, ans->why ? ans->why : "-");
+	} else {
+		if (r->unanswered >= UNANSWERED_UNHEALTHY)
+			log_notice("event=resolver_healthy after_unanswered=%u", r->unanswered);
+		r->unanswered = 0;
+	}
+}
+
+const char *
+resolver_health(const struct resolver *r)
+{
+	return r->unanswered >= UNANSWERED_UNHEALTHY ? r->health : NULL;
+}
+
 static void
 deliver(struct resolver_query *q, struct dns_answer *ans)
 {
@@ -152,6 +215,10 @@ deliver(struct resolver_query *q, struct dns_answer *ans)
 
 	ans->qname = q->name;
 	ans->qtype = q->rrtype;
+	account(q->resolver, ans);
+	log_debug("event=dns_answer qname=%s qtype=%d result=%s security=%s why=%s", q->name, q->rrtype,
+	    result_label(ans), ans->security == DNS_SECURITY_SECURE ? "secure" :
+	    ans->security == DNS_SECURITY_BOGUS ? "bogus" : "insecure", log_quote(ans->why ? ans->why : "-"));
 	resolver_unlink(q);
 	cb(arg, ans);
 	query_free(q);

@@ -70,6 +70,12 @@ void resolver_free(struct resolver *resolver);
 struct resolver_query *resolver_query(struct resolver *resolver, const char *name, int rrtype,
     resolver_cb cb, void *arg);
 
+/**
+ * NULL while the resolver answers; otherwise why not (several queries in a
+ * row timed out), for readiness checks. Owned by the resolver.
+ */
+const char *resolver_health(const struct resolver *resolver);
+
 /** Stop a pending query; its callback will not run. */
 void resolver_cancel(struct resolver_query *query);
 

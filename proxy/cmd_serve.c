@@ -27,6 +27,7 @@
 #include "proxy/listener.h"
 #include "proxy/metrics_http.h"
 #include "proxy/runtime.h"
+#include "policy/resolver.h"
 #include "proxy/report_mailer.h"
 #include "proxy/upstream.h"
 #include "report/outcome.h"
@@ -39,7 +40,8 @@ struct serve {
 	const struct conf	*conf;		/* in effect */
 	struct conf		*retired[64];	/* earlier ones, alive for their sessions */
 	size_t			 nretired;
-	struct event		*sighup;
+	struct event		*sighup, *sigusr1;
+	bool			 debug_flag;	/* -d: debug everywhere, whatever the file says */
 	struct runtime		*rt;
 	struct listener		*listener;
 	struct event		*sigterm, *sigint, *drain, *deadline;
@@ -107,6 +109,10 @@ drop_privileges(const struct conf *conf)
 		    log_quote(strerror(errno)));
 		return -1;
 	}
+	/* so that SIGUSR1 can reopen it as the user when it was not rotated */
+	if (log_file_name() != NULL && chown(log_file_name(), pw->pw_uid, pw->pw_gid) < 0)
+		log_warnx("event=log_file_chown_failed log_file=%s reason=%s", log_file_name(),
+		    log_quote(strerror(errno)));
 	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
 		log_err("event=startup_failed reason=\"cannot switch to user %s: %s\"", conf->user,
 		    strerror(errno));
@@ -175,12 +181,53 @@ facility_of(const char *name)
 	return LOG_MAIL;
 }
 
-static void
-apply_logging(const struct conf *conf)
+/*
+ * Target, format and levels from conf. The debug flag (-d) wins over
+ * log_level. A log file that cannot be opened leaves the current target
+ * in place and fails the call, so a reload cannot silence the daemon.
+ */
+static int
+apply_logging(const struct conf *conf, bool debug_flag)
 {
+	bool to_file = strcmp(conf->log_target, "file") == 0;
+	const char *why;
+
+	if (to_file && (log_file_name() == NULL || strcmp(log_file_name(), conf->log_file) != 0) &&
+	    log_set_file(conf->log_file, &why) < 0) {
+		log_err("event=log_file_failed log_file=%s reason=%s", conf->log_file, log_quote(why));
+		return -1;
+	}
+	if (!to_file)
+		(void)log_set_file(NULL, &why);
 	log_set_target(strcmp(conf->log_target, "syslog") == 0, "stsproxy",
 	    facility_of(conf->log_facility));
 	log_set_json(strcmp(conf->log_format, "json") == 0);
+	log_set_level(debug_flag ? LOG_LEVEL_DEBUG : (enum log_level)log_level_parse(conf->log_level));
+	for (int i = 0; i < LOG_SUB_COUNT; i++)
+		log_set_subsystem_level((enum log_subsystem)i, -1);
+	for (size_t i = 0; i < conf->log_levels.count && !debug_flag; i++) {
+		const char *item = conf->log_levels.items[i], *eq = strchr(item, '=');
+		char sub[32];
+
+		snprintf(sub, sizeof(sub), "%.*s", (int)(eq - item), item);
+		log_set_subsystem_level((enum log_subsystem)log_subsystem_parse(sub), log_level_parse(eq + 1));
+	}
+	return 0;
+}
+
+/* SIGUSR1: logrotate has moved the file away; start a new one. */
+static void
+on_sigusr1(evutil_socket_t sig, short what, void *arg)
+{
+	const char *why;
+
+	(void)sig;
+	(void)what;
+	(void)arg;
+	if (log_reopen(&why) < 0)
+		log_err("event=log_reopen_failed log_file=%s reason=%s", log_file_name(), log_quote(why));
+	else
+		log_notice("event=log_reopened log_file=%s", log_file_name() ? log_file_name() : "-");
 }
 
 /* SIGHUP: parse, validate, then swap; on any error the running one stays. */
@@ -213,9 +260,7 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
 	sv->rt->conf = conf;
 	policy_engine_set_conf(sv->rt->engine, conf);
 	listener_reconfigure(sv->listener, conf);
-	if (log_get_level() != LOG_LEVEL_DEBUG || strcmp(conf->log_level, "debug") == 0)
-		log_set_level((enum log_level)log_level_parse(conf->log_level));
-	apply_logging(conf);
+	(void)apply_logging(conf, sv->debug_flag);
 	log_notice("event=reloaded path=%s", sv->path ? sv->path : "(embedded defaults)");
 }
 
@@ -239,7 +284,9 @@ health(void *arg)
 		return "stopping";
 	if (sv->reports == NULL)
 		return "report database not open";
-	return NULL;
+	if (!policy_cache_enabled(sv->rt->cache))
+		return "policy cache database not open";
+	return resolver_health(sv->rt->resolver);
 }
 
 static void
@@ -279,10 +326,10 @@ cmd_serve(const struct conf *conf, const char *path, int argc, char **argv)
 		fprintf(stderr, "usage: stsproxy [-c FILE] [-d] serve [--foreground]\n");
 		return EXIT_ERROR;
 	}
-	log_set_level(log_get_level() >= LOG_LEVEL_DEBUG ? LOG_LEVEL_DEBUG :
-	    (enum log_level)log_level_parse(conf->log_level));
+	sv.debug_flag = log_get_level() >= LOG_LEVEL_DEBUG;
 	signal(SIGPIPE, SIG_IGN);
-	apply_logging(conf);
+	if (apply_logging(conf, sv.debug_flag) < 0)
+		return EXIT_ERROR;
 	if ((sv.rt = runtime_new(conf)) == NULL)
 		return EXIT_ERROR;
 	env.rt = sv.rt;
@@ -337,6 +384,8 @@ cmd_serve(const struct conf *conf, const char *path, int argc, char **argv)
 	sv.sigint = evsignal_new(sv.rt->base, SIGINT, on_signal, &sv);
 	sv.sighup = evsignal_new(sv.rt->base, SIGHUP, on_sighup, &sv);
 	evsignal_add(sv.sighup, NULL);
+	sv.sigusr1 = evsignal_new(sv.rt->base, SIGUSR1, on_sigusr1, &sv);
+	evsignal_add(sv.sigusr1, NULL);
 	sv.drain = evtimer_new(sv.rt->base, drain_check, &sv);
 	evsignal_add(sv.sigterm, NULL);
 	evsignal_add(sv.sigint, NULL);
@@ -350,6 +399,7 @@ out:
 	if (sv.sigterm) event_free(sv.sigterm);
 	if (sv.sigint) event_free(sv.sigint);
 	if (sv.sighup) event_free(sv.sighup);
+	if (sv.sigusr1) event_free(sv.sigusr1);
 	if (sv.deadline) event_free(sv.deadline);
 	if (sv.drain) event_free(sv.drain);
 	listener_free(sv.listener);

@@ -1,5 +1,7 @@
 #include "config.h"
 
+#define LOG_SUBSYSTEM LOG_SUB_SMTP
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,7 @@
 #include "config.h"
 
+#define LOG_SUBSYSTEM LOG_SUB_UPSTREAM
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -133,6 +135,7 @@ struct upstream {
 	bool			 recorded;	/* outcome of this attempt recorded */
 	bool			 clean;		/* at a reply boundary: QUIT before hanging up */
 	bool			 want_writable;
+	struct timeval		 cmd_sent;	/* when the command now awaiting a reply went out */
 	char			*last_reply;	/* flattened, for the outcome */
 };
 
@@ -386,6 +389,7 @@ send_line(struct upstream *up, const char *fmt, ...)
 	log_debug("session=%s upstream=%s >>> %s", up->session, up->mx_host, line);
 	evbuffer_add_printf(out, "%s\r\n", line);
 	free(line);
+	evutil_gettimeofday(&up->cmd_sent, NULL);
 }
 
 static void
@@ -625,6 +629,7 @@ start_connect(struct upstream *up)
 	log_info("session=%s event=connecting domain=%s mx=%s ip=%s phase=%s%s", up->session,
 	    up->domain, up->mx_host, up->ip, up->phase == PHASE_STRICT ? "strict" : "opportunistic",
 	    up->plaintext ? " tls=no" : "");
+	evutil_gettimeofday(&up->cmd_sent, NULL);
 	if (bufferevent_socket_connect(up->bev, (struct sockaddr *)&up->addr, (int)len) < 0)
 		attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "connect failed: %s",
 		    strerror(errno));
@@ -683,6 +688,39 @@ tls_established(struct upstream *up)
  * Decide the next state from a complete reply in the current state
  * (SMTP-9: by code only).
  */
+static const char *
+command_of_state(enum upstream_state state)
+{
+	switch (state) {
+	case UPSTREAM_S_BANNER: return "greeting";
+	case UPSTREAM_S_EHLO: case UPSTREAM_S_EHLO_TLS: return "ehlo";
+	case UPSTREAM_S_HELO: return "helo";
+	case UPSTREAM_S_STARTTLS: return "starttls";
+	case UPSTREAM_S_MAIL: return "mail";
+	case UPSTREAM_S_RCPT: return "rcpt";
+	case UPSTREAM_S_DATA: return "data";
+	case UPSTREAM_S_EOM: return "eom";
+	case UPSTREAM_S_QUIT: return "quit";
+	default: return NULL;
+	}
+}
+
+/* An operator tells a slow network (greeting) from a slow content filter (eom). */
+static void
+observe_reply_latency(struct upstream *up)
+{
+	const char *cmd = command_of_state(up->state);
+	struct timeval now;
+	char labels[32];
+
+	if (cmd == NULL || up->cmd_sent.tv_sec == 0)
+		return;
+	evutil_gettimeofday(&now, NULL);
+	snprintf(labels, sizeof(labels), "command=\"%s\"", cmd);
+	metrics_observe("stsproxy_upstream_reply_seconds", labels,
+	    (double)(now.tv_sec - up->cmd_sent.tv_sec) + (double)(now.tv_usec - up->cmd_sent.tv_usec) / 1e6);
+}
+
 static void
 upstream_response(struct upstream *up, const struct smtp_reply *r)
 {
@@ -690,6 +728,7 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 	char *flat = smtp_reply_flatten(r);
 
 	log_debug("session=%s upstream=%s <<< %s", up->session, up->mx_host, flat);
+	observe_reply_latency(up);
 	free(up->last_reply);
 	up->last_reply = flat;
 	up->clean = up->state != UPSTREAM_S_QUIT;
@@ -783,7 +822,7 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 			struct timeval now;
 
 			evutil_gettimeofday(&now, NULL);
-			metrics_observe("stsproxy_upstream_ready_seconds",
+			metrics_observe("stsproxy_upstream_ready_seconds", "",
 			    (double)(now.tv_sec - up->started.tv_sec) +
 			    (double)(now.tv_usec - up->started.tv_usec) / 1e6);
 		}
@@ -876,6 +915,7 @@ upstream_enter_state(struct upstream *up, enum upstream_state next)
 		}
 		break;
 	case UPSTREAM_S_EOM:
+		evutil_gettimeofday(&up->cmd_sent, NULL);
 		set_timeout(up, up->conf->upstream_data_timeout);
 		break;
 	case UPSTREAM_S_READY:

@@ -1,5 +1,7 @@
 #include "config.h"
 
+#define LOG_SUBSYSTEM LOG_SUB_UPSTREAM
+
 #include <stddef.h>
 
 #include "conf/log.h"

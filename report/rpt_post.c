@@ -1,5 +1,7 @@
 #include "config.h"
 
+#define LOG_SUBSYSTEM LOG_SUB_REPORT
+
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>

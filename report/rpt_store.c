@@ -1,5 +1,7 @@
 #include "config.h"
 
+#define LOG_SUBSYSTEM LOG_SUB_REPORT
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>

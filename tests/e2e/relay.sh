@@ -444,7 +444,7 @@ http_get() { python3 -c 'import sys, urllib.request
 try:
     r = urllib.request.urlopen(sys.argv[1], timeout=5); print(r.status); sys.stdout.write(r.read().decode())
 except urllib.error.HTTPError as e:
-    print(e.code)' "$1"; }
+    print(e.code); sys.stdout.write(e.read().decode())' "$1"; }
 http_get http://127.0.0.1:9187/metrics > "$W/metrics.out"
 check "metrics: /metrics answers 200" "$(head -1 "$W/metrics.out")" "200"
 tail -n +2 "$W/metrics.out" > "$W/metrics.txt"
@@ -455,6 +455,10 @@ check_match "metrics: upstream attempts by mode, action and result" "$(grep '^st
 check_match "metrics: upstream TLS versions" "$(grep '^stsproxy_upstream_tls_total{' "$W/metrics.txt")" 'version="TLSv1.3"} 1$'
 check_match "metrics: time to a ready upstream, as a histogram" "$(grep '^stsproxy_upstream_ready_seconds_count' "$W/metrics.txt")" " 1$"
 check "health: /healthz answers 200 while serving" "$(http_get http://127.0.0.1:9187/healthz | head -1)" "200"
+check_match "metrics: DNS answers by rcode and DNSSEC state" "$(grep '^stsproxy_dns_answers_total{' "$W/metrics.txt" | tr '\n' ' ')" 'result="NOERROR",security="(secure|insecure)"} [1-9]'
+check_match "metrics: upstream reply latency by command, as a labelled histogram" \
+	"$(grep '^stsproxy_upstream_reply_seconds_count{' "$W/metrics.txt" | tr '\n' ' ')" \
+	'command="greeting"} 1 .*command="rcpt"} 1 '
 kill "$RJ"; sleep 0.5
 check "... and the pid file is removed at exit" "$([ -e "$W/state/stsproxy.pid" ] && echo left || echo removed)" "removed"
 check "log_format = json: every line is a JSON object with ts and level" \
@@ -462,6 +466,34 @@ check "log_format = json: every line is a JSON object with ts and level" \
 check_match "... with the key=value pairs as members (session id, upstream outcome)" \
 	"$(jq -r 'select(.event == "outcome") | .session + " " + .domain + " " + .result' "$W/relay-json.log" | head -1)" \
 	"^[0-9a-f]{16} good\\.$ZONE none$"
+
+# ---- log_target = file, SIGUSR1 reopen, log_levels, /healthz on a dead resolver --
+mkdir -p "$W/logs" && chown stsproxy "$W/logs"
+STSPROXY_LOG_TARGET=file STSPROXY_LOG_FILE="$W/logs/relay.log" STSPROXY_LOG_LEVELS="dns=debug smtp=warning" \
+	STSPROXY_SERVER_LISTEN=127.0.0.1:10096 STSPROXY_METRICS_LISTEN=127.0.0.1:9188 \
+	STSPROXY_DNS_FORWARDERS=127.0.9.9 STSPROXY_DNS_TIMEOUT=1s \
+	"$STSPROXY" -c "$W/stsproxy.conf" serve > "$W/relay-file.out" 2>&1 &
+RF=$!
+PIDS+=($RF)
+for _ in $(seq 50); do grep -q event=started "$W/logs/relay.log" 2>/dev/null && break; sleep 0.1; done
+check "log_target = file: nothing on stderr, lines in log_file" \
+	"$(wc -c < "$W/relay-file.out") $(grep -c 'event=started' "$W/logs/relay.log")" "0 1"
+check "health: /healthz is 200 before the resolver is tried" "$(http_get http://127.0.0.1:9188/healthz | head -1)" "200"
+printf 'C: EHLO t\nC: MAIL FROM:<a@client.%s>\nC: RCPT TO:<x@dead1.%s>\nC: RSET\nC: MAIL FROM:<a@client.%s>\nC: RCPT TO:<x@dead2.%s>\nC: QUIT\n' \
+	"$ZONE" "$ZONE" "$ZONE" "$ZONE" | dialog 127.0.0.1:10096 > "$W/deaddns.out"
+check "a silent resolver: the client gets 451 4.4.3 for each MX lookup" "$(grep -c '^451 4\.4\.3' "$W/deaddns.out")" "2"
+health=$(http_get http://127.0.0.1:9188/healthz)
+check_match "health: /healthz answers 503 with the reason once the resolver stops answering" \
+	"$(echo $health)" "^503 .*resolver: [0-9]+ queries in a row unanswered"
+check_match "log_levels: dns=debug writes the resolver's debug lines, log_level stays info elsewhere" \
+	"$(grep -c 'level=debug' "$W/logs/relay.log") $(grep 'level=debug' "$W/logs/relay.log" | grep -vc 'event=mx_\|event=dns_')" "^[1-9][0-9]* 0$"
+check "log_levels: smtp=warning silences the session's info lines" "$(grep -c 'event=connect \|event=client_disconnected' "$W/logs/relay.log")" "0"
+mv "$W/logs/relay.log" "$W/logs/relay.log.1"
+kill -USR1 "$RF"; sleep 0.3
+check "SIGUSR1 reopens log_file after rotation (created anew, owned by the relay's user)" \
+	"$(grep -c 'event=log_reopened' "$W/logs/relay.log" 2>/dev/null) $(stat -c %U "$W/logs/relay.log" 2>/dev/null)" "1 stsproxy"
+check "... and the rotated file gets no more lines" "$(grep -c 'event=log_reopened' "$W/logs/relay.log.1")" "0"
+kill "$RF"; sleep 0.3
 
 # Stop the relay and make sure it left cleanly (under ASan: no error, no leak).
 for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
