@@ -80,5 +80,33 @@ if command -v man >/dev/null; then
 	check_match "stsproxy(8) renders" "$(MANWIDTH=100 man -l "$SRC/docs/stsproxy.8" 2>&1)" "cache refresh"
 fi
 
+# ---- the container's runtime stage, without a container engine ----------
+# contrib/docker/Dockerfile installs with DESTDIR and runs the binary as a
+# non-root user, configured only by STSPROXY_* variables. Do the same here.
+if [ "$(id -u)" = 0 ] && [ -f Makefile ] && id stsproxy >/dev/null 2>&1; then
+	hook=$(make install DESTDIR="$T/root" 2>&1 | grep '^stsproxy:')
+	check_match "make install with DESTDIR leaves the user to the packager, with the command" "$hook" \
+		"useradd --system --user-group --no-create-home stsproxy"
+	bin=$(find "$T/root" -path '*/bin/stsproxy' -type f | head -1)
+	check "make install: binary, both man pages and the example configuration" \
+		"$([ -x "$bin" ] && echo bin) $(find "$T/root" -name stsproxy.8 -o -name stsproxy.conf.5 -o -name stsproxy.conf.example | wc -l)" "bin 3"
+	chmod 0755 "$T"	# mktemp made it 0700: the user must reach its state_dir
+	install -d -o stsproxy -g stsproxy -m 0700 "$T/state"
+	cexec() { exec setpriv --reuid=stsproxy --regid=stsproxy --clear-groups env -i PATH=/usr/bin:/bin \
+		STSPROXY_STATE_DIR="$T/state" STSPROXY_SERVER_LISTEN=127.0.0.1:10094 \
+		STSPROXY_HOSTNAME=relay.container.test STSPROXY_DNS_FORWARDERS=127.0.0.1 "$@"; }
+	check_match "container: keys come from STSPROXY_* alone" "$(cexec "$bin" check-config 2>&1 | grep -E '^(listen|hostname) =' | tr '\n' ' ')" \
+		"^hostname = relay\.container\.test listen = 127\.0\.0\.1:10094 $"
+	cexec "$bin" serve --foreground > "$T/container.log" 2>&1 &
+	cpid=$!
+	for _ in $(seq 50); do grep -q event=started "$T/container.log" && break; sleep 0.1; done
+	greet=$(python3 -c 'import socket; s = socket.create_connection(("127.0.0.1", 10094), 5); print(s.recv(512).decode().strip())' 2>&1)
+	check_match "container: non-root from the start, serving on the embedded defaults plus environment" \
+		"$greet $(ps -o user= -p $cpid)" "^220 relay\.container\.test .* stsproxy$"
+	check "container: no privilege switch was needed or attempted" "$(grep -c 'privileges_dropped\|running_as_root' "$T/container.log")" "0"
+	kill "$cpid"; wait "$cpid" 2>/dev/null
+	check_match "container: SIGTERM stops it cleanly" "$(grep -o 'event=stopped' "$T/container.log")" "event=stopped"
+fi
+
 printf '%d passed, %d failed\n' "$PASS" "$FAIL"
 [ "$FAIL" -eq 0 ]
