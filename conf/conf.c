@@ -52,6 +52,7 @@ static const char *check_forwarder(const char *item, char **owned);
 static const char *check_override(const char *item, char **owned);
 static const char *check_log_level(const char *item, char **owned);
 static const char *check_log_levels(const char *item, char **owned);
+static const char *check_workers(const char *item, char **owned);
 static const char *check_listen(const char *item, char **owned);
 static const char *check_cidr(const char *item, char **owned);
 static const char *check_hostname(const char *item, char **owned);
@@ -91,6 +92,10 @@ static const struct conf_key conf_keys[] = {
 	  "When started as root, stsproxy binds its sockets, opens its databases and keys, then runs as "
 	  "this user (and its primary group), which owns state_dir. Create it with "
 	  "useradd --system --user-group --no-create-home stsproxy." },
+	{ "", "workers", CONF_T_STRING, "1", OFF(workers), 0, 0, NULL, check_workers,
+	  "Worker processes serving clients: a count, or auto for one per core. Each worker binds the listen "
+	  "addresses with SO_REUSEPORT and has its own event loop; the databases are shared. Limits such as "
+	  "max_connections apply per worker. unix: listeners are served by the first worker." },
 	{ "", "allow_root", CONF_T_BOOL, "no", OFF(allow_root), 0, 0, NULL, NULL,
 	  "yes: keep running as root instead of switching to user. Not recommended." },
 
@@ -136,6 +141,16 @@ static const struct conf_key conf_keys[] = {
 	  "Most MX addresses tried for one transaction (RFC 5321 section 5.1: at least two)." },
 	{ "upstream", "ipv6", CONF_T_BOOL, "yes", OFF(upstream_ipv6), 0, 0, NULL, NULL,
 	  "Also connect to MX servers over IPv6 (IPv6 addresses are tried before IPv4 ones)." },
+	{ "upstream", "reuse", CONF_T_BOOL, "yes", OFF(upstream_reuse), 0, 0, NULL, NULL,
+	  "Keep a connection that ended a transaction cleanly (RSET, 250) for the next transaction to the same "
+	  "MX host and address. A connection opened under a policy serves any later transaction whose policy "
+	  "allows that host; one opened without a policy never serves a domain with a policy." },
+	{ "upstream", "reuse_idle_timeout", CONF_T_DURATION, "10s", OFF(upstream_reuse_idle_timeout), 1, 300, NULL, NULL,
+	  "How long an idle connection is kept before QUIT." },
+	{ "upstream", "reuse_max_messages", CONF_T_COUNT, "100", OFF(upstream_reuse_max_messages), 1, 100000, NULL, NULL,
+	  "Transactions one connection carries before it is closed." },
+	{ "upstream", "reuse_pool_size", CONF_T_COUNT, "200", OFF(upstream_reuse_pool_size), 1, 100000, NULL, NULL,
+	  "Most idle connections kept per worker; the oldest is closed to make room." },
 
 	{ "dns", "forwarders", CONF_T_LIST, "", OFF(dns_forwarders), 0, 0, NULL, check_forwarder,
 	  "Recursive resolvers to forward queries to, as ADDRESS or ADDRESS@PORT. "
@@ -210,6 +225,19 @@ check_log_level(const char *item, char **owned)
 {
 	(void)owned;
 	return log_level_parse(item) < 0 ? "must be err, warning, notice, info or debug" : NULL;
+}
+
+static const char *
+check_workers(const char *item, char **owned)
+{
+	char *end;
+	long n;
+
+	(void)owned;
+	if (strcmp(item, "auto") == 0)
+		return NULL;
+	n = strtol(item, &end, 10);
+	return (*end != '\0' || n < 1 || n > 64) ? "must be auto or a count from 1 to 64" : NULL;
 }
 
 static const char *

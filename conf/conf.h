@@ -33,6 +33,7 @@ struct conf {
 	char		*hostname;		/* empty: the system host name */
 	char		*user;			/* run as this user when started as root */
 	bool		 allow_root;
+	char		*workers;		/* "auto" or a count */
 
 	/* [server]: the client-facing leg */
 	struct strlist	 server_listen;		/* "addr:port", "[v6]:port" */
@@ -56,6 +57,10 @@ struct conf {
 	unsigned	 upstream_data_timeout;
 	unsigned	 upstream_max_attempts;
 	bool		 upstream_ipv6;
+	bool		 upstream_reuse;
+	unsigned	 upstream_reuse_idle_timeout;	/* seconds */
+	unsigned	 upstream_reuse_max_messages;
+	unsigned	 upstream_reuse_pool_size;
 
 	/* [dns] */
 	struct strlist	 dns_forwarders;	/* "addr" or "addr@port"; empty: recursion */

@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "conf/metrics.h"
 
@@ -26,6 +27,9 @@ static const struct {
 	{ "stsproxy_dns_answers_total", KIND_COUNTER, "DNS answers by result (NOERROR, NODATA, NXDOMAIN, SERVFAIL, timeout, error) and DNSSEC state." },
 	{ "stsproxy_policy_fetches_total", KIND_COUNTER, "HTTPS policy fetches by result: ok or the RFC 8460 result type of the failure." },
 	{ "stsproxy_upstream_reply_seconds", KIND_HISTOGRAM, "Upstream reply latency by command (greeting counts from connect, eom is the reply to the end of data)." },
+	{ "stsproxy_upstream_tls_resumed_total", KIND_COUNTER, "Upstream TLS handshakes that resumed a session." },
+	{ "stsproxy_upstream_reuses_total", KIND_COUNTER, "Transactions that took an idle upstream connection instead of opening one." },
+	{ "stsproxy_upstream_pool_connections", KIND_GAUGE, "Idle upstream connections kept for reuse." },
 	{ "stsproxy_upstream_ready_seconds", KIND_HISTOGRAM, "Time from the first RCPT to an upstream ready for it (DNS, policy, connect, TLS)." },
 };
 
@@ -40,21 +44,59 @@ struct series {
 	double	sum;
 };
 
-static struct series series[METRICS_MAX_SERIES];
-static size_t nseries;
+/*
+ * One registry per worker process. With several workers the registries
+ * live in one shared mapping made before fork: each worker writes only its
+ * own (no lock on the message path) and the renderer sums them. A new
+ * series is filled before the count that publishes it is stored.
+ */
+struct registry {
+	size_t		nseries;
+	struct series	series[METRICS_MAX_SERIES];
+};
+
+static struct registry local_registry;
+static struct registry *registries = &local_registry;	/* [nregistries] */
+static unsigned nregistries = 1;
+static struct registry *mine = &local_registry;
+
+int
+metrics_share(unsigned nworkers)
+{
+	void *p = mmap(NULL, nworkers * sizeof(struct registry), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return -1;
+	registries = p;
+	nregistries = nworkers;
+	mine = &registries[0];
+	return 0;
+}
+
+void
+metrics_use_slot(unsigned worker)
+{
+	if (worker < nregistries)
+		mine = &registries[worker];
+}
 
 static struct series *
 find(const char *name, const char *labels)
 {
-	for (size_t i = 0; i < nseries; i++)
+	size_t n = mine->nseries;
+	struct series *series = mine->series;
+
+	for (size_t i = 0; i < n; i++)
 		if (strcmp(series[i].name, name) == 0 && strcmp(series[i].labels, labels) == 0)
 			return &series[i];
-	if (nseries == METRICS_MAX_SERIES || strlen(name) >= sizeof(series[0].name) ||
+	if (n == METRICS_MAX_SERIES || strlen(name) >= sizeof(series[0].name) ||
 	    strlen(labels) >= sizeof(series[0].labels))
 		return NULL;	/* bounded: new label sets past the cap are dropped */
-	snprintf(series[nseries].name, sizeof(series[0].name), "%s", name);
-	snprintf(series[nseries].labels, sizeof(series[0].labels), "%s", labels);
-	return &series[nseries++];
+	snprintf(series[n].name, sizeof(series[0].name), "%s", name);
+	snprintf(series[n].labels, sizeof(series[0].labels), "%s", labels);
+	__atomic_store_n(&mine->nseries, n + 1, __ATOMIC_RELEASE);
+	return &series[n];
 }
 
 void
@@ -89,6 +131,42 @@ metrics_observe(const char *name, const char *labels, double seconds)
 	s->sum += seconds;
 }
 
+/* Whether (name, labels) already appeared before registry r, index i. */
+static bool
+seen_before(unsigned r, size_t i, const struct series *x)
+{
+	for (unsigned q = 0; q <= r; q++) {
+		size_t n = q == r ? i : __atomic_load_n(&registries[q].nseries, __ATOMIC_ACQUIRE);
+
+		for (size_t j = 0; j < n; j++)
+			if (strcmp(registries[q].series[j].name, x->name) == 0 &&
+			    strcmp(registries[q].series[j].labels, x->labels) == 0)
+				return true;
+	}
+	return false;
+}
+
+/* The sum of (name, labels) over every worker's registry. */
+static void
+total(const struct series *x, struct series *sum)
+{
+	memset(sum, 0, sizeof(*sum));
+	for (unsigned q = 0; q < nregistries; q++) {
+		size_t n = __atomic_load_n(&registries[q].nseries, __ATOMIC_ACQUIRE);
+
+		for (size_t j = 0; j < n; j++) {
+			const struct series *y = &registries[q].series[j];
+
+			if (strcmp(y->name, x->name) != 0 || strcmp(y->labels, x->labels) != 0)
+				continue;
+			sum->value += y->value;
+			sum->sum += y->sum;
+			for (size_t b = 0; b < NBUCKETS; b++)
+				sum->bucket[b] += y->bucket[b];
+		}
+	}
+}
+
 void
 metrics_render(struct strbuf *out)
 {
@@ -99,28 +177,34 @@ metrics_render(struct strbuf *out)
 
 		strbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", families[f].name, families[f].help,
 		    families[f].name, type);
-		for (size_t i = 0; i < nseries; i++) {
-			const struct series *s = &series[i];
+		for (unsigned r = 0; r < nregistries; r++) {
+			size_t n = __atomic_load_n(&registries[r].nseries, __ATOMIC_ACQUIRE);
 
-			if (strcmp(s->name, families[f].name) != 0)
-				continue;
-			any = true;
-			if (families[f].kind != KIND_HISTOGRAM) {
-				strbuf_printf(out, "%s%s%s%s %.17g\n", s->name, s->labels[0] ? "{" : "",
-				    s->labels, s->labels[0] ? "}" : "", s->value);
-				continue;
-			}
-			{
-				const char *sep = s->labels[0] ? "," : "";
-				const char *lb = s->labels[0] ? "{" : "", *rb = s->labels[0] ? "}" : "";
+			for (size_t i = 0; i < n; i++) {
+				const struct series *x = &registries[r].series[i];
+				struct series t;
 
-				for (size_t b = 0; b < NBUCKETS; b++)
-					strbuf_printf(out, "%s_bucket{%s%sle=\"%g\"} %.17g\n", s->name,
-					    s->labels, sep, buckets[b], s->bucket[b]);
-				strbuf_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %.17g\n", s->name, s->labels,
-				    sep, s->value);
-				strbuf_printf(out, "%s_sum%s%s%s %.17g\n%s_count%s%s%s %.17g\n", s->name, lb,
-				    s->labels, rb, s->sum, s->name, lb, s->labels, rb, s->value);
+				if (strcmp(x->name, families[f].name) != 0 || seen_before(r, i, x))
+					continue;
+				any = true;
+				total(x, &t);
+				if (families[f].kind != KIND_HISTOGRAM) {
+					strbuf_printf(out, "%s%s%s%s %.17g\n", x->name, x->labels[0] ? "{" : "",
+					    x->labels, x->labels[0] ? "}" : "", t.value);
+					continue;
+				}
+				{
+					const char *sep = x->labels[0] ? "," : "";
+					const char *lb = x->labels[0] ? "{" : "", *rb = x->labels[0] ? "}" : "";
+
+					for (size_t b = 0; b < NBUCKETS; b++)
+						strbuf_printf(out, "%s_bucket{%s%sle=\"%g\"} %.17g\n", x->name,
+						    x->labels, sep, buckets[b], t.bucket[b]);
+					strbuf_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %.17g\n", x->name,
+					    x->labels, sep, t.value);
+					strbuf_printf(out, "%s_sum%s%s%s %.17g\n%s_count%s%s%s %.17g\n", x->name,
+					    lb, x->labels, rb, t.sum, x->name, lb, x->labels, rb, t.value);
+				}
 			}
 		}
 		/* A family with no sample yet still shows, at zero, where it can. */
@@ -132,5 +216,5 @@ metrics_render(struct strbuf *out)
 void
 metrics_reset(void)
 {
-	nseries = 0;
+	mine->nseries = 0;
 }

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/err.h>
 #include <openssl/x509.h>
@@ -11,6 +12,74 @@
 
 #include "conf/log.h"
 #include "policy/tls.h"
+
+/*
+ * Client-side TLS session cache, per host name, for resumption (a resumed
+ * handshake costs a fraction of a full one). Only sessions whose
+ * certificate verified for that very host name are kept, so a resumed
+ * session is worth exactly what its full handshake was: the verify result
+ * and peer certificate travel with the session. Direct-mapped and bounded;
+ * a collision just replaces the older session.
+ */
+#define SESSION_SLOTS	1024
+
+static struct {
+	char		 host[256];
+	SSL_SESSION	*session;
+} session_cache[SESSION_SLOTS];
+
+static unsigned
+host_slot(const char *host)
+{
+	unsigned h = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)host; *p; p++)
+		h = (h ^ (unsigned)(*p | 0x20)) * 16777619u;
+	return h % SESSION_SLOTS;
+}
+
+static int
+remember_session(SSL *ssl, SSL_SESSION *session)
+{
+	const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	unsigned slot;
+
+	if (host == NULL || strlen(host) >= sizeof(session_cache[0].host) ||
+	    SSL_get_verify_result(ssl) != X509_V_OK)
+		return 0;	/* not kept: OpenSSL frees it */
+	slot = host_slot(host);
+	if (session_cache[slot].session != NULL)
+		SSL_SESSION_free(session_cache[slot].session);
+	snprintf(session_cache[slot].host, sizeof(session_cache[slot].host), "%s", host);
+	session_cache[slot].session = session;
+	return 1;		/* we hold the reference now */
+}
+
+static void
+resume_session(SSL *ssl, const char *host)
+{
+	unsigned slot = host_slot(host);
+	SSL_SESSION *s = session_cache[slot].session;
+
+	if (s == NULL || strcasecmp(session_cache[slot].host, host) != 0)
+		return;
+	if (!SSL_SESSION_is_resumable(s)) {
+		SSL_SESSION_free(s);
+		session_cache[slot].session = NULL;
+		return;
+	}
+	SSL_set_session(ssl, s);
+}
+
+void
+tls_session_cache_clear(void)
+{
+	for (unsigned i = 0; i < SESSION_SLOTS; i++) {
+		if (session_cache[i].session != NULL)
+			SSL_SESSION_free(session_cache[i].session);
+		session_cache[i].session = NULL;
+	}
+}
 
 SSL_CTX *
 tls_client_ctx_new(const struct conf *conf, char **err)
@@ -25,6 +94,8 @@ tls_client_ctx_new(const struct conf *conf, char **err)
 	}
 	SSL_CTX_set_min_proto_version(ctx, conf_tls_min_version(conf));
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, remember_session);
 	if (file != NULL || path != NULL) {
 		if (SSL_CTX_load_verify_locations(ctx, file, path) != 1) {
 			*err = xasprintf("cannot load CA certificates from %s: %s",
@@ -52,6 +123,7 @@ tls_client_new(SSL_CTX *ctx, const char *host)
 	 * RFC 6125 with the MTA-STS restrictions: no partial wildcards
 	 * (STS-39) and no CN fallback when SANs are absent (STS-38). */
 	SSL_set_tlsext_host_name(ssl, host);
+	resume_session(ssl, host);
 	SSL_set_hostflags(ssl, TLS_HOST_CHECK_FLAGS);
 	if (SSL_set1_host(ssl, host) != 1)
 		fatalx("SSL_set1_host failed for %s", host);

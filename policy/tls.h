@@ -41,6 +41,12 @@ SSL_CTX *tls_client_ctx_new(const struct conf *conf, char **err);
 SSL *tls_client_new(SSL_CTX *ctx, const char *host);
 
 /**
+ * Forget the cached client sessions (resumption is per host name and only
+ * for sessions whose certificate verified for it). For exit and tests.
+ */
+void tls_session_cache_clear(void);
+
+/**
  * A client SSL for an upstream SMTP server: SNI and the name check as
  * tls_client_new(), but the handshake completes whatever the
  * certificate, so the caller decides with tls_peer_verdict() according to

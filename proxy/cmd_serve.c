@@ -30,6 +30,8 @@
 #include "policy/resolver.h"
 #include "proxy/report_mailer.h"
 #include "proxy/upstream.h"
+#include "proxy/upstream_pool.h"
+#include "proxy/workers.h"
 #include "report/outcome.h"
 #include "report/rpt_sender.h"
 #include "report/rpt_store.h"
@@ -137,6 +139,11 @@ drain_check(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (listener_sessions(sv->listener) == 0 && upstream_count() == 0) {
+		upstream_pool_flush();
+		if (upstream_pool_size() > 0) {
+			evtimer_add(sv->drain, &tv);	/* their QUITs */
+			return;
+		}
 		event_base_loopexit(sv->rt->base, NULL);
 		return;
 	}
@@ -312,13 +319,18 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	drain_check(-1, 0, sv);
 }
 
+struct serve_args {
+	const char	*path;
+	bool		 debug_flag;
+};
+
+static int serve_worker(const struct conf *conf, void *arg);
+
 int
 cmd_serve(const struct conf *conf, const char *path, int argc, char **argv)
 {
-	struct smtp_server_env env = { .ops = &upstream_default_ops };
-	struct serve sv = { 0 };
-	char *err = NULL;
-	int rc = EXIT_ERROR;
+	struct serve_args args;
+	unsigned n;
 
 	/* serve always stays in the foreground (systemd, containers, supervisors);
 	 * --foreground is accepted so scripts can say so. */
@@ -326,10 +338,28 @@ cmd_serve(const struct conf *conf, const char *path, int argc, char **argv)
 		fprintf(stderr, "usage: stsproxy [-c FILE] [-d] serve [--foreground]\n");
 		return EXIT_ERROR;
 	}
-	sv.debug_flag = log_get_level() >= LOG_LEVEL_DEBUG;
+	args.path = path;
+	args.debug_flag = log_get_level() >= LOG_LEVEL_DEBUG;
 	signal(SIGPIPE, SIG_IGN);
-	if (apply_logging(conf, sv.debug_flag) < 0)
+	if (apply_logging(conf, args.debug_flag) < 0)
 		return EXIT_ERROR;
+	if ((n = workers_count(conf)) > 1)
+		return workers_supervise(conf, path, n, serve_worker, &args);
+	return serve_worker(conf, &args);
+}
+
+/* One relay process: the whole relay, or one of several workers. */
+static int
+serve_worker(const struct conf *conf, void *arg)
+{
+	const struct serve_args *args = arg;
+	const char *path = args->path;
+	struct smtp_server_env env = { .ops = &upstream_default_ops };
+	struct serve sv = { 0 };
+	char *err = NULL;
+	int rc = EXIT_ERROR;
+
+	sv.debug_flag = args->debug_flag;
 	if ((sv.rt = runtime_new(conf)) == NULL)
 		return EXIT_ERROR;
 	env.rt = sv.rt;
@@ -349,27 +379,29 @@ cmd_serve(const struct conf *conf, const char *path, int argc, char **argv)
 			goto out;
 		}
 	}
-	/* Without the report database mail still flows; only TLS-RPT is lost. */
+	/* Without the report database mail still flows; only TLS-RPT is lost.
+	 * Every worker records; one sends, so each report goes out once. */
 	if ((sv.reports = rpt_store_open(conf, sv.rt->base)) != NULL) {
 		struct rpt_identity id;
 
 		outcome_set_hook(rpt_store_hook, sv.reports);
 		rpt_identity_init(&id, conf, sv.rt->hostname);
 		report_mailer_init(&sv.mailer, sv.rt);
-		sv.sender = rpt_sender_new(sv.rt->base, conf, sv.rt->resolver, sv.rt->ssl_ctx,
-		    sv.reports, &id, &sv.mailer);
+		if (worker_index() == 0)
+			sv.sender = rpt_sender_new(sv.rt->base, conf, sv.rt->resolver, sv.rt->ssl_ctx,
+			    sv.reports, &id, &sv.mailer);
 	} else
 		log_warnx("event=reports_disabled reason=\"the report database cannot be opened\"");
 	if ((sv.listener = listener_new(&env, &err)) == NULL) {
 		log_err("event=startup_failed reason=%s", log_quote(err));
 		goto out;
 	}
-	if (conf->metrics_listen[0] != '\0' &&
+	if (conf->metrics_listen[0] != '\0' && worker_index() == 0 &&
 	    (sv.metrics = metrics_http_new(sv.rt->base, conf->metrics_listen, health, &sv, &err)) == NULL) {
 		log_err("event=startup_failed reason=%s", log_quote(err));
 		goto out;
 	}
-	if (conf->pid_file[0] != '\0') {
+	if (conf->pid_file[0] != '\0' && !workers_forked()) {
 		FILE *pf = fopen(conf->pid_file, "w");
 
 		if (pf == NULL || fprintf(pf, "%ld\n", (long)getpid()) < 0 || fclose(pf) != 0) {
@@ -389,8 +421,8 @@ cmd_serve(const struct conf *conf, const char *path, int argc, char **argv)
 	sv.drain = evtimer_new(sv.rt->base, drain_check, &sv);
 	evsignal_add(sv.sigterm, NULL);
 	evsignal_add(sv.sigint, NULL);
-	log_notice("event=started version=%s hostname=%s starttls=%s", PACKAGE_VERSION,
-	    sv.rt->hostname, env.tls_ctx ? "yes" : "no");
+	log_notice("event=started version=%s hostname=%s starttls=%s worker=%u", PACKAGE_VERSION,
+	    sv.rt->hostname, env.tls_ctx ? "yes" : "no", worker_index());
 	event_base_dispatch(sv.rt->base);
 	log_notice("event=stopped");
 	rc = 0;
@@ -403,6 +435,7 @@ out:
 	if (sv.deadline) event_free(sv.deadline);
 	if (sv.drain) event_free(sv.drain);
 	listener_free(sv.listener);
+	upstream_pool_free_all();
 	metrics_http_free(sv.metrics);
 	outcome_set_hook(NULL, NULL);
 	rpt_sender_free(sv.sender);
@@ -410,7 +443,7 @@ out:
 	if (env.tls_ctx)
 		SSL_CTX_free(env.tls_ctx);
 	runtime_free(sv.rt);
-	if (conf->pid_file[0] != '\0' && unlink(conf->pid_file) < 0 && errno != ENOENT)
+	if (conf->pid_file[0] != '\0' && !workers_forked() && unlink(conf->pid_file) < 0 && errno != ENOENT)
 		log_warnx("event=pid_file_left pid_file=%s reason=%s", conf->pid_file,
 		    log_quote(strerror(errno)));
 	for (size_t i = 0; i < sv.nretired; i++)

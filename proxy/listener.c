@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <grp.h>
@@ -18,6 +20,7 @@
 #include "conf/metrics.h"
 #include "conf/netaddr.h"
 #include "proxy/listener.h"
+#include "proxy/workers.h"
 
 struct session_slot {
 	struct smtp_server	*session;
@@ -132,6 +135,13 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa, in
 		return;
 	}
 	evutil_make_socket_nonblocking(fd);
+	/* Replies are small writes answered by the next command: with Nagle's
+	 * algorithm and the peer's delayed ACK each would wait ~40 ms. */
+	if (sa->sa_family != AF_UNIX) {
+		int one = 1;
+
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
 	o = xcalloc(1, sizeof(*o));
 	o->listener = l;
 	o->slot.session = smtp_server_new(l->env, fd, sa, slot_closed, o);
@@ -212,6 +222,9 @@ listener_new(const struct smtp_server_env *env, char **err)
 		struct evconnlistener *el;
 
 		if (strncmp(item, "unix:", 5) == 0) {
+			/* one socket file, one owner: the first worker */
+			if (worker_index() != 0)
+				continue;
 			if ((el = unix_listener(l, item + 5, err)) == NULL) {
 				listener_free(l);
 				return NULL;
@@ -227,6 +240,7 @@ listener_new(const struct smtp_server_env *env, char **err)
 		}
 		el = evconnlistener_new_bind(env->rt->base, accept_cb, l,
 		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
+		    (workers_forked() ? LEV_OPT_REUSEABLE_PORT : 0) |
 		    (ss.ss_family == AF_INET6 ? LEV_OPT_BIND_IPV6ONLY : 0), 128,
 		    (struct sockaddr *)&ss, (int)len);
 		if (el == NULL) {

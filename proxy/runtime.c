@@ -50,6 +50,7 @@ runtime_free(struct runtime *rt)
 	policy_engine_free(rt->engine);
 	policy_cache_close(rt->cache);
 	resolver_free(rt->resolver);
+	tls_session_cache_clear();
 	if (rt->ssl_ctx)
 		SSL_CTX_free(rt->ssl_ctx);
 	if (rt->base)

@@ -3,6 +3,8 @@
 #define LOG_SUBSYSTEM LOG_SUB_UPSTREAM
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@
 #include "policy/tls.h"
 #include "proxy/upstream.h"
 #include "proxy/upstream_internal.h"
+#include "proxy/upstream_pool.h"
 #include "report/outcome.h"
 
 /* Body bytes buffered towards the upstream before the client is paused. */
@@ -135,6 +138,9 @@ struct upstream {
 	bool			 recorded;	/* outcome of this attempt recorded */
 	bool			 clean;		/* at a reply boundary: QUIT before hanging up */
 	bool			 want_writable;
+	bool			 reused;	/* taken from the pool, not connected for us */
+	bool			 opened_strict;	/* connected in the strict phase, with TLS */
+	unsigned		 conn_messages;	/* transactions this connection carried before */
 	struct timeval		 cmd_sent;	/* when the command now awaiting a reply went out */
 	char			*last_reply;	/* flattened, for the outcome */
 };
@@ -142,6 +148,7 @@ struct upstream {
 static unsigned live_upstreams;
 
 static void upstream_enter_state(struct upstream *up, enum upstream_state next);
+static bool retry_fresh(struct upstream *up, const char *why);
 static void upstream_read_cb(struct bufferevent *bev, void *arg);
 static void upstream_write_cb(struct bufferevent *bev, void *arg);
 static void upstream_event_cb(struct bufferevent *bev, short what, void *arg);
@@ -358,6 +365,10 @@ attempt_fail(struct upstream *up, enum fail_kind kind, enum rpt_result_type resu
 	va_start(ap, fmt);
 	reason = xvasprintf(fmt, ap);
 	va_end(ap);
+	if (retry_fresh(up, reason)) {
+		free(reason);
+		return;
+	}
 	log_info("session=%s event=mx_failed domain=%s mx=%s ip=%s phase=%s reason=%s",
 	    up->session, up->domain, up->mx_host, up->ip,
 	    up->phase == PHASE_STRICT ? "strict" : "opportunistic", log_quote(reason));
@@ -541,6 +552,100 @@ strict_phase_exhausted(struct upstream *up)
 }
 
 /* Choose the next MX address to try, or fail the transaction. */
+/*
+ * Take an idle connection to this MX address from the pool, if one may
+ * serve this transaction (upstream_pool.h: the policy boundary), and go
+ * straight to MAIL on it. Its TLS facts come along for the outcome.
+ */
+static bool
+adopt_pooled(struct upstream *up)
+{
+	struct upstream_conn c;
+
+	if (!up->conf->upstream_reuse || up->plaintext ||
+	    !upstream_pool_take(up->mx_host, &up->addr, up->phase == PHASE_STRICT, &c))
+		return false;
+	up->bev = c.bev;
+	up->ssl = c.ssl;
+	memcpy(up->ip, c.ip, sizeof(up->ip));
+	memcpy(up->local_ip, c.local_ip, sizeof(up->local_ip));
+	memcpy(up->mx_helo, c.mx_helo, sizeof(up->mx_helo));
+	up->tls_active = c.tls_active;
+	up->peer = c.peer;
+	up->tls_result = c.tls_result;
+	memcpy(up->tls_reason, c.tls_reason, sizeof(up->tls_reason));
+	up->starttls_offered = c.starttls_offered;
+	smtp_reply_clear(&up->ehlo);
+	up->ehlo = c.ehlo;		/* moved */
+	up->conn_messages = c.messages;
+	up->opened_strict = c.strict;
+	up->reused = true;
+	up->recorded = false;
+	up->clean = true;
+	free(up->last_reply);
+	up->last_reply = NULL;
+	bufferevent_setcb(up->bev, upstream_read_cb, upstream_write_cb, upstream_event_cb, up);
+	bufferevent_enable(up->bev, EV_READ | EV_WRITE);
+	log_info("session=%s event=connection_reused domain=%s mx=%s ip=%s tls=%s messages=%u phase=%s",
+	    up->session, up->domain, up->mx_host, up->ip, up->tls_active ? up->peer.version : "no",
+	    up->conn_messages, up->phase == PHASE_STRICT ? "strict" : "opportunistic");
+	upstream_enter_state(up, UPSTREAM_S_MAIL);
+	return true;
+}
+
+/*
+ * A reused connection that fails before its MAIL reply was closed by
+ * the server while it sat idle: nothing of this transaction reached it.
+ * Connect to the same address afresh, without counting or recording the
+ * lost connection as an attempt.
+ */
+static bool
+retry_fresh(struct upstream *up, const char *why)
+{
+	if (!up->reused || up->state != UPSTREAM_S_MAIL)
+		return false;
+	log_info("session=%s event=reused_connection_lost mx=%s ip=%s reason=%s; connecting afresh",
+	    up->session, up->mx_host, up->ip, log_quote(why));
+	up->clean = false;
+	close_connection(up);
+	upstream_enter_state(up, UPSTREAM_S_CONNECTING);
+	return true;
+}
+
+/* After a transaction: park the connection for the next one instead of QUIT. */
+static bool
+park(struct upstream *up)
+{
+	struct upstream_conn c;
+
+	memset(&c, 0, sizeof(c));
+	c.bev = up->bev;
+	c.messages = up->conn_messages + 1;
+	if (!up->clean || up->state != UPSTREAM_S_READY || !upstream_pool_accepts(up->conf, &c) ||
+	    evbuffer_get_length(bufferevent_get_input(up->bev)) > 0)
+		return false;
+	c.ssl = up->ssl;
+	c.addr = up->addr;
+	snprintf(c.mx_host, sizeof(c.mx_host), "%s", up->mx_host);
+	memcpy(c.ip, up->ip, sizeof(c.ip));
+	memcpy(c.local_ip, up->local_ip, sizeof(c.local_ip));
+	memcpy(c.mx_helo, up->mx_helo, sizeof(c.mx_helo));
+	c.strict = up->opened_strict && up->tls_active && up->tls_result == RPT_RESULT_NONE;
+	c.tls_active = up->tls_active;
+	c.peer = up->peer;
+	c.tls_result = up->tls_result;
+	memcpy(c.tls_reason, up->tls_reason, sizeof(c.tls_reason));
+	c.starttls_offered = up->starttls_offered;
+	c.ehlo = up->ehlo;		/* moved */
+	smtp_reply_init(&up->ehlo);
+	upstream_pool_put(up->rt->base, up->conf, &c);
+	up->bev = NULL;
+	up->ssl = NULL;
+	up->tls_active = false;
+	up->clean = false;
+	return true;
+}
+
 static void
 next_mx(struct upstream *up)
 {
@@ -600,6 +705,8 @@ next_mx(struct upstream *up)
 		}
 		up->addr = h->addrs[up->addr_i++];
 		up->attempts++;
+		if (adopt_pooled(up))
+			return;
 		upstream_enter_state(up, UPSTREAM_S_CONNECTING);
 		return;
 	}
@@ -614,6 +721,9 @@ start_connect(struct upstream *up)
 	netaddr_ntop((struct sockaddr *)&up->addr, up->ip, sizeof(up->ip));
 	up->local_ip[0] = up->mx_helo[0] = '\0';
 	up->recorded = false;
+	up->reused = false;
+	up->conn_messages = 0;
+	up->opened_strict = up->phase == PHASE_STRICT && !up->plaintext;
 	up->starttls_offered = false;
 	up->tls_result = RPT_RESULT_NONE;
 	up->tls_reason[0] = '\0';
@@ -671,10 +781,13 @@ tls_established(struct upstream *up)
 
 		snprintf(labels, sizeof(labels), "version=\"%s\"", up->peer.version);
 		metrics_add("stsproxy_upstream_tls_total", labels, 1);
+		if (SSL_session_reused(up->ssl))
+			metrics_add("stsproxy_upstream_tls_resumed_total", "", 1);
 	}
 	up->tls_result = tls_peer_verdict(up->ssl, up->tls_reason, sizeof(up->tls_reason));
-	log_info("session=%s event=tls mx=%s ip=%s version=%s cipher=%s verify=%s reason=%s",
+	log_info("session=%s event=tls mx=%s ip=%s version=%s cipher=%s resumed=%s verify=%s reason=%s",
 	    up->session, up->mx_host, up->ip, up->peer.version, up->peer.cipher,
+	    SSL_session_reused(up->ssl) ? "yes" : "no",
 	    rpt_result_type_name(up->tls_result), log_quote(up->tls_reason));
 	if (up->tls_result != RPT_RESULT_NONE && up->phase == PHASE_STRICT) {
 		/* STS-38, STS-41: a certificate that fails is an unreachable MX. */
@@ -809,6 +922,8 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 		upstream_enter_state(up, UPSTREAM_S_MAIL);
 		return;
 	case UPSTREAM_S_MAIL:
+		if (r->code == 421 && retry_fresh(up, flat))
+			return;
 		if (cls != 2) {
 			/* The upstream spoke for the domain: pass its word on (PRX). */
 			log_notice("session=%s event=mail_refused mx=%s reply=%s", up->session,
@@ -1041,8 +1156,12 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 			struct sockaddr_storage local;
 			socklen_t llen = sizeof(local);
 
+			int one = 1;
+
 			if (getsockname(bufferevent_getfd(bev), (struct sockaddr *)&local, &llen) == 0)
 				netaddr_ntop((struct sockaddr *)&local, up->local_ip, sizeof(up->local_ip));
+			/* commands are small writes awaiting a reply: no Nagle delay */
+			(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			upstream_enter_state(up, UPSTREAM_S_BANNER);
 		}
 		else if (up->state == UPSTREAM_S_TLS)
@@ -1261,8 +1380,13 @@ reap(evutil_socket_t fd, short what, void *arg)
 		 * (mid-body above all) is cut, so the server discards it. */
 		if (up->bev != NULL && (up->state == UPSTREAM_S_READY ||
 		    up->state == UPSTREAM_S_FAILED)) {
-			if (up->state == UPSTREAM_S_READY)
+			if (up->state == UPSTREAM_S_READY) {
 				record_delivery(up, NULL);
+				if (park(up)) {
+					upstream_enter_state(up, UPSTREAM_S_CLOSED);
+					return;
+				}
+			}
 			upstream_enter_state(up, UPSTREAM_S_QUIT);
 			return;
 		}

@@ -21,6 +21,12 @@ Behaviours (--behave, comma-separated):
   nosmtputf8     do not offer SMTPUTF8
   rejectdata     answer end-of-data with 554 5.7.1
   banner554      greet with 554
+  close-after-rset  after answering a RSET, close the connection at the
+                 next command without a reply (a server that timed the
+                 idle connection out just as the client reused it)
+
+Each .json also names the connection ("conn", numbered per server) and
+whether its TLS session was resumed, so tests can see connection reuse.
 """
 import argparse
 import json
@@ -62,10 +68,15 @@ def main():
     srv.bind((host, int(port)))
     srv.listen(64)
     counter = [0]
+    conns = [0]
     lock = threading.Lock()
 
     def session(conn):
         state = {"sni": None}
+        with lock:
+            conns[0] += 1
+            conn_id = conns[0]
+        after_rset = False
 
         def sni_cb(sslobj, name, _ctx):
             state["sni"] = name
@@ -96,6 +107,8 @@ def main():
             while True:
                 line = readline().decode("utf-8", "replace").rstrip("\r\n")
                 verb = line.split(" ", 1)[0].upper()
+                if after_rset and "close-after-rset" in behave:
+                    return
                 if verb == "EHLO":
                     helo = line[5:]
                     caps = ["%s hello" % a.name, "PIPELINING", "SIZE 10000000", "8BITMIME",
@@ -162,13 +175,15 @@ def main():
                     meta = {"mx": a.name, "helo": helo, "mail": mail, "rcpts": rcpts,
                             "tls": tls.version() if tls else None,
                             "cipher": tls.cipher()[0] if tls else None,
-                            "sni": state["sni"]}
+                            "sni": state["sni"], "conn": conn_id,
+                            "resumed": tls.session_reused if tls else None}
                     with open(base + ".json", "w") as f:
                         json.dump(meta, f)
                     send("250 2.0.0 Ok: queued as %s-%d" % (a.name, n))
                 elif verb == "RSET":
                     mail, rcpts = None, []
                     send("250 2.0.0 ok")
+                    after_rset = True
                 elif verb == "NOOP":
                     send("250 2.0.0 ok")
                 elif verb == "QUIT":

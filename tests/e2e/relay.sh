@@ -23,7 +23,7 @@ world_ca_init "$W/ca" "stsproxy test CA"
 world_ca_init "$W/evilca" "untrusted CA"
 mkdir -p "$W/certs" "$W/spool"
 cert() { world_cert "$W/ca" "$W/certs/$1" "$2" "DNS:$2" "${@:3}" || exit 1; }
-for d in good enf allbad wild testing inject sim; do
+for d in good enf allbad wild testing inject sim reuse; do
 	cert "mta-sts.$d" "mta-sts.$d.$ZONE"
 done
 cert mx1.good "mx1.good.$ZONE"
@@ -45,9 +45,11 @@ cert sim "mx.sim.$ZONE" 20200101000000Z 20200201000000Z
 cert old "mx.old.$ZONE"
 cert reports "reports.$ZONE"
 cert client "relay.$ZONE"
+cert idle "mx.idle.$ZONE"
+cert shared "mx.shared.$ZONE"
 
 : > "$W/nginx.sites"
-for d in good enf allbad wild testing inject sim; do
+for d in good enf allbad wild testing inject sim reuse; do
 	world_site "mta-sts.$d.$ZONE" "$W/certs/mta-sts.$d"
 done
 pol() { # DOMAIN MODE PATTERN...
@@ -62,10 +64,11 @@ pol wild enforce "*.wild.$ZONE"
 pol testing testing "mx.testing.$ZONE"
 pol inject enforce "mx.inject.$ZONE"
 pol sim testing "mx.sim.$ZONE"
+pol reuse enforce "mx.shared.$ZONE"
 
 sts_txt() { printf '_mta-sts.%s TXT "v=STSv1; id=%s1;"\nmta-sts.%s A %s\n' "$1" "$1" "$1" "$WEB_ADDR"; }
 {
-	for d in good enf allbad wild testing inject sim; do sts_txt "$d"; done
+	for d in good enf allbad wild testing inject sim reuse; do sts_txt "$d"; done
 	cat <<ZONEDATA
 good MX 10 mx1.good.$ZONE.
 good MX 20 mx2.good.$ZONE.
@@ -120,6 +123,11 @@ _mta-sts.nofetch TXT "v=STSv1; id=nf1;"
 mta-sts.nofetch A $WEB_ADDR
 nofetch MX 10 mx.plain.$ZONE.
 mx.reports A 127.0.4.20
+nopol MX 10 mx.shared.$ZONE.
+reuse MX 10 mx.shared.$ZONE.
+mx.shared A 127.0.4.22
+idle MX 10 mx.idle.$ZONE.
+mx.idle A 127.0.4.21
 ZONEDATA
 } | world_dns_records
 world_dns_publish >/dev/null || exit 1
@@ -150,6 +158,8 @@ mx 127.0.4.16 mx.inject inject inject
 mx 127.0.4.17 implicit "" nostarttls
 mx 127.0.4.18 mx.sim sim
 mx 127.0.4.19 mx.old old tls11
+mx 127.0.4.21 mx.idle idle close-after-rset
+mx 127.0.4.22 mx.shared shared
 
 world_conf "simulate = enforce
 [server]
@@ -171,7 +181,7 @@ for _ in $(seq 50); do
 	sleep 0.1
 done
 for n in $(seq 50); do
-	[ "$(cat "$W"/mx-*.out 2>/dev/null | grep -c ready)" -ge 19 ] && break
+	[ "$(cat "$W"/mx-*.out 2>/dev/null | grep -c ready)" -ge 21 ] && break
 	sleep 0.1
 done
 
@@ -355,6 +365,32 @@ check_match "VRFY -> 252" "$out" "252 2\.5\.0"
 check_match "DATA without MAIL -> 503" "$out" "503 5\.5\.1 Need MAIL command"
 check_match "QUIT -> 221" "$out" "221 2\.0\.0"
 
+# ---- upstream connection reuse: never across a policy boundary --------------------
+# nopol.$ZONE has no policy; reuse.$ZONE (enforce) shares its MX host, mx.shared,
+# which nothing else uses: the only idle connection there is nopol's.
+send_one() { # DOMAIN SUBJECT [RELAY]
+	printf 'C: EHLO t\nC: MAIL FROM:<a@client.%s>\nC: RCPT TO:<x@%s.%s>\nC: DATA\nR: Subject: %s\\r\\n\\r\\nhi\\r\\n.\\r\\n\nW:\nC: QUIT\n' \
+		"$ZONE" "$1" "$ZONE" "$2" | dialog "${3:-$RELAY}"
+}
+for m in nopol:reuse1 reuse:reuse2 reuse:reuse3 reuse:reuse4; do send_one "${m%%:*}" "${m#*:}" > /dev/null; done
+check "reuse: both domains delivered to the shared MX host" "$(arrived reuse1) $(arrived reuse2) $(arrived reuse3) $(arrived reuse4)" "mx.shared mx.shared mx.shared mx.shared"
+check "reuse: an enforce domain never rides a connection opened for a domain without a policy" \
+	"$([ "$(meta reuse1 .conn)" != "$(meta reuse2 .conn)" ] && echo separate)" "separate"
+check "reuse: the next enforce transactions take the verified idle connection" \
+	"$([ "$(meta reuse2 .conn)" = "$(meta reuse3 .conn)" ] && [ "$(meta reuse3 .conn)" = "$(meta reuse4 .conn)" ] && echo same)" "same"
+check "reuse: the relay logged each reuse with the connection's TLS facts" \
+	"$(grep -c "event=connection_reused domain=reuse\.$ZONE mx=mx\.shared\.$ZONE ip=127\.0\.4\.22 tls=TLSv1\.3 messages=[12] phase=strict" "$W/relay.log")" "2"
+check "reuse: each reused delivery still gives one outcome line (TLS-RPT input)" \
+	"$(grep 'event=outcome' "$W/relay.log" | grep "domain=reuse\.$ZONE" | grep -c 'action=delivered')" "3"
+out=$(send_one idle idle1; send_one idle idle2)
+check_match "an upstream that closes an idle connection as it is reused: the client still gets 250" \
+	"$(echo $out | grep -o '250 2\.0\.0 Ok: queued' | wc -l)" "^2$"
+check "... the message arrives exactly once" "$(grep -l '^Subject: idle2' "$W"/spool/mx.idle/*.eml | wc -l)" "1"
+check "... on a fresh connection, logged, and not counted as a failed attempt" \
+	"$([ "$(meta idle1 .conn)" != "$(meta idle2 .conn)" ] && echo fresh) $(grep -c 'event=reused_connection_lost mx=mx\.idle' "$W/relay.log") $(grep 'event=outcome' "$W/relay.log" | grep "domain=idle\.$ZONE" | grep -vc 'action=delivered')" \
+	"fresh 1 0"
+check "TLS session resumption: the fresh connection resumed the idle one's session" "$(meta idle2 .resumed)" "true"
+
 out=$(printf 'C: EHLO t\n' | dialog $RELAY --source 127.0.0.1)
 check_match "allow_clients: loopback client served" "$out" "^220 relay"
 sed -i "s#^\[server\]#[server]\nallow_clients = 127.0.0.1/32\ncommand_timeout = 2s#; s#^max_connections_per_client = 20#max_connections_per_client = 2#" "$W/stsproxy.conf"
@@ -495,6 +531,24 @@ check "SIGUSR1 reopens log_file after rotation (created anew, owned by the relay
 check "... and the rotated file gets no more lines" "$(grep -c 'event=log_reopened' "$W/logs/relay.log.1")" "0"
 kill "$RF"; sleep 0.3
 
+# ---- workers: one supervisor, several relay processes on one address ------------
+STSPROXY_WORKERS=2 STSPROXY_SERVER_LISTEN=127.0.0.1:10095 STSPROXY_METRICS_LISTEN=127.0.0.1:9189 \
+	STSPROXY_PID_FILE="$W/state/workers.pid" "$STSPROXY" -c "$W/stsproxy.conf" serve > "$W/relay-workers.log" 2>&1 &
+RW=$!
+PIDS+=($RW)
+for _ in $(seq 50); do [ "$(grep -c 'event=started' "$W/relay-workers.log")" -ge 2 ] && break; sleep 0.1; done
+check "workers = 2: a supervisor (the pid file's) and two workers, each its own relay" \
+	"$(cat "$W/state/workers.pid" 2>/dev/null) $(pgrep -P "$RW" | wc -l) $(grep -c 'event=started .*worker=[01]$' "$W/relay-workers.log")" "$RW 2 2"
+for i in $(seq 10); do printf 'C: EHLO t%s\nC: QUIT\n' "$i" | dialog 127.0.0.1:10095 > /dev/null; done
+check "workers: mail flows through whichever worker the kernel picks" \
+	"$(send_one reuse workers1 127.0.0.1:10095 | grep -c '^250 2\.0\.0 Ok: queued') $(arrived workers1)" "1 mx.shared"
+check_match "workers: /metrics sums every worker's counters" \
+	"$(http_get http://127.0.0.1:9189/metrics | grep '^stsproxy_connections_total ')" "^stsproxy_connections_total 11$"
+kill "$RW"; sleep 1
+check "workers: SIGTERM stops the workers, then the supervisor, which removes the pid file" \
+	"$(kill -0 "$RW" 2>/dev/null && echo running || echo stopped) $(grep -c 'event=stopped' "$W/relay-workers.log") $([ -e "$W/state/workers.pid" ] && echo left || echo removed)" \
+	"stopped 3 removed"
+
 # Stop the relay and make sure it left cleanly (under ASan: no error, no leak).
 for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 sleep 1
@@ -512,6 +566,9 @@ for d in enf allbad testing plain good; do
 	check "RPT-7/8: the $d report validates against the RFC 8460 schema (python3-jsonschema)" \
 		"$("$DEBPY" "$E2E_DIR/validate_report.py" "$E2E_DIR/../data/tlsrpt-report.schema.json" "$W/report-$d.json" | tail -1)" "valid"
 done
+rpt show "reuse.$ZONE" --day "$TODAY" --json > "$W/report-reuse.json"
+check "TLS-RPT exact under reuse and workers: 4 messages (3 on one reused connection, 1 via a worker), 4 successful sessions, no failure" \
+	"$(jq -c '[.policies[0].summary."total-successful-session-count", .policies[0].summary."total-failure-session-count"]' "$W/report-reuse.json")" "[4,0]"
 fd() { jq -r "[.policies[].\"failure-details\"[]? | select(.\"result-type\" == \"$2\") | .\"failed-session-count\"] | add // 0" "$W/report-$1.json"; }
 check "RPT §4.3: enf counts one starttls-not-supported" "$(fd enf starttls-not-supported)" "1"
 check "RPT §4.3: enf counts one certificate-expired" "$(fd enf certificate-expired)" "1"
