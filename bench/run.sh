@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# bench/run.sh - the benchmarks of docs/performance.md (run: make bench).
+#
+# Builds the loopback world of the end-to-end tests (tests/e2e/world.sh:
+# NSD with a DNSSEC-signed zone, nginx serving an enforce policy, a CA),
+# a fast TLS sink (bench/sink) as the MX of bench.stsworld, and measures
+# stsproxy against a baseline in the same run:
+#   1. smtp-source -> stsproxy -> sink    vs  smtp-source -> Postfix -> sink
+#   2. smtp-source -> Postfix -> stsproxy -> sink  vs  Postfix -> sink
+#   3. added latency per message, with and without upstream reuse
+#   4. RSS per idle client connection; throughput at 1..1000 sessions
+#   5. cached policy resolutions per CPU second, in process
+# Options: --quick (fewer messages), --only LIST (e.g. 1,5).
+# Not a test: it prints figures, it does not judge them.
+. "$(dirname "$0")/../tests/e2e/world.sh"
+world_enter_netns bash "$0" "$@"
+
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+: "${SINK:?set SINK to bench/sink}" "${POLICY_BENCH:?set POLICY_BENCH to bench/policy_bench}"
+N=20000
+ONLY=1,2,3,4,5
+while [ $# -gt 0 ]; do
+	case $1 in
+	--quick) N=4000 ;;
+	--only) ONLY=$2; shift ;;
+	*) echo "usage: run.sh [--quick] [--only 1,2,3,4,5]" >&2; exit 2 ;;
+	esac
+	shift
+done
+want() { case ",$ONLY," in *",$1,"*) return 0 ;; esac; return 1; }
+for tool in nsd nginx ldns-signzone drill openssl smtp-source postfix; do
+	command -v "$tool" >/dev/null || { echo "bench: $tool is not installed (run ./run-tests once)"; exit 1; }
+done
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+SIZE=4096
+SINK_ADDR=127.0.5.1
+RELAY=127.0.0.1:10025
+PF_ADDR=127.0.3.1
+
+world_init
+world_ca_init "$W/ca" "stsproxy bench CA"
+mkdir -p "$W/certs"
+world_cert "$W/ca" "$W/certs/mx" "mx.bench.$ZONE" "DNS:mx.bench.$ZONE" || exit 1
+world_cert "$W/ca" "$W/certs/sts" "mta-sts.bench.$ZONE" "DNS:mta-sts.bench.$ZONE" || exit 1
+world_dns_records <<ZONEDATA
+bench MX 10 mx.bench.$ZONE.
+mx.bench A $SINK_ADDR
+_mta-sts.bench TXT "v=STSv1; id=bench1;"
+mta-sts.bench A $WEB_ADDR
+ZONEDATA
+world_dns_publish >/dev/null || exit 1
+: > "$W/nginx.sites"
+world_site "mta-sts.bench.$ZONE" "$W/certs/sts"
+printf 'version: STSv1\nmode: enforce\nmx: mx.bench.%s\nmax_age: 86400\n' "$ZONE" | world_policy "mta-sts.bench.$ZONE"
+world_web_start || exit 1
+
+"$SINK" -l "$SINK_ADDR:25" -c "$W/certs/mx.pem" -k "$W/certs/mx.key" -n "mx.bench.$ZONE" -s "$W/sink.stats" &
+SINK_PID=$!
+PIDS+=($SINK_PID)
+
+# ---- measuring ------------------------------------------------------------
+HZ=$(getconf CLK_TCK)
+# cpu PID...: user+system seconds of the processes and their reaped children
+cpu() {
+	local t=0 p
+	for p in "$@"; do
+		[ -r "/proc/$p/stat" ] || continue
+		t=$(( t + $(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$p/stat") ))
+	done
+	echo "scale=4; $t / $HZ" | bc
+}
+rss_kib() { local t=0 p; for p in "$@"; do t=$(( t + $(awk '/^VmRSS/ { print $2 }' "/proc/$p/status") )); done; echo "$t"; }
+sink_count() { cut -d' ' -f1 "$W/sink.stats"; }
+sink_field() { cut -d' ' -f"$1" "$W/sink.stats"; }
+now() { date +%s.%N; }
+wait_sink() { # TARGET TIMEOUT_S
+	local end=$(( $(date +%s) + $2 ))
+	while [ "$(sink_count)" -lt "$1" ]; do
+		[ "$(date +%s)" -gt "$end" ] && { echo "bench: sink stuck at $(sink_count)/$1" >&2; return 1; }
+		sleep 0.05
+	done
+}
+relay_pids() { echo "$RELAY_PID" $(pgrep -P "$RELAY_PID"); }
+postfix_pids() { local m; m=$(tr -d ' ' < "$PF/queue/pid/master.pid"); echo "$m" $(pgrep -P "$m"); }
+calc() { echo "scale=${2:-2}; $1" | bc; }
+
+# run_source LABEL SESSIONS MESSAGES TARGET PIDS_FUNCTION: smtp-source into
+# TARGET until the sink has every message; prints msg/s and CPU ms/msg
+run_source() {
+	local label=$1 sessions=$2 msgs=$3 target=$4 pidsfn=$5
+	local c0 t0 s0 k0 c1 t1 s1 k1 pids
+	pids=$($pidsfn)
+	c0=$(sink_count); s0=$(cpu $pids); k0=$(cpu $SINK_PID); t0=$(now)
+	smtp-source -d -s "$sessions" -m "$msgs" -l "$SIZE" -f "bench@client.$ZONE" -t "rcpt@bench.$ZONE" \
+		-M "client.$ZONE" "$target" 2> "$W/source.err" || { echo "bench: smtp-source failed:"; cat "$W/source.err"; }
+	wait_sink $(( c0 + msgs )) 600 || return 1
+	t1=$(sink_field 6); s1=$(cpu $(echo $($pidsfn) $pids | tr ' ' '\n' | sort -u)); k1=$(cpu $SINK_PID)
+	RATE=$(calc "$msgs / ($t1 - $t0)" 0)
+	CPU_MS=$(calc "($s1 - $s0) * 1000 / $msgs" 3)
+	SINK_MS=$(calc "($k1 - $k0) * 1000 / $msgs" 3)
+	printf '%-44s %6s msg/s  %7s ms CPU/msg  (sink %s ms/msg)\n' "$label" "$RATE" "$CPU_MS" "$SINK_MS"
+}
+
+# ---- stsproxy ---------------------------------------------------------------
+world_conf "[server]
+listen = $RELAY
+max_connections = 20000
+max_connections_per_client = 20000
+[upstream]
+${RELAY_UPSTREAM:-}
+"
+printf 'hostname = relay.%s\nallow_root = yes\nlog_level = warning\nworkers = auto\n' "$ZONE" |
+	cat - "$W/stsproxy.conf" > "$W/c" && mv "$W/c" "$W/stsproxy.conf"
+start_relay() { # extra env assignments
+	env "$@" "$STSPROXY" -c "$W/stsproxy.conf" serve > "$W/relay.log" 2>&1 &
+	RELAY_PID=$!
+	for _ in $(seq 100); do grep -q event=started "$W/relay.log" && break; sleep 0.05; done
+	sleep 0.2
+	smtp-source -m 1 -l 100 -f "bench@client.$ZONE" -t "warm@bench.$ZONE" "$RELAY" 2>/dev/null
+	wait_sink $(( $(sink_count) )) 5
+}
+stop_relay() { kill "$RELAY_PID" 2>/dev/null; wait "$RELAY_PID" 2>/dev/null; }
+
+# ---- a private Postfix, delivering with verified TLS like an enforce policy
+PF=$W/postfix
+ip addr add "$PF_ADDR/32" dev lo 2>/dev/null
+mkdir -p "$PF/queue" "$PF/data"
+chown postfix "$PF/data"
+chmod 755 "$W"
+cp /etc/postfix/master.cf "$PF/master.cf"
+printf '[%s]:25 secure match=mx.bench.%s\n' "$SINK_ADDR" "$ZONE" > "$PF/tls_policy"
+set_postfix_route() { # NEXTHOP
+	printf 'bench.%s smtp:%s\n' "$ZONE" "$1" > "$PF/transport"
+	postfix -c "$PF" reload >/dev/null 2>&1
+}
+cat > "$PF/main.cf" <<CF
+compatibility_level = 3.6
+queue_directory = $PF/queue
+data_directory = $PF/data
+mail_owner = postfix
+myhostname = client.$ZONE
+mydestination =
+relay_domains = bench.$ZONE
+inet_interfaces = $PF_ADDR
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+transport_maps = texthash:$PF/transport
+smtp_tls_policy_maps = texthash:$PF/tls_policy
+smtp_tls_CAfile = $W/ca/ca.pem
+smtp_tls_security_level = may
+smtp_tls_session_cache_database = btree:$PF/data/smtp_scache
+default_destination_concurrency_limit = 20
+maillog_file = $PF/maillog
+maillog_file_prefixes = $W
+alias_maps =
+alias_database =
+local_recipient_maps =
+CF
+postconf -c "$PF" -F '*/*/chroot = n'
+printf 'bench.%s smtp:[%s]:25\n' "$ZONE" "$SINK_ADDR" > "$PF/transport"
+postfix -c "$PF" start > "$W/postfix-start.log" 2>&1 || { postfix -c "$PF" check; echo "bench: postfix failed to start"; cat "$W/postfix-start.log" "$PF/maillog" 2>/dev/null; exit 1; }
+trap 'postfix -c "$PF" stop >/dev/null 2>&1; world_cleanup' EXIT
+sleep 1
+
+echo "# stsproxy benchmarks, $(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "# $N messages of $SIZE bytes per run, enforce policy cached, verified TLS to the sink"
+
+if want 1 || want 2; then
+	start_relay
+	echo "## 1. relay capacity (20 client sessions, connection per session)"
+	run_source "smtp-source -> stsproxy -> sink" 20 "$N" "$RELAY" relay_pids; R1=$RATE
+	run_source "smtp-source -> Postfix -> sink (baseline)" 20 "$N" "$PF_ADDR:25" postfix_pids; B1=$RATE
+	echo "ratio: $(calc "$R1 / $B1") x"
+	if want 2; then
+		echo "## 2. end to end: Postfix with relayhost = stsproxy vs Postfix alone"
+		set_postfix_route "[127.0.0.1]:10025"
+		run_source "smtp-source -> Postfix -> stsproxy -> sink" 20 "$N" "$PF_ADDR:25" postfix_pids; R2=$RATE
+		set_postfix_route "[$SINK_ADDR]:25"
+		echo "ratio: $(calc "$R2 / $B1") x (baseline: benchmark 1's Postfix -> sink)"
+	fi
+	stop_relay
+fi
+
+if want 3; then
+	echo "## 3. added latency per message (one client session, sequential messages)"
+	M=$(( N / 10 ))
+	lat() { "$DEBPY" "$BENCH_DIR/latency.py" "$1" "$M" "$SIZE" "bench@client.$ZONE" "rcpt@bench.$ZONE"; }
+	direct=$(lat "$SINK_ADDR:25"); echo "direct to the sink:        $direct"
+	start_relay
+	reuse=$(lat "$RELAY"); echo "via stsproxy, reuse on:    $reuse"
+	stop_relay
+	start_relay STSPROXY_UPSTREAM_REUSE=no
+	noreuse=$(lat "$RELAY"); echo "via stsproxy, reuse off:   $noreuse"
+	stop_relay
+	p() { echo "$1" | sed -n "s/.*$2=\([0-9.]*\).*/\1/p"; }
+	echo "added p50/p99 with reuse:    $(calc "$(p "$reuse" p50_ms) - $(p "$direct" p50_ms)" 3) / $(calc "$(p "$reuse" p99_ms) - $(p "$direct" p99_ms)" 3) ms"
+	echo "added p50/p99 without reuse: $(calc "$(p "$noreuse" p50_ms) - $(p "$direct" p50_ms)" 3) / $(calc "$(p "$noreuse" p99_ms) - $(p "$direct" p99_ms)" 3) ms"
+fi
+
+if want 4; then
+	echo "## 4. scale"
+	start_relay
+	before=$(rss_kib $(relay_pids))
+	"$DEBPY" "$BENCH_DIR/idle.py" 127.0.0.1 10025 5000 "$W/idle.ready" &
+	IDLE=$!
+	for _ in $(seq 600); do [ -e "$W/idle.ready" ] && break; sleep 0.1; done
+	sleep 0.5
+	after=$(rss_kib $(relay_pids))
+	echo "idle connections: $(cat "$W/idle.ready") RSS before ${before} KiB after ${after} KiB: $(calc "($after - $before) / $(cat "$W/idle.ready")" 2) KiB per idle connection"
+	kill $IDLE; wait $IDLE 2>/dev/null
+	sleep 1
+	for s in 1 10 100 1000; do
+		m=$(( s * 20 > N ? s * 20 : N / 2 ))
+		run_source "throughput with $s client sessions" "$s" "$m" "$RELAY" relay_pids
+	done
+	stop_relay
+fi
+
+if want 5; then
+	echo "## 5. policy engine, cached resolutions in process (one thread + libunbound's)"
+	"$POLICY_BENCH" "$W/stsproxy.conf" "bench.$ZONE" "${POLICY_N:-200000}" 64
+fi
