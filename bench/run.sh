@@ -91,6 +91,7 @@ run_source() {
 	local c0 t0 s0 k0 c1 t1 s1 k1 pids
 	pids=$($pidsfn)
 	c0=$(sink_count); s0=$(cpu $pids); k0=$(cpu $SINK_PID); t0=$(now)
+	local n0=$(sink_field 2) h0=$(sink_field 3) r0=$(sink_field 4)
 	smtp-source -d -s "$sessions" -m "$msgs" -l "$SIZE" -f "bench@client.$ZONE" -t "rcpt@bench.$ZONE" \
 		-M "client.$ZONE" "$target" 2> "$W/source.err" || { echo "bench: smtp-source failed:"; cat "$W/source.err"; }
 	wait_sink $(( c0 + msgs )) 600 || return 1
@@ -98,7 +99,9 @@ run_source() {
 	RATE=$(calc "$msgs / ($t1 - $t0)" 0)
 	CPU_MS=$(calc "($s1 - $s0) * 1000 / $msgs" 3)
 	SINK_MS=$(calc "($k1 - $k0) * 1000 / $msgs" 3)
-	printf '%-44s %6s msg/s  %7s ms CPU/msg  (sink %s ms/msg)\n' "$label" "$RATE" "$CPU_MS" "$SINK_MS"
+	printf '%-44s %6s msg/s  %7s ms CPU/msg  (sink %s ms/msg; %s connections, %s handshakes, %s resumed; %s open)\n' \
+		"$label" "$RATE" "$CPU_MS" "$SINK_MS" $(( $(sink_field 2) - n0 )) $(( $(sink_field 3) - h0 )) \
+		$(( $(sink_field 4) - r0 )) "$(sink_field 7)"
 }
 
 # ---- stsproxy ---------------------------------------------------------------

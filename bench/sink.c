@@ -8,7 +8,7 @@
  * delivery under an enforce policy, hence this program. It counts
  * messages, connections and TLS handshakes (full and resumed) and
  * rewrites a one-line stats file every 50 ms when anything changed:
- *   messages connections handshakes resumed first_message_s last_message_s
+ *   messages connections handshakes resumed first_message_s last_message_s open
  *
  * Not a test and not part of the daemon: it links libevent and OpenSSL
  * directly and trusts its peer.
@@ -50,7 +50,7 @@ struct sink_conn {
 static SSL_CTX *server_ctx;
 static const char *stats_path;
 static const char *hostname = "mx.sink";
-static unsigned long long messages, connections, handshakes, resumed;
+static unsigned long long messages, connections, handshakes, resumed, open_now;
 static double first_message, last_message;
 static bool dirty;
 
@@ -74,8 +74,8 @@ write_stats(void)
 	snprintf(tmp, sizeof(tmp), "%s.tmp", stats_path);
 	if ((f = fopen(tmp, "w")) == NULL)
 		return;
-	fprintf(f, "%llu %llu %llu %llu %.6f %.6f\n", messages, connections, handshakes, resumed,
-	    first_message, last_message);
+	fprintf(f, "%llu %llu %llu %llu %.6f %.6f %llu\n", messages, connections, handshakes, resumed,
+	    first_message, last_message, open_now);
 	fclose(f);
 	rename(tmp, stats_path);
 }
@@ -97,6 +97,8 @@ conn_free(struct sink_conn *c)
 {
 	bufferevent_free(c->bev);
 	free(c);
+	open_now--;
+	dirty = true;
 }
 
 static void
@@ -131,6 +133,11 @@ start_tls(struct sink_conn *c)
 	}
 	c->bev = tls;
 	c->tls = true;
+	{
+		struct timeval idle = { 300, 0 };
+
+		bufferevent_set_timeouts(tls, &idle, NULL);
+	}
 	bufferevent_setcb(tls, conn_read, NULL, conn_event, c);
 	bufferevent_enable(tls, EV_READ | EV_WRITE);
 }
@@ -214,8 +221,14 @@ conn_read(struct bufferevent *bev, void *arg)
 		} else if (strncasecmp(line, "QUIT", 4) == 0) {
 			free(line);
 			reply(c, "221 2.0.0 Bye\r\n");
-			bufferevent_disable(bev, EV_READ);
-			/* close once the 221 is out */
+			/* Close once the 221 is out, or when the client goes first:
+			 * Postfix sends QUIT and a TLS close_notify and hangs up
+			 * without waiting for the reply. */
+			{
+				struct timeval t = { 2, 0 };
+
+				bufferevent_set_timeouts(bev, &t, &t);
+			}
 			bufferevent_setcb(bev, NULL, conn_written, conn_event, c);
 			return;
 		} else {
@@ -247,7 +260,14 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 	bufferevent_setcb(c->bev, conn_read, NULL, conn_event, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	connections++;
+	open_now++;
 	dirty = true;
+	{
+		/* a client that vanishes without a FIN must not hold an fd for ever */
+		struct timeval idle = { 300, 0 };
+
+		bufferevent_set_timeouts(c->bev, &idle, NULL);
+	}
 	{
 		char buf[300];
 

@@ -143,6 +143,23 @@ policy_cache_entry_new(const char *domain)
 	return e;
 }
 
+struct policy_cache_entry *
+policy_cache_entry_dup(const struct policy_cache_entry *src)
+{
+	struct policy_cache_entry *e = policy_cache_entry_new(src->domain);
+
+	e->id = src->id ? xstrdup(src->id) : NULL;
+	e->policy = src->policy ? sts_policy_dup(src->policy) : NULL;
+	e->fetched_at = src->fetched_at;
+	e->expires_at = src->expires_at;
+	e->fail_id = src->fail_id ? xstrdup(src->fail_id) : NULL;
+	e->fail_at = src->fail_at;
+	e->fail_type = src->fail_type;
+	e->fail_reason = src->fail_reason ? xstrdup(src->fail_reason) : NULL;
+	e->fail_count = src->fail_count;
+	return e;
+}
+
 void
 policy_cache_entry_free(struct policy_cache_entry *e)
 {

@@ -70,6 +70,8 @@ long policy_cache_foreach(struct policy_cache *cache,
 
 struct policy_cache_entry *policy_cache_entry_new(const char *domain);
 void policy_cache_entry_free(struct policy_cache_entry *entry);
+/** A deep copy of entry; the caller owns it. */
+struct policy_cache_entry *policy_cache_entry_dup(const struct policy_cache_entry *entry);
 
 /** true if entry holds a policy that has not expired at now. */
 bool policy_cache_entry_live(const struct policy_cache_entry *entry, time_t now);

@@ -29,8 +29,33 @@ enum lookup_state {
 	LOOKUP_S_DONE,
 };
 
+/*
+ * The answer of a lookup that found its TXT id matching the cached
+ * policy, kept in memory until the TXT record's TTL (at most
+ * MEMO_MAX_TTL) or the policy's expiry, whichever comes first. Within
+ * that time another lookup would ask the same DNS question, get the same
+ * answer and read the same cache entry, so it takes this instead: no
+ * resolver round trip, no database read, no JSON decoding. Shared by the
+ * lookups that use it (refcounted): a replaced memo lives on until its
+ * last lookup is freed.
+ */
+#define MEMO_SLOTS	4096
+#define MEMO_MAX_TTL	60
+
+struct policy_memo {
+	unsigned		 refs;
+	time_t			 until;
+	struct policy_cache_entry *entry;	/* owned */
+	struct sts_record_result txt;
+	enum dns_status		 txt_status;
+	enum dns_security	 txt_security;
+	struct strlist		 txt_records;
+	char			*txt_canonname;
+};
+
 struct policy_lookup {
 	struct policy_engine	*engine;
+	struct policy_memo	*memo;		/* answered from the memo: entry is borrowed */
 	struct policy_lookup	*prev, *next;
 	char			*domain;	/* normalised; NULL if not a domain */
 	unsigned		 flags;
@@ -59,7 +84,40 @@ struct policy_engine {
 	SSL_CTX			*ssl_ctx;
 	struct policy_cache	*cache;
 	struct policy_lookup	*lookups;
+	struct policy_memo	*memo[MEMO_SLOTS];	/* by hash of the domain */
 };
+
+static void
+memo_release(struct policy_memo *m)
+{
+	if (m == NULL || --m->refs > 0)
+		return;
+	policy_cache_entry_free(m->entry);
+	strlist_clear(&m->txt_records);
+	free(m->txt_canonname);
+	free(m);
+}
+
+static unsigned
+memo_slot(const char *domain)
+{
+	unsigned h = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)domain; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h % MEMO_SLOTS;
+}
+
+static void
+memo_forget(struct policy_engine *e, const char *domain)
+{
+	unsigned slot = memo_slot(domain);
+
+	if (e->memo[slot] != NULL && strcmp(e->memo[slot]->entry->domain, domain) == 0) {
+		memo_release(e->memo[slot]);
+		e->memo[slot] = NULL;
+	}
+}
 
 static void lookup_enter_state(struct policy_lookup *l, enum lookup_state next);
 
@@ -148,7 +206,10 @@ lookup_free(struct policy_lookup *l)
 	resolver_cancel(l->txt_query);
 	policy_fetch_cancel(l->fetch);
 	event_free(l->finish_ev);
-	policy_cache_entry_free(l->entry);
+	if (l->memo != NULL)
+		memo_release(l->memo);
+	else
+		policy_cache_entry_free(l->entry);
 	strlist_clear(&l->txt_records);
 	policy_diags_clear(&l->diags);
 	free(l->txt_canonname);
@@ -172,6 +233,8 @@ policy_engine_free(struct policy_engine *e)
 		return;
 	while (e->lookups != NULL)
 		lookup_free(e->lookups);
+	for (unsigned i = 0; i < MEMO_SLOTS; i++)
+		memo_release(e->memo[i]);
 	free(e);
 }
 
@@ -213,8 +276,8 @@ lookup_build_result(struct policy_lookup *l)
 	time_t now = clock_now();
 
 	r->domain = l->domain ? l->domain : "";
-	r->txt_records = &l->txt_records;
-	r->txt_canonname = l->txt_canonname;
+	r->txt_records = l->memo ? &l->memo->txt_records : &l->txt_records;
+	r->txt_canonname = l->memo ? l->memo->txt_canonname : l->txt_canonname;
 	r->cache_enabled = policy_cache_enabled(l->engine->cache) && !(l->flags & POLICY_F_NO_CACHE);
 	if (policy_cache_entry_live(e, now)) {
 		r->source = l->fresh ? POLICY_SOURCE_FRESH : POLICY_SOURCE_CACHE;
@@ -390,6 +453,53 @@ lookup_use_cache(struct policy_lookup *l, const char *why)
 }
 
 static void
+memo_store(struct policy_lookup *l, int ttl, time_t now)
+{
+	struct policy_memo *m = xcalloc(1, sizeof(*m));
+	unsigned slot = memo_slot(l->domain);
+	time_t until = now + (ttl < MEMO_MAX_TTL ? ttl : MEMO_MAX_TTL);
+
+	m->refs = 1;		/* the table's */
+	m->until = until < l->entry->expires_at ? until : l->entry->expires_at;
+	m->entry = policy_cache_entry_dup(l->entry);
+	m->txt = l->result.txt;
+	m->txt_status = l->result.txt_status;
+	m->txt_security = l->result.txt_security;
+	strlist_copy(&m->txt_records, &l->txt_records);
+	m->txt_canonname = l->txt_canonname ? xstrdup(l->txt_canonname) : NULL;
+	memo_release(l->engine->memo[slot]);
+	l->engine->memo[slot] = m;
+}
+
+/* Answer from the memo, as lookup_txt_answer() would have. */
+static bool
+lookup_from_memo(struct policy_lookup *l)
+{
+	struct policy_memo *m = l->engine->memo[memo_slot(l->domain)];
+	struct policy_result *r = &l->result;
+	char why[160];
+
+	if (m == NULL || l->flags != 0 || strcmp(m->entry->domain, l->domain) != 0)
+		return false;
+	if (clock_now() >= m->until) {
+		memo_forget(l->engine, l->domain);
+		return false;
+	}
+	m->refs++;
+	l->memo = m;
+	l->entry = m->entry;
+	r->txt = m->txt;
+	r->txt_status = m->txt_status;
+	r->txt_security = m->txt_security;
+	snprintf(why, sizeof(why), "TXT id %s matches the cached policy", r->txt.id);
+	lookup_use_cache(l, why);
+	l->state = LOOKUP_S_DONE;
+	lookup_build_result(l);
+	event_active(l->finish_ev, EV_TIMEOUT, 1);
+	return true;
+}
+
+static void
 lookup_txt_answer(void *arg, const struct dns_answer *ans)
 {
 	struct policy_lookup *l = arg;
@@ -444,6 +554,8 @@ lookup_txt_answer(void *arg, const struct dns_answer *ans)
 	    ans->status != DNS_STATUS_NODATA;
 
 	action = policy_decide(l->entry, dns_failed ? NULL : &r->txt, now, l->flags);
+	if (action != POLICY_ACTION_USE_CACHE)
+		memo_forget(l->engine, l->domain);
 	switch (action) {
 	case POLICY_ACTION_FETCH:
 		lookup_enter_state(l, LOOKUP_S_FETCH);
@@ -459,6 +571,9 @@ lookup_txt_answer(void *arg, const struct dns_answer *ans)
 		lookup_use_cache(l, why);
 		break;
 	case POLICY_ACTION_USE_CACHE:
+		if (!dns_failed && r->txt.status == STS_RECORD_VALID && l->flags == 0 && ans->ttl > 0 &&
+		    policy_cache_entry_live(l->entry, now))
+			memo_store(l, ans->ttl, now);
 		if (dns_failed)
 			snprintf(why, sizeof(why), "%s (STS-10)", r->txt.reason);
 		else if (r->txt.status == STS_RECORD_VALID)
@@ -535,6 +650,8 @@ policy_engine_resolve(struct policy_engine *e, const char *domain, unsigned flag
 		lookup_enter_state(l, LOOKUP_S_DONE);
 		return l;
 	}
+	if (lookup_from_memo(l))
+		return l;
 	if (!(flags & POLICY_F_NO_CACHE))
 		l->entry = policy_cache_lookup(e->cache, l->domain);
 	if (l->entry == NULL)

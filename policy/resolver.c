@@ -237,6 +237,7 @@ resolver_done(void *mydata, int err, struct ub_result *result)
 		return;
 	}
 	ans.rcode = result->rcode;
+	ans.ttl = result->ttl > 0 ? result->ttl : 0;
 	ans.canonname = result->canonname;
 	ans.security = result->bogus ? DNS_SECURITY_BOGUS :
 	    result->secure ? DNS_SECURITY_SECURE : DNS_SECURITY_INSECURE;

@@ -48,6 +48,7 @@ struct dns_answer {
 	const unsigned char	*const *data;	/* rdata, names uncompressed */
 	const int		*len;
 	const char		*why;		/* bogus or error explanation, or NULL */
+	int			 ttl;		/* seconds the answer may be kept (0: do not) */
 };
 
 typedef void (*resolver_cb)(void *arg, const struct dns_answer *answer);

@@ -45,6 +45,7 @@
 	X(UPSTREAM_S_STARTTLS)		\
 	X(UPSTREAM_S_TLS)		\
 	X(UPSTREAM_S_EHLO_TLS)		\
+	X(UPSTREAM_S_RSET)		\
 	X(UPSTREAM_S_MAIL)		\
 	X(UPSTREAM_S_READY)		\
 	X(UPSTREAM_S_RCPT)		\
@@ -139,6 +140,7 @@ struct upstream {
 	bool			 clean;		/* at a reply boundary: QUIT before hanging up */
 	bool			 want_writable;
 	bool			 reused;	/* taken from the pool, not connected for us */
+	bool			 mail_pipelined; /* MAIL already sent behind the pool's RSET */
 	bool			 opened_strict;	/* connected in the strict phase, with TLS */
 	unsigned		 conn_messages;	/* transactions this connection carried before */
 	struct timeval		 cmd_sent;	/* when the command now awaiting a reply went out */
@@ -589,7 +591,14 @@ adopt_pooled(struct upstream *up)
 	log_info("session=%s event=connection_reused domain=%s mx=%s ip=%s tls=%s messages=%u phase=%s",
 	    up->session, up->domain, up->mx_host, up->ip, up->tls_active ? up->peer.version : "no",
 	    up->conn_messages, up->phase == PHASE_STRICT ? "strict" : "opportunistic");
-	upstream_enter_state(up, UPSTREAM_S_MAIL);
+	if (!c.rset_pending) {
+		upstream_enter_state(up, UPSTREAM_S_MAIL);
+		return true;
+	}
+	/* The pool's RSET is still unanswered: read its reply first, with MAIL
+	 * pipelined behind it when the server allows (RFC 2920). */
+	up->mail_pipelined = smtp_reply_has_keyword(&up->ehlo, "PIPELINING", NULL) && send_mail(up) == 0;
+	upstream_enter_state(up, UPSTREAM_S_RSET);
 	return true;
 }
 
@@ -602,8 +611,9 @@ adopt_pooled(struct upstream *up)
 static bool
 retry_fresh(struct upstream *up, const char *why)
 {
-	if (!up->reused || up->state != UPSTREAM_S_MAIL)
+	if (!up->reused || (up->state != UPSTREAM_S_MAIL && up->state != UPSTREAM_S_RSET))
 		return false;
+	up->mail_pipelined = false;
 	log_info("session=%s event=reused_connection_lost mx=%s ip=%s reason=%s; connecting afresh",
 	    up->session, up->mx_host, up->ip, log_quote(why));
 	up->clean = false;
@@ -807,6 +817,7 @@ command_of_state(enum upstream_state state)
 	switch (state) {
 	case UPSTREAM_S_BANNER: return "greeting";
 	case UPSTREAM_S_EHLO: case UPSTREAM_S_EHLO_TLS: return "ehlo";
+	case UPSTREAM_S_RSET: return "rset";
 	case UPSTREAM_S_HELO: return "helo";
 	case UPSTREAM_S_STARTTLS: return "starttls";
 	case UPSTREAM_S_MAIL: return "mail";
@@ -921,6 +932,13 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 		smtp_reply_copy(&up->ehlo, r);
 		upstream_enter_state(up, UPSTREAM_S_MAIL);
 		return;
+	case UPSTREAM_S_RSET:
+		if (cls != 2) {
+			(void)retry_fresh(up, flat);
+			return;
+		}
+		upstream_enter_state(up, UPSTREAM_S_MAIL);
+		return;
 	case UPSTREAM_S_MAIL:
 		if (r->code == 421 && retry_fresh(up, flat))
 			return;
@@ -1004,7 +1022,15 @@ upstream_enter_state(struct upstream *up, enum upstream_state next)
 	case UPSTREAM_S_TLS:
 		start_tls(up);
 		break;
+	case UPSTREAM_S_RSET:
+		set_timeout(up, up->conf->upstream_command_timeout);
+		break;
 	case UPSTREAM_S_MAIL:
+		if (up->mail_pipelined) {
+			up->mail_pipelined = false;	/* sent already, behind RSET */
+			set_timeout(up, up->conf->upstream_command_timeout);
+			break;
+		}
 		if (send_mail(up) < 0) {
 			struct smtp_reply r;
 
@@ -1091,6 +1117,7 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 			break;
 		}
 		if (up->state != UPSTREAM_S_STARTTLS && up->state != UPSTREAM_S_QUIT &&
+		    !(up->state == UPSTREAM_S_RSET && up->mail_pipelined) &&
 		    evbuffer_get_length(in) > 0) {
 			why = "more data after a complete reply (no command was pipelined)";
 			goto protocol_error;
@@ -1207,6 +1234,7 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	case UPSTREAM_S_HELO:
 	case UPSTREAM_S_STARTTLS:
 	case UPSTREAM_S_EHLO_TLS:
+	case UPSTREAM_S_RSET:
 	case UPSTREAM_S_MAIL:
 		attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "%s", reason);
 		return;

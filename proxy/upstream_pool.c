@@ -29,6 +29,7 @@ enum pool_state {
 struct pool_entry {
 	struct upstream_conn	 conn;
 	enum pool_state		 state;
+	bool			 partial;	/* part of a multi-line RSET reply was read */
 	unsigned		 idle_timeout;	/* seconds, from the conf it was parked under */
 	struct pool_entry	*prev, *next;	/* oldest first */
 };
@@ -131,6 +132,7 @@ pool_read(struct bufferevent *bev, void *arg)
 			return;
 		}
 		free(line);
+		e->partial = !last;
 		if (last) {
 			struct timeval idle = { (time_t)e->idle_timeout, 0 };
 
@@ -215,7 +217,8 @@ upstream_pool_take(const char *mx_host, const struct sockaddr_storage *addr, boo
 {
 	/* newest first: the likeliest to be still open on the server's side */
 	for (struct pool_entry *e = tail; e != NULL; e = e->prev) {
-		if (e->state != POOL_S_IDLE || strcasecmp(e->conn.mx_host, mx_host) != 0 ||
+		if (!(e->state == POOL_S_IDLE || (e->state == POOL_S_RSET && !e->partial)) ||
+		    strcasecmp(e->conn.mx_host, mx_host) != 0 ||
 		    !same_address(&e->conn.addr, addr))
 			continue;
 		/* the policy boundary: see the header */
@@ -225,6 +228,7 @@ upstream_pool_take(const char *mx_host, const struct sockaddr_storage *addr, boo
 		bufferevent_setcb(e->conn.bev, NULL, NULL, NULL, NULL);
 		bufferevent_set_timeouts(e->conn.bev, NULL, NULL);
 		*conn = e->conn;
+		conn->rset_pending = e->state == POOL_S_RSET;
 		free(e);
 		metrics_add("stsproxy_upstream_reuses_total", "", 1);
 		return true;

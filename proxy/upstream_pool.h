@@ -54,6 +54,7 @@ struct upstream_conn {
 	bool			 starttls_offered;
 	struct smtp_reply	 ehlo;		/* the EHLO reply in force */
 	unsigned		 messages;	/* transactions carried so far */
+	bool			 rset_pending;	/* taken before the 250 to RSET arrived */
 };
 
 /**
