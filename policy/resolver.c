@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 #include <sys/stat.h>
 
 #include <event2/event.h>
@@ -21,8 +23,35 @@
 #define DNS_RCODE_NOTIMPL	4
 #define DNS_RCODE_REFUSED	5
 
+/*
+ * Answers kept in process for their TTL (at most ANSWER_MAX_TTL):
+ * libunbound caches too, but reaching it costs a round trip through its
+ * thread, and the relay asks the same few questions (MX, A, AAAA, TXT of
+ * busy domains) for every message. Only definite answers are kept (data,
+ * NODATA, NXDOMAIN), never bogus ones, with their DNSSEC state.
+ * Direct-mapped and bounded; refcounted so that a query can hold an
+ * answer that a newer one replaces in the table.
+ */
+#define ANSWER_SLOTS	4096
+#define ANSWER_MAX_TTL	60
+
+struct kept_answer {
+	unsigned		 refs;
+	char			*qname;
+	int			 qtype;
+	time_t			 until;		/* monotonic seconds */
+	enum dns_status		 status;
+	enum dns_security	 security;
+	int			 rcode;
+	char			*canonname;
+	size_t			 count;
+	unsigned char		**data;
+	int			*len;
+};
+
 struct resolver_query {
 	struct resolver		*resolver;
+	struct kept_answer	*kept;		/* answered from memory: no libunbound query */
 	struct resolver_query	*prev, *next;
 	int			 async_id;
 	struct event		*timer;
@@ -39,6 +68,7 @@ struct resolver {
 	unsigned		 timeout;
 	struct resolver_query	*pending;
 	unsigned		 unanswered;	/* timeouts and local errors in a row */
+	struct kept_answer	*kept[ANSWER_SLOTS];
 	char			 health[160];
 };
 
@@ -59,9 +89,93 @@ resolver_unlink(struct resolver_query *q)
 	q->prev = q->next = NULL;
 }
 
+static time_t
+mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static void
+kept_release(struct kept_answer *k)
+{
+	if (k == NULL || --k->refs > 0)
+		return;
+	for (size_t i = 0; i < k->count; i++)
+		free(k->data[i]);
+	free(k->data);
+	free(k->len);
+	free(k->qname);
+	free(k->canonname);
+	free(k);
+}
+
+static unsigned
+kept_slot(const char *qname, int qtype)
+{
+	unsigned h = 2166136261u ^ (unsigned)qtype;
+
+	for (const unsigned char *p = (const unsigned char *)qname; *p; p++)
+		h = (h ^ (unsigned)(*p | 0x20)) * 16777619u;
+	return h % ANSWER_SLOTS;
+}
+
+static void
+kept_store(struct resolver *r, const struct dns_answer *ans, const char *qname, int qtype)
+{
+	struct kept_answer *k;
+	unsigned slot;
+
+	if (ans->ttl <= 0 || ans->security == DNS_SECURITY_BOGUS ||
+	    (ans->status != DNS_STATUS_OK && ans->status != DNS_STATUS_NODATA &&
+	    ans->status != DNS_STATUS_NXDOMAIN))
+		return;
+	k = xcalloc(1, sizeof(*k));
+	k->refs = 1;
+	k->qname = xstrdup(qname);
+	k->qtype = qtype;
+	k->until = mono_now() + (ans->ttl < ANSWER_MAX_TTL ? ans->ttl : ANSWER_MAX_TTL);
+	k->status = ans->status;
+	k->security = ans->security;
+	k->rcode = ans->rcode;
+	k->canonname = ans->canonname ? xstrdup(ans->canonname) : NULL;
+	k->count = ans->count;
+	if (k->count > 0) {
+		k->data = xcalloc(k->count, sizeof(*k->data));
+		k->len = xcalloc(k->count, sizeof(*k->len));
+		for (size_t i = 0; i < k->count; i++) {
+			k->data[i] = xmalloc((size_t)ans->len[i] + 1);
+			memcpy(k->data[i], ans->data[i], (size_t)ans->len[i]);
+			k->len[i] = ans->len[i];
+		}
+	}
+	slot = kept_slot(qname, qtype);
+	kept_release(r->kept[slot]);
+	r->kept[slot] = k;
+}
+
+static struct kept_answer *
+kept_find(struct resolver *r, const char *qname, int qtype)
+{
+	unsigned slot = kept_slot(qname, qtype);
+	struct kept_answer *k = r->kept[slot];
+
+	if (k == NULL || k->qtype != qtype || strcasecmp(k->qname, qname) != 0)
+		return NULL;
+	if (mono_now() >= k->until) {
+		kept_release(k);
+		r->kept[slot] = NULL;
+		return NULL;
+	}
+	return k;
+}
+
 static void
 query_free(struct resolver_query *q)
 {
+	kept_release(q->kept);
 	if (q->timer)
 		event_free(q->timer);
 	free(q->name);
@@ -147,10 +261,13 @@ resolver_free(struct resolver *r)
 	while (r->pending != NULL) {
 		struct resolver_query *q = r->pending;
 
-		ub_cancel(r->ctx, q->async_id);
+		if (q->kept == NULL)
+			ub_cancel(r->ctx, q->async_id);
 		resolver_unlink(q);
 		query_free(q);
 	}
+	for (unsigned i = 0; i < ANSWER_SLOTS; i++)
+		kept_release(r->kept[i]);
 	event_free(r->ev);
 	ub_ctx_delete(r->ctx);
 	free(r);
@@ -257,6 +374,7 @@ resolver_done(void *mydata, int err, struct ub_result *result)
 		ans.data = (const unsigned char *const *)result->data;
 		ans.len = result->len;
 	}
+	kept_store(q->resolver, &ans, q->name, q->rrtype);
 	deliver(q, &ans);
 	ub_resolve_free(result);
 }
@@ -275,6 +393,26 @@ resolver_timeout(evutil_socket_t fd, short what, void *arg)
 	deliver(q, &ans);
 }
 
+static void
+kept_deliver(evutil_socket_t fd, short what, void *arg)
+{
+	struct resolver_query *q = arg;
+	const struct kept_answer *k = q->kept;
+	struct dns_answer ans = { 0 };
+
+	(void)fd;
+	(void)what;
+	ans.status = k->status;
+	ans.security = k->security;
+	ans.rcode = k->rcode;
+	ans.canonname = k->canonname;
+	ans.count = k->count;
+	ans.data = (const unsigned char *const *)k->data;
+	ans.len = k->len;
+	ans.ttl = (int)(k->until - mono_now());
+	deliver(q, &ans);
+}
+
 struct resolver_query *
 resolver_query(struct resolver *r, const char *name, int rrtype, resolver_cb cb, void *arg)
 {
@@ -287,6 +425,18 @@ resolver_query(struct resolver *r, const char *name, int rrtype, resolver_cb cb,
 	q->arg = arg;
 	q->name = xstrdup(name);
 	q->rrtype = rrtype;
+	if ((q->kept = kept_find(r, name, rrtype)) != NULL) {
+		/* still answered later, from the loop, as the API promises */
+		q->kept->refs++;
+		q->async_id = -1;
+		q->timer = event_new(r->base, -1, 0, kept_deliver, q);
+		event_active(q->timer, EV_TIMEOUT, 1);
+		q->next = r->pending;
+		if (r->pending)
+			r->pending->prev = q;
+		r->pending = q;
+		return q;
+	}
 	/* ub_resolve_async never calls back from inside itself; the answer
 	 * arrives through ub_process() on the loop. */
 	rc = ub_resolve_async(r->ctx, name, rrtype, 1 /* IN */, q, resolver_done, &q->async_id);
@@ -310,7 +460,8 @@ resolver_cancel(struct resolver_query *q)
 {
 	if (q == NULL)
 		return;
-	ub_cancel(q->resolver->ctx, q->async_id);
+	if (q->kept == NULL)
+		ub_cancel(q->resolver->ctx, q->async_id);
 	resolver_unlink(q);
 	query_free(q);
 }
