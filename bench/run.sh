@@ -171,7 +171,17 @@ echo "# $N messages of $SIZE bytes per run, enforce policy cached, verified TLS 
 if want 1 || want 2; then
 	start_relay
 	echo "## 1. relay capacity (20 client sessions, connection per session)"
+	if [ -n "${PERF:-}" ] && command -v perf >/dev/null; then
+		# PERF=1: profile the workers during the run (what bounds the figure)
+		perf record -q -g -o "$W/perf.data" -p "$(relay_pids | tr ' ' ',')" 2>/dev/null &
+		PERF_PID=$!
+	fi
 	run_source "smtp-source -> stsproxy -> sink" 20 "$N" "$RELAY" relay_pids; R1=$RATE
+	if [ -n "${PERF_PID:-}" ]; then
+		kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null
+		perf report -i "$W/perf.data" --stdio --no-children --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
+		perf report -i "$W/perf.data" --stdio --no-children --sort symbol 2>/dev/null | grep -v '^#' | grep '%' | head -25
+	fi
 	run_source "smtp-source -> Postfix -> sink (baseline)" 20 "$N" "$PF_ADDR:25" postfix_pids; B1=$RATE
 	echo "ratio: $(calc "$R1 / $B1") x"
 	if want 2; then

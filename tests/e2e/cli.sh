@@ -19,6 +19,8 @@ check_match() {
 # ---- configuration ------------------------------------------------------
 out=$("$STSPROXY" -c /dev/null check-config); rc=$?
 check "check-config on an empty file uses the defaults" "$rc" 0
+"$STSPROXY" -c "$SRC/contrib/stsproxy.conf.example" check-config > "$T/example.out" 2>&1; rc=$?
+check "the shipped example configuration passes check-config" "$rc $(grep -c '^workers = auto' "$T/example.out")" "0 1"
 check_match "check-config prints the effective configuration" "$out" "fetch_timeout = 60s"
 cat > "$T/bad.conf" <<'CONF'
 state_dir = /var/lib/stsproxy
