@@ -179,8 +179,9 @@ if want 1 || want 2; then
 	run_source "smtp-source -> stsproxy -> sink" 20 "$N" "$RELAY" relay_pids; R1=$RATE
 	if [ -n "${PERF_PID:-}" ]; then
 		kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null
-		perf report -i "$W/perf.data" --stdio --no-children --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
-		perf report -i "$W/perf.data" --stdio --no-children --sort symbol 2>/dev/null | grep -v '^#' | grep '%' | head -25
+		echo "profile of the workers (perf, self time):"
+		perf report -i "$W/perf.data" --stdio --no-children -g none --sort dso 2>/dev/null | grep '%' | head -8
+		perf report -i "$W/perf.data" --stdio --no-children -g none --sort symbol 2>/dev/null | grep '%' | head -20
 	fi
 	run_source "smtp-source -> Postfix -> sink (baseline)" 20 "$N" "$PF_ADDR:25" postfix_pids; B1=$RATE
 	echo "ratio: $(calc "$R1 / $B1") x"

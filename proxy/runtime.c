@@ -21,7 +21,18 @@ runtime_new(const struct conf *conf)
 		snprintf(rt->hostname, sizeof(rt->hostname), "%s", conf->hostname);
 	else if (gethostname(rt->hostname, sizeof(rt->hostname)) != 0 || rt->hostname[0] == '\0')
 		snprintf(rt->hostname, sizeof(rt->hostname), "localhost.localdomain");
-	if ((rt->base = event_base_new()) == NULL) {
+	/* Bufferevents enable and disable their events many times per reply;
+	 * the changelist folds those into one epoll_ctl per fd per loop turn. */
+	{
+		struct event_config *cfg = event_config_new();
+
+		if (cfg != NULL) {
+			event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+			rt->base = event_base_new_with_config(cfg);
+			event_config_free(cfg);
+		}
+	}
+	if (rt->base == NULL && (rt->base = event_base_new()) == NULL) {
 		log_err("event=startup_failed reason=\"cannot create the event loop\"");
 		goto fail;
 	}
