@@ -108,6 +108,7 @@ const struct upstream_ops upstream_default_ops = {
 	.body_end = upstream_body_end,
 	.free = upstream_free,
 	.mx_host = upstream_mx_host,
+	.first_rcpt = upstream_first_rcpt,
 };
 
 void
@@ -419,6 +420,8 @@ cmd_rcpt(struct smtp_server *s, const struct smtp_command *cmd)
 	if (t->domain[0] == '\0') {
 		snprintf(t->domain, sizeof(t->domain), "%s", domain);
 		t->up = s->env->ops->open(s->env->rt, s->id, domain, &t->mail, upstream_event, s);
+		if (s->env->ops->first_rcpt != NULL)
+			s->env->ops->first_rcpt(t->up, &t->rcpt);
 	} else if (t->up_ready)
 		s->env->ops->rcpt(t->up, &t->rcpt);
 	free(domain);

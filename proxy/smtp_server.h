@@ -36,6 +36,9 @@ struct upstream_ops {
 	int		 (*body_end)(struct upstream *up);
 	void		 (*free)(struct upstream *up);
 	const char	*(*mx_host)(const struct upstream *up);
+	/* optional: the first recipient, known before MAIL goes upstream, so
+	 * it can be pipelined behind it; rcpt() for it then sends nothing */
+	void		 (*first_rcpt)(struct upstream *up, const struct smtp_path *rcpt);
 };
 
 extern const struct upstream_ops upstream_default_ops;

@@ -141,6 +141,9 @@ struct upstream {
 	bool			 want_writable;
 	bool			 reused;	/* taken from the pool, not connected for us */
 	bool			 mail_pipelined; /* MAIL already sent behind the pool's RSET */
+	struct smtp_path	 first_rcpt;	/* upstream_first_rcpt(), if given */
+	bool			 have_first_rcpt;
+	bool			 rcpt_pipelined; /* its RCPT went out behind MAIL; not yet claimed */
 	bool			 opened_strict;	/* connected in the strict phase, with TLS */
 	unsigned		 conn_messages;	/* transactions this connection carried before */
 	struct timeval		 cmd_sent;	/* when the command now awaiting a reply went out */
@@ -446,14 +449,12 @@ send_mail(struct upstream *up)
 	return 0;
 }
 
-int
-upstream_rcpt(struct upstream *up, const struct smtp_path *rcpt)
+static void
+send_rcpt(struct upstream *up, const struct smtp_path *rcpt)
 {
 	struct strbuf cmd;
 	const struct smtp_param *p;
 
-	if (up->state != UPSTREAM_S_READY)
-		return -1;
 	strbuf_init(&cmd);
 	strbuf_printf(&cmd, "RCPT TO:<%s>", rcpt->address);
 	if (smtp_reply_has_keyword(&up->ehlo, "DSN", NULL)) {
@@ -464,6 +465,40 @@ upstream_rcpt(struct upstream *up, const struct smtp_path *rcpt)
 	}
 	send_line(up, "%s", cmd.data);
 	strbuf_free(&cmd);
+}
+
+/* MAIL just went out: the first RCPT may follow at once (RFC 2920). */
+static void
+pipeline_first_rcpt(struct upstream *up)
+{
+	up->rcpt_pipelined = false;
+	if (up->have_first_rcpt && smtp_reply_has_keyword(&up->ehlo, "PIPELINING", NULL)) {
+		send_rcpt(up, &up->first_rcpt);
+		up->rcpt_pipelined = true;
+	}
+}
+
+void
+upstream_first_rcpt(struct upstream *up, const struct smtp_path *rcpt)
+{
+	if (up == NULL || up->state > UPSTREAM_S_RESOLVING)
+		return;
+	up->first_rcpt = *rcpt;
+	up->have_first_rcpt = true;
+}
+
+int
+upstream_rcpt(struct upstream *up, const struct smtp_path *rcpt)
+{
+	if (up->state == UPSTREAM_S_RCPT && up->rcpt_pipelined) {
+		/* sent behind MAIL already; its reply is on the way */
+		up->rcpt_pipelined = false;
+		up->have_first_rcpt = false;
+		return 0;
+	}
+	if (up->state != UPSTREAM_S_READY)
+		return -1;
+	send_rcpt(up, rcpt);
 	upstream_enter_state(up, UPSTREAM_S_RCPT);
 	return 0;
 }
@@ -598,6 +633,8 @@ adopt_pooled(struct upstream *up)
 	/* The pool's RSET is still unanswered: read its reply first, with MAIL
 	 * pipelined behind it when the server allows (RFC 2920). */
 	up->mail_pipelined = smtp_reply_has_keyword(&up->ehlo, "PIPELINING", NULL) && send_mail(up) == 0;
+	if (up->mail_pipelined)
+		pipeline_first_rcpt(up);
 	upstream_enter_state(up, UPSTREAM_S_RSET);
 	return true;
 }
@@ -614,6 +651,7 @@ retry_fresh(struct upstream *up, const char *why)
 	if (!up->reused || (up->state != UPSTREAM_S_MAIL && up->state != UPSTREAM_S_RSET))
 		return false;
 	up->mail_pipelined = false;
+	up->rcpt_pipelined = false;
 	log_info("session=%s event=reused_connection_lost mx=%s ip=%s reason=%s; connecting afresh",
 	    up->session, up->mx_host, up->ip, log_quote(why));
 	up->clean = false;
@@ -732,6 +770,7 @@ start_connect(struct upstream *up)
 	up->local_ip[0] = up->mx_helo[0] = '\0';
 	up->recorded = false;
 	up->reused = false;
+	up->rcpt_pipelined = false;
 	up->conn_messages = 0;
 	up->opened_strict = up->phase == PHASE_STRICT && !up->plaintext;
 	up->starttls_offered = false;
@@ -963,7 +1002,9 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 		    up->session, up->domain, up->mx_host, up->ip,
 		    up->tls_active ? up->peer.version : "no", up->have_policy ?
 		    sts_mode_name(up->mode) : "no-policy");
-		upstream_enter_state(up, UPSTREAM_S_READY);
+		/* With the first RCPT pipelined, its reply is next: the client
+		 * session claims it with upstream_rcpt() when it hears READY. */
+		upstream_enter_state(up, up->rcpt_pipelined ? UPSTREAM_S_RCPT : UPSTREAM_S_READY);
 		notify(up, UPSTREAM_EV_READY, NULL);
 		return;
 	case UPSTREAM_S_RCPT:
@@ -985,6 +1026,12 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 	case UPSTREAM_S_QUIT:
 		upstream_enter_state(up, UPSTREAM_S_CLOSED);
 		return;
+	case UPSTREAM_S_FAILED:
+		if (up->rcpt_pipelined) {
+			up->rcpt_pipelined = false;	/* the RCPT behind a refused MAIL */
+			return;
+		}
+		/* FALLTHROUGH */
 	default:
 		log_warnx("session=%s event=unexpected_reply mx=%s state=%s reply=%s", up->session,
 		    up->mx_host, state_names[up->state], log_quote(flat));
@@ -1031,7 +1078,9 @@ upstream_enter_state(struct upstream *up, enum upstream_state next)
 			set_timeout(up, up->conf->upstream_command_timeout);
 			break;
 		}
-		if (send_mail(up) < 0) {
+		if (send_mail(up) == 0) {
+			pipeline_first_rcpt(up);
+		} else {
 			struct smtp_reply r;
 
 			smtp_reply_init(&r);
@@ -1118,6 +1167,7 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 		}
 		if (up->state != UPSTREAM_S_STARTTLS && up->state != UPSTREAM_S_QUIT &&
 		    !(up->state == UPSTREAM_S_RSET && up->mail_pipelined) &&
+		    !((up->state == UPSTREAM_S_MAIL || up->state == UPSTREAM_S_RSET) && up->rcpt_pipelined) &&
 		    evbuffer_get_length(in) > 0) {
 			why = "more data after a complete reply (no command was pipelined)";
 			goto protocol_error;

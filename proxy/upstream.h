@@ -53,6 +53,14 @@ struct upstream *upstream_new(struct runtime *rt, const char *session, const cha
 struct upstream *upstream_new_flags(struct runtime *rt, const char *session, const char *domain,
     const struct smtp_path *mail, unsigned flags, upstream_cb cb, void *arg);
 
+/**
+ * The transaction's first recipient (copied), before EV_READY: with
+ * PIPELINING its RCPT goes out right behind MAIL (RFC 2920), and the
+ * upstream_rcpt() the client session makes for it after EV_READY sends
+ * nothing more. Without PIPELINING it changes nothing.
+ */
+void upstream_first_rcpt(struct upstream *up, const struct smtp_path *rcpt);
+
 /** Send RCPT for rcpt after EV_READY; the reply comes as EV_REPLY. 0 or -1 (wrong state). */
 int upstream_rcpt(struct upstream *up, const struct smtp_path *rcpt);
 

@@ -380,6 +380,9 @@ check "reuse: the next enforce transactions take the verified idle connection" \
 	"$([ "$(meta reuse2 .conn)" = "$(meta reuse3 .conn)" ] && [ "$(meta reuse3 .conn)" = "$(meta reuse4 .conn)" ] && echo same)" "same"
 check "reuse: the relay logged each reuse with the connection's TLS facts" \
 	"$(grep -c "event=connection_reused domain=reuse\.$ZONE mx=mx\.shared\.$ZONE ip=127\.0\.4\.22 tls=TLSv1\.3 messages=[12] phase=strict" "$W/relay.log")" "2"
+check_match "PIPELINING upstream (RFC 2920): the first RCPT goes out right behind MAIL, before its reply" \
+	"$(grep -A1 'upstream=mx\.shared\.'"$ZONE"' >>> MAIL FROM' "$W/relay.log" | grep -c '>>> RCPT TO')" "^[1-9]"
+check "... and every pipelined reply is matched to its command" "$(grep -c 'event=unexpected_reply' "$W/relay.log")" "0"
 check "reuse: each reused delivery still gives one outcome line (TLS-RPT input)" \
 	"$(grep 'event=outcome' "$W/relay.log" | grep "domain=reuse\.$ZONE" | grep -c 'action=delivered')" "3"
 out=$(send_one idle idle1; send_one idle idle2)

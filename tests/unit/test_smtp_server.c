@@ -204,9 +204,11 @@ fake_mx_host(const struct upstream *up)
 	return "mx.fake.example";
 }
 
+/* No first_rcpt: the fake gets every RCPT through rcpt() after READY. */
 static const struct upstream_ops fake_ops = {
-	fake_open, fake_rcpt, fake_data, fake_body, fake_body_full, fake_body_end, fake_free,
-	fake_mx_host,
+	.open = fake_open, .rcpt = fake_rcpt, .data = fake_data, .body = fake_body,
+	.body_full = fake_body_full, .body_end = fake_body_end, .free = fake_free,
+	.mx_host = fake_mx_host, .first_rcpt = NULL,
 };
 
 /* Decode \r \n \t \\ escapes in place. */
