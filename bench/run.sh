@@ -126,40 +126,21 @@ stop_relay() { kill "$RELAY_PID" 2>/dev/null; wait "$RELAY_PID" 2>/dev/null; }
 
 # ---- a private Postfix, delivering with verified TLS like an enforce policy
 PF=$W/postfix
-ip addr add "$PF_ADDR/32" dev lo 2>/dev/null
-mkdir -p "$PF/queue" "$PF/data"
-chown postfix "$PF/data"
-chmod 755 "$W"
-cp /etc/postfix/master.cf "$PF/master.cf"
-printf '[%s]:25 secure match=mx.bench.%s\n' "$SINK_ADDR" "$ZONE" > "$PF/tls_policy"
+printf '[%s]:25 secure match=mx.bench.%s\n' "$SINK_ADDR" "$ZONE" > "$W/tls_policy"
 set_postfix_route() { # NEXTHOP
 	printf 'bench.%s smtp:%s\n' "$ZONE" "$1" > "$PF/transport"
 	postfix -c "$PF" reload >/dev/null 2>&1
 }
-cat > "$PF/main.cf" <<CF
-compatibility_level = 3.6
-queue_directory = $PF/queue
-data_directory = $PF/data
-mail_owner = postfix
-myhostname = client.$ZONE
+world_postfix "$PF" "$PF_ADDR" <<CF
 mydestination =
 relay_domains = bench.$ZONE
-inet_interfaces = $PF_ADDR
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
 transport_maps = texthash:$PF/transport
-smtp_tls_policy_maps = texthash:$PF/tls_policy
+smtp_tls_policy_maps = texthash:$W/tls_policy
 smtp_tls_CAfile = $W/ca/ca.pem
 smtp_tls_security_level = may
 smtp_tls_session_cache_database = btree:$PF/data/smtp_scache
 default_destination_concurrency_limit = 20
-maillog_file = $PF/maillog
-maillog_file_prefixes = $W
-alias_maps =
-alias_database =
-local_recipient_maps =
 CF
-postconf -c "$PF" -F '*/*/chroot = n'
 printf 'bench.%s smtp:[%s]:25\n' "$ZONE" "$SINK_ADDR" > "$PF/transport"
 postfix -c "$PF" start > "$W/postfix-start.log" 2>&1 || { postfix -c "$PF" check; echo "bench: postfix failed to start"; cat "$W/postfix-start.log" "$PF/maillog" 2>/dev/null; exit 1; }
 trap 'postfix -c "$PF" stop >/dev/null 2>&1; world_cleanup' EXIT

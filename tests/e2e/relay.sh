@@ -195,40 +195,20 @@ check_match "an unknown user refuses to start, saying how to fix it" "$rc $(echo
 
 # ---- the legacy client: a private Postfix instance ---------------------------
 PF=$W/postfix
-# Postfix binds only addresses an interface carries: give lo this one.
-ip addr add 127.0.3.1/32 dev lo 2>/dev/null
-mkdir -p "$PF/queue" "$PF/data"
-chown postfix "$PF/data"
-cp /etc/postfix/master.cf "$PF/master.cf"
-chmod 755 "$W"
-cat > "$PF/main.cf" <<CF
-compatibility_level = 3.6
-queue_directory = $PF/queue
-data_directory = $PF/data
-mail_owner = postfix
-myhostname = client.$ZONE
+world_postfix "$PF" 127.0.3.1 <<CF
 mydomain = $ZONE
 myorigin = client.$ZONE
-inet_interfaces = 127.0.3.1
-inet_protocols = ipv4
 # Bounces come back to client.$ZONE and are dropped: the tests read the log.
 mydestination = client.$ZONE
 local_transport = discard:
-local_recipient_maps =
-alias_maps =
-alias_database =
-mynetworks = 127.0.0.0/8
 relayhost = [127.0.0.1]:10025
 smtp_tls_security_level = may
 smtp_tls_loglevel = 1
-maillog_file = $PF/maillog
-maillog_file_prefixes = $W
 smtputf8_enable = yes
 queue_run_delay = 3600s
 minimal_backoff_time = 3600s
 maximal_backoff_time = 3600s
 CF
-postconf -c "$PF" -F '*/*/chroot = n'
 postfix -c "$PF" start >/dev/null 2>&1 || { world_note "postfix failed to start"; cat "$PF/maillog" 2>/dev/null; exit 1; }
 PIDS+=()
 trap 'postfix -c "$PF" stop >/dev/null 2>&1; world_cleanup' EXIT

@@ -257,6 +257,38 @@ while True:
 	PIDS+=($!)
 }
 
+# ---- a private Postfix instance -------------------------------------------
+# world_postfix DIR ADDR < extra main.cf lines: a Postfix of its own under
+# DIR (queue, data, maillog), listening on ADDR:25 only, not started.
+world_postfix() {
+	local pf=$1 addr=$2
+	# Postfix binds only addresses an interface carries: give lo this one.
+	ip addr add "$addr/32" dev lo 2>/dev/null
+	mkdir -p "$pf/queue" "$pf/data"
+	chown postfix "$pf/data"
+	cp /etc/postfix/master.cf "$pf/master.cf"
+	chmod 755 "$W"
+	{
+		cat <<CF
+compatibility_level = 3.6
+queue_directory = $pf/queue
+data_directory = $pf/data
+mail_owner = postfix
+myhostname = client.$ZONE
+inet_interfaces = $addr
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+maillog_file = $pf/maillog
+maillog_file_prefixes = $W
+alias_maps =
+alias_database =
+local_recipient_maps =
+CF
+		cat
+	} > "$pf/main.cf"
+	postconf -c "$pf" -F '*/*/chroot = n'
+}
+
 # ---- stsproxy -----------------------------------------------------------
 world_conf() {
 	mkdir -p "$W/state"
