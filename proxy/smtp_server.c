@@ -145,6 +145,14 @@ reply(struct smtp_server *s, int code, const char *enhanced, const char *fmt, ..
 	va_start(ap, fmt);
 	text = xvasprintf(fmt, ap);
 	va_end(ap);
+	if (code / 100 == 4) {
+		/* A deferral names the session, so the client's queue entry
+		 * leads to this session's log lines. */
+		char *tagged = xasprintf("%s [stsproxy session %s]", text, s->id);
+
+		free(text);
+		text = tagged;
+	}
 	if (enhanced != NULL)
 		evbuffer_add_printf(out, "%d %s %s\r\n", code, enhanced, text);
 	else

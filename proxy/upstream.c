@@ -284,6 +284,32 @@ set_last_reply(struct upstream *up, const struct smtp_reply *r)
 }
 
 /*
+ * A reply stsproxy makes for the client itself (spec §11), as opposed to
+ * one it relays from the MX unchanged (PRX). A deferral ends with the
+ * session id, so the client's queue entry leads to this session's log.
+ */
+static void
+own_reply(struct upstream *up, struct smtp_reply *r, int code, const char *enhanced,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void
+own_reply(struct upstream *up, struct smtp_reply *r, int code, const char *enhanced,
+    const char *fmt, ...)
+{
+	va_list ap;
+	char *text;
+
+	va_start(ap, fmt);
+	text = xvasprintf(fmt, ap);
+	va_end(ap);
+	if (code / 100 == 4)
+		smtp_reply_set(r, code, enhanced, "%s [stsproxy session %s]", text, up->session);
+	else
+		smtp_reply_set(r, code, enhanced, "%s", text);
+	free(text);
+}
+
+/*
  * A connection we give up on at a clean point still gets a QUIT, as RFC
  * 5321 §4.1.1.10 asks, from a detached bufferevent that frees itself on
  * the reply, on EOF or after QUIT_TIMEOUT. Counted in live_upstreams so
@@ -540,6 +566,24 @@ upstream_body_end(struct upstream *up)
 	return 0;
 }
 
+/*
+ * The reply when the strict walk found no MX meeting the policy: what
+ * enforce gives the client, and what testing under simulate = enforce
+ * logs. STS-41/43: never 5xx for a policy failure.
+ */
+static void
+policy_defer_reply(struct upstream *up, struct smtp_reply *r)
+{
+	const char *why = up->failures.len ? up->failures.data : "no MX host could be tried";
+
+	if (up->fail_kinds == 1u << FAIL_STARTTLS)
+		own_reply(up, r, 451, "4.7.4", "MTA-STS: %s", why);
+	else if (up->fail_kinds & (1u << FAIL_POLICY | 1u << FAIL_STARTTLS))
+		own_reply(up, r, 451, "4.7.5", "MTA-STS: %s", why);
+	else
+		own_reply(up, r, 451, "4.4.1", "MTA-STS: no MX reachable: %s", why);
+}
+
 /* No MX left: the reply every recipient of this transaction gets (spec §11). */
 static void
 fail_transaction(struct upstream *up)
@@ -550,15 +594,9 @@ fail_transaction(struct upstream *up)
 	smtp_reply_init(&r);
 	if (up->phase == PHASE_STRICT && up->mode == STS_MODE_ENFORCE) {
 		metrics_add("stsproxy_policy_deferrals_total", "", 1);
-		/* STS-41/43: never 5xx for a policy failure. */
-		if (up->fail_kinds == 1u << FAIL_STARTTLS)
-			smtp_reply_set(&r, 451, "4.7.4", "MTA-STS: %s", why);
-		else if (up->fail_kinds & (1u << FAIL_POLICY | 1u << FAIL_STARTTLS))
-			smtp_reply_set(&r, 451, "4.7.5", "MTA-STS: %s", why);
-		else
-			smtp_reply_set(&r, 451, "4.4.1", "MTA-STS: no MX reachable: %s", why);
+		policy_defer_reply(up, &r);
 	} else
-		smtp_reply_set(&r, 451, "4.4.1", "No MX of %s reachable: %s", up->domain, why);
+		own_reply(up, &r, 451, "4.4.1", "No MX of %s reachable: %s", up->domain, why);
 	log_notice("session=%s event=deferred domain=%s mode=%s attempts=%u reason=%s",
 	    up->session, up->domain, up->have_policy ? sts_mode_name(up->mode) : "no-policy",
 	    up->attempts, log_quote(why));
@@ -577,11 +615,18 @@ strict_phase_exhausted(struct upstream *up)
 	log_notice("session=%s event=would_defer domain=%s mode=testing policy_id=%s reason=%s",
 	    up->session, up->domain, up->policy_id ? up->policy_id : "-",
 	    log_quote(up->failures.len ? up->failures.data : "no MX"));
-	if (strcmp(up->conf->policy_simulate, "enforce") == 0)
+	if (strcmp(up->conf->policy_simulate, "enforce") == 0) {
+		struct smtp_reply r;
+		char *flat;
+
+		smtp_reply_init(&r);
+		policy_defer_reply(up, &r);
+		flat = smtp_reply_flatten(&r);
 		log_notice("session=%s event=sts_simulate domain=%s mode=enforce result=defer "
-		    "reply=\"451 %s MTA-STS: %s\"", up->session, up->domain,
-		    up->fail_kinds == 1u << FAIL_STARTTLS ? "4.7.4" : "4.7.5",
-		    up->failures.len ? up->failures.data : "no MX");
+		    "reply=%s", up->session, up->domain, log_quote(flat));
+		free(flat);
+		smtp_reply_clear(&r);
+	}
 	up->phase = PHASE_OPPORTUNISTIC;
 	up->host_i = up->addr_i = 0;
 	up->host_checked = false;
@@ -1084,7 +1129,7 @@ upstream_enter_state(struct upstream *up, enum upstream_state next)
 			struct smtp_reply r;
 
 			smtp_reply_init(&r);
-			smtp_reply_set(&r, 553, "5.6.7",
+			own_reply(up, &r, 553, "5.6.7",
 			    "The message needs SMTPUTF8, which %s does not support", up->mx_host);
 			set_last_reply(up, &r);
 			record_delivery(up, NULL);
@@ -1195,7 +1240,7 @@ protocol_error:
 		struct smtp_reply r;
 
 		smtp_reply_init(&r);
-		smtp_reply_set(&r, 451, "4.4.2", "Upstream %s protocol error: %s", up->mx_host, why);
+		own_reply(up, &r, 451, "4.4.2", "Upstream %s protocol error: %s", up->mx_host, why);
 		log_warnx("session=%s event=upstream_lost mx=%s reason=%s", up->session,
 		    up->mx_host, log_quote(why));
 		set_last_reply(up, &r);
@@ -1297,7 +1342,7 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 
 		/* SMTP-10: without a final 2xx the client keeps the message. */
 		smtp_reply_init(&r);
-		smtp_reply_set(&r, 451, "4.4.2", "Upstream %s %s; message not delivered",
+		own_reply(up, &r, 451, "4.4.2", "Upstream %s %s; message not delivered",
 		    up->mx_host, reason);
 		log_warnx("session=%s event=upstream_lost mx=%s ip=%s reason=%s", up->session,
 		    up->mx_host, up->ip, log_quote(reason));
@@ -1331,18 +1376,18 @@ resolution_done(struct upstream *up)
 	case MX_STATUS_OK:
 		break;
 	case MX_STATUS_NULL_MX:
-		smtp_reply_set(&r, 556, "5.1.10", "Recipient domain %s accepts no mail (null MX)",
+		own_reply(up, &r, 556, "5.1.10", "Recipient domain %s accepts no mail (null MX)",
 		    up->domain);
 		break;
 	case MX_STATUS_NXDOMAIN:
-		smtp_reply_set(&r, 550, "5.1.2", "Recipient domain %s does not exist", up->domain);
+		own_reply(up, &r, 550, "5.1.2", "Recipient domain %s does not exist", up->domain);
 		break;
 	case MX_STATUS_NO_HOSTS:
-		smtp_reply_set(&r, 554, "5.4.4", "No usable MX for %s: %s", up->domain,
+		own_reply(up, &r, 554, "5.4.4", "No usable MX for %s: %s", up->domain,
 		    up->mx_reason);
 		break;
 	case MX_STATUS_TEMPFAIL:
-		smtp_reply_set(&r, 451, "4.4.3", "MX lookup for %s failed: %s", up->domain,
+		own_reply(up, &r, 451, "4.4.3", "MX lookup for %s failed: %s", up->domain,
 		    up->mx_reason);
 		break;
 	}
