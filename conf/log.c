@@ -299,3 +299,12 @@ log_quote(const char *value)
 	out[o] = '\0';
 	return out;
 }
+
+const char *
+log_quote_address(const char *address)
+{
+	char buf[512];
+
+	snprintf(buf, sizeof(buf), "<%s>", address);
+	return log_quote(buf);
+}

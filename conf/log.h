@@ -106,4 +106,12 @@ void log_write(enum log_subsystem sub, enum log_level level, const char *fmt, ..
  */
 const char *log_quote(const char *value);
 
+/**
+ * An e-mail address as Postfix logs it, "<address>" ("<>" for the null
+ * path), quoted like log_quote() when it needs to be; for to= and from=,
+ * so grepping an address from the client's queue finds every line about
+ * it. Same ring of buffers as log_quote().
+ */
+const char *log_quote_address(const char *address);
+
 #endif
