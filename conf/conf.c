@@ -79,7 +79,8 @@ static const struct conf_key conf_keys[] = {
 	  "mail|daemon|local0|local1|local2|local3|local4|local5|local6|local7", NULL,
 	  "Syslog facility when log_target = syslog." },
 	{ "", "log_format", CONF_T_ENUM, "kv", OFF(log_format), 0, 0, "kv|json", NULL,
-	  "kv: key=value lines; json: one JSON object per line with the same keys plus ts and level." },
+	  "kv: key=value lines; json: one JSON object per line with the same keys plus ts (ISO 8601) and "
+	  "level, counts and sizes as JSON numbers (stsproxy(8), LOGGING)." },
 	{ "", "pid_file", CONF_T_PATH, "", OFF(pid_file), 0, 0, NULL, NULL,
 	  "Write the process id of serve here at start (before switching user) and remove it at exit. Empty: none." },
 	{ "", "metrics_listen", CONF_T_STRING, "", OFF(metrics_listen), 0, 0, NULL, check_relay,

@@ -34,8 +34,14 @@ int log_set_file(const char *path, const char **why);
 int log_reopen(const char **why);
 /** The current log file, or NULL. Owned by log.c. */
 const char *log_file_name(void);
-/** One JSON object per line instead of key=value (for log shippers). */
+/**
+ * One JSON object per line instead of key=value (for log shippers): the
+ * pairs as members, ts as ISO 8601 UTC with milliseconds, numeric keys
+ * (log_key_numeric) as JSON numbers, everything else as strings.
+ */
 void log_set_json(bool json);
+/** true if key's values are numbers (a JSON number in log_format = json). */
+bool log_key_numeric(const char *key);
 enum log_level log_get_level(void);
 
 /*

@@ -410,7 +410,7 @@ lookup_fetch_done(void *arg, const struct fetch_result *fr)
 	/* A change of id or mode is what an operator wants to see (notice);
 	 * a routine refresh is info. */
 	log_msg(changed ? LOG_LEVEL_NOTICE : LOG_LEVEL_INFO,
-	    "event=policy_%s domain=%s id=%s mode=%s max_age=%lu mx=%zu old_id=%s old_mode=%s",
+	    "event=policy_%s domain=%s id=%s mode=%s max_age=%lu mx_count=%zu old_id=%s old_mode=%s",
 	    changed ? "changed" : "refreshed", l->domain, log_quote(id), sts_mode_name(pol->mode),
 	    pol->max_age, pol->mx.count, had ? log_quote(e->id) : "-",
 	    had ? sts_mode_name(e->policy->mode) : "-");
@@ -442,12 +442,15 @@ lookup_use_cache(struct policy_lookup *l, const char *why)
 {
 	time_t now = clock_now();
 
+	char when[32];
+
+	clock_format(l->entry->expires_at, when, sizeof(when));
 	if (policy_cache_entry_live(l->entry, now))
-		lookup_set_note(l, "%s; the cached policy id %s applies until %lld", why,
-		    l->entry->id, (long long)l->entry->expires_at);
+		lookup_set_note(l, "%s; the cached policy id %s applies until %s", why,
+		    l->entry->id, when);
 	else if (l->entry->policy != NULL)
-		lookup_set_note(l, "%s; the cached policy expired at %lld: no policy applies", why,
-		    (long long)l->entry->expires_at);
+		lookup_set_note(l, "%s; the cached policy expired at %s: no policy applies", why,
+		    when);
 	else
 		lookup_set_note(l, "%s; no policy is cached: no policy applies", why);
 }
@@ -560,16 +563,19 @@ lookup_txt_answer(void *arg, const struct dns_answer *ans)
 	case POLICY_ACTION_FETCH:
 		lookup_enter_state(l, LOOKUP_S_FETCH);
 		return;
-	case POLICY_ACTION_BACKOFF:
+	case POLICY_ACTION_BACKOFF: {
+		char when[32];
+
 		r->backoff = true;
 		r->next_fetch_at = l->entry->fail_at + POLICY_FETCH_BACKOFF;
 		lookup_set_failure(l, l->entry->fail_type, l->entry->fail_reason);
 		snprintf(why, sizeof(why), "policy id %s failed to fetch %llds ago (%s); next "
-		    "attempt no sooner than %lld (STS-18)", r->txt.id,
+		    "attempt no sooner than %s (STS-18)", r->txt.id,
 		    (long long)(now - l->entry->fail_at), l->entry->fail_reason,
-		    (long long)r->next_fetch_at);
+		    clock_format(r->next_fetch_at, when, sizeof(when)));
 		lookup_use_cache(l, why);
 		break;
+	}
 	case POLICY_ACTION_USE_CACHE:
 		if (!dns_failed && r->txt.status == STS_RECORD_VALID && l->flags == 0 && ans->ttl > 0 &&
 		    policy_cache_entry_live(l->entry, now))

@@ -191,7 +191,7 @@ delivery_done(struct inflight *f, bool delivered, const char *reason)
 			} else {
 				json_object_set_new(doc, "next", json_integer(now + wait));
 				metrics_add("stsproxy_reports_total", "outcome=\"retry\"", 1);
-				log_warnx("event=report_retry domain=%s rua=%s attempts=%lld retry_in=%llds reason=%s",
+				log_warnx("event=report_retry domain=%s rua=%s attempts=%lld retry_in=%lld reason=%s",
 				    domain, log_quote(rua), (long long)attempts, wait, log_quote(reason));
 			}
 		}
@@ -418,7 +418,10 @@ tick(evutil_socket_t fd, short what, void *arg)
 
 		plan = json_pack("{s:s, s:I}", "state", "waiting", "send_at", (json_int_t)send_at);
 		rpt_store_meta_put(s->store, key, plan);
-		log_info("event=report_scheduled day=%s send_at=%lld", day, (long long)send_at);
+		char when[32];
+
+		log_info("event=report_scheduled day=%s send_at=%s", day,
+		    clock_format(send_at, when, sizeof(when)));
 	}
 	if (s->planning_day[0] == '\0' &&
 	    strcmp(json_string_value(json_object_get(plan, "state")), "waiting") == 0 &&
