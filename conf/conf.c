@@ -197,7 +197,8 @@ static const struct conf_key conf_keys[] = {
 	{ "report", "contact", CONF_T_STRING, "", OFF(report_contact), 0, 0, NULL, NULL,
 	  "contact-info of the reports, an email address. Empty: postmaster@ the host name." },
 	{ "report", "submitter", CONF_T_STRING, "", OFF(report_submitter), 0, 0, NULL, NULL,
-	  "Submitter domain (file names, TLS-Report-Submitter). Empty: the domain of contact (RPT-15)." },
+	  "Submitter domain (file names, TLS-Report-Submitter). Empty: the domain of contact, which "
+	  "RFC 8460 requires the submitter to be." },
 	{ "report", "send_success_only_reports", CONF_T_BOOL, "no", OFF(report_send_success_only), 0, 0, NULL, NULL,
 	  "Also send reports for days without any failure." },
 	{ "report", "retry_interval", CONF_T_DURATION, "10m", OFF(report_retry_interval), 1, 21600, NULL, NULL,
