@@ -475,9 +475,12 @@ static void
 refuse_rcpt(struct smtp_server *s, const char *address, int code, const char *enhanced,
     const char *reason, const char *text)
 {
+	char *flat = xasprintf("%d %s %s", code, enhanced, text);
+
 	reply(s, code, enhanced, "%s", text);
 	log_info("session=%s event=rcpt_refused to=%s reply=%s reason=%s", s->id,
-	    log_quote_address(address), log_quote(text), log_quote(reason));
+	    log_quote_address(address), log_quote(flat), log_quote(reason));
+	free(flat);
 }
 
 static void
