@@ -275,7 +275,11 @@ check_match "STS-38: certificate-expired recorded for expired.enf" "$(log_has 'e
 check_match "STS-36: delivery recorded with sts=pass" "$(log_has 'event=outcome domain=enf.*mx=valid.enf.*action=delivered')" "sts=pass result=none"
 check "STS-41/51: enforce, every MX fails -> nothing delivered" "$(arrived allbad1)" ""
 allbad_reason=$(pf_queue_reason "u@allbad.$ZONE")
-check_match "STS-43 §11: client deferred with 451 4.7.5 (never 5xx)" "$allbad_reason" "451 4\.7\.5"
+check_match "STS-43 §11: client deferred with 451 4.7.5 (never 5xx), the whole reply naming the relay session" "$allbad_reason" \
+	"^host 127\.0\.0\.1\[127\.0\.0\.1\] said: 451 4\.7\.5 MTA-STS: wrongname\.allbad\.$ZONE .*; dead\.allbad\.$ZONE [^;]+ \[stsproxy session [0-9a-f]{16}\] \(in reply to RCPT TO command\)$"
+allbad_sid=$(printf '%s' "$allbad_reason" | grep -oE 'stsproxy session [0-9a-f]{16}' | cut -d' ' -f3)
+check_match "... and that session's log line says why, for that recipient" \
+	"$(grep "session=${allbad_sid:-none} event=deferred" "$W/relay.log")" "event=deferred domain=allbad\.$ZONE to=<u@allbad\.$ZONE> mode=enforce attempts=[0-9]+ reason=\"wrongname\.allbad\.$ZONE "
 check_match "§11: reason names wrongname MX and its failure" "$allbad_reason" "wrongname.allbad.$ZONE certificate not valid for the MX host name"
 check_match "§11: reason names the untrusted MX" "$allbad_reason" "untrusted.allbad.$ZONE certificate"
 check_match "STS-40: TLS 1.1-only MX fails" "$allbad_reason" "tls11.allbad.$ZONE TLS handshake failed"
@@ -286,7 +290,8 @@ check "STS-37/43: wildcard certificate *.wild accepted for mx.wild" "$(arrived w
 check "STS-44/52: testing mode delivers despite an expired certificate" "$(arrived testing1)" "mx.testing"
 check_match "STS-52: testing logs would_defer=yes" "$(log_has 'event=would_defer domain=testing')" "would_defer"
 check_match "STS-52: testing records certificate-expired" "$(log_has 'event=outcome domain=testing.*action=delivered')" "result=certificate-expired .*would_defer=yes"
-check_match "simulate=enforce logs the reply enforce would give" "$(log_has 'event=sts_simulate domain=sim')" 'result=defer reply="451 4\.7\.5'
+check_match "simulate=enforce logs the reply enforce would give, word for word" "$(log_has 'event=sts_simulate domain=sim')" \
+	"event=sts_simulate domain=sim\.$ZONE to=<u@sim\.$ZONE> mode=enforce result=defer reply=\"451 4\.7\.5 MTA-STS: mx\.sim\.$ZONE certificate expired \[stsproxy session [0-9a-f]{16}\]\"$"
 check "simulate=enforce still delivers a testing domain" "$(arrived sim1)" "mx.sim"
 check "STS-44: no policy, no STARTTLS -> plaintext delivery" "$(meta plain1 .tls)" "null"
 check "no policy: opportunistic STARTTLS used when offered" "$(meta opp1 .tls)" "TLSv1.3"
@@ -296,7 +301,8 @@ check "PRX: accepted recipient delivered" "$(meta rej1 '.rcpts | join(",")')" "<
 rej_log=$(grep -h "reject1@rej.$ZONE" "$PF/maillog" | grep -E 'status=bounced' | head -1)
 check_match "PRX: upstream's multi-line 550 relayed to Postfix (code, enhanced code, every line)" "$rej_log" "said: 550-5\.1\.1 <reject1@rej\.$ZONE>: Recipient address rejected: 550 5\.1\.1 User unknown in mx\.rej"
 check "SMTP-10: upstream drop mid-DATA -> nothing delivered" "$(arrived drop1)" ""
-check_match "SMTP-10: ... and Postfix keeps it queued with 451 4.4.2" "$(pf_queue_reason "u@drop.$ZONE")" "451 4\.4\.2"
+check_match "SMTP-10: ... and Postfix keeps it queued with 451 4.4.2" "$(pf_queue_reason "u@drop.$ZONE")" \
+	"^host 127\.0\.0\.1\[127\.0\.0\.1\] said: 451 4\.4\.2 Upstream mx\.drop\.$ZONE [^;]+; message not delivered \[stsproxy session [0-9a-f]{16}\] \(in reply to end of DATA command\)$"
 check "STARTTLS injection by an upstream: MX not used" "$(arrived inject1)" ""
 check_match "... and the attempt is reported as an injection" "$(pf_queue_reason "u@inject.$ZONE")" "plaintext after its STARTTLS reply"
 nullmx_log=$(grep -h "u@nullmx.$ZONE" "$PF/maillog" | grep status=bounced | head -1)
@@ -326,7 +332,7 @@ check_match "after STARTTLS EHLO no longer offers STARTTLS" "$(printf '%s' "$out
 out=$(printf 'C: EHLO t\nP: MAIL FROM:<a@client.%s>\nP: RCPT TO:<x@good.%s>\nP: RCPT TO:<y@plain.%s>\nP: RCPT TO:<reject9@good.%s>\nC: DATA\nW:\nW:\nW:\nW:\nR: Subject: pipelined\\r\\n\\r\\nhi\\r\\n.\\r\\n\nW:\nC: QUIT\n' "$ZONE" "$ZONE" "$ZONE" "$ZONE" | dialog $RELAY)
 check_match "PIPELINING: replies in order, 452 4.5.3 for the other domain" "$out" "250 2\.1\.0 Ok
 250 2\.1\.5 recipient ok
-452 4\.5\.3 Recipient domain plain\.$ZONE differs
+452 4\.5\.3 Recipient domain plain\.$ZONE differs from good\.$ZONE in this transaction; send it in a new transaction \[stsproxy session [0-9a-f]{16}\]
 250 2\.1\.5 recipient ok
 354"
 check "PIPELINING: the pipelined message arrived once" "$(arrived pipelined)" "mx1.good"
