@@ -145,7 +145,8 @@ out=$(sts policy "elsewhere.example" --json)
 check "STS-10 SERVFAIL is reported as such" "$(jq -r .txt.status <<<"$out")" servfail
 check "STS-10 SERVFAIL with no cache: deliver without MTA-STS, and say so" \
 	"$(jq -r .verdict.mode <<<"$out")" no-policy
-check_match "STS-10 the verdict names the rule" "$(jq -r .verdict.note <<<"$out")" "STS-10"
+check "STS-10 the verdict says the rule in words, without an opaque STS-n tag (issue 11 §7)" "$(jq -r .verdict.note <<<"$out")" \
+	"TXT lookup failed: servfail: a failed TXT lookup counts as no live policy, so only a cached one can apply; no policy is cached: no policy applies"
 out=$(sts policy "bogus.$ZONE" --json)
 check "DANE-1 bogus DNSSEC answer is never used" "$(jq -r '.txt.status + " " + .txt.dnssec' <<<"$out")" "bogus bogus"
 check "DANE-1 bogus TXT: no fetch" "$(world_fetches "mta-sts.bogus.$ZONE")" 0
