@@ -75,10 +75,12 @@ connect_timeout = 3s
 "
 printf 'hostname = relay.%s\n' "$ZONE" | cat - "$W/stsproxy.conf" > "$W/c" && mv "$W/c" "$W/stsproxy.conf"
 "$STSPROXY" -c "$W/stsproxy.conf" serve > "$W/relay.log" 2>&1 &
-PIDS+=($!)
+RELAY_PID=$!
+PIDS+=($RELAY_PID)
 STSPROXY_LOG_FORMAT=json STSPROXY_SERVER_LISTEN=$JSON_RELAY "$STSPROXY" -c "$W/stsproxy.conf" serve \
 	> "$W/relay-json.log" 2>&1 &
-PIDS+=($!)
+JSON_PID=$!
+PIDS+=($JSON_PID)
 for _ in $(seq 50); do
 	grep -q event=started "$W/relay.log" && grep -q '"event":"started"' "$W/relay-json.log" &&
 		[ "$(cat "$W"/mx-*.out 2>/dev/null | grep -c ready)" -ge 3 ] && break
@@ -268,6 +270,11 @@ queue_run_delay = 60s
 minimal_backoff_time = 60s"
 	measure defaults 127.0.3.5 <<<"relayhost = [127.0.0.1]:10025"
 fi
+
+kill "$RELAY_PID" "$JSON_PID" 2>/dev/null
+for _ in $(seq 50); do kill -0 "$RELAY_PID" 2>/dev/null || kill -0 "$JSON_PID" 2>/dev/null || break; sleep 0.1; done
+check "both relays stopped cleanly on SIGTERM, without sanitizer reports (under ASan: no leak)" \
+	"$(cat "$W/relay.log" "$W/relay-json.log" | grep -cE 'event=stopped|"event":"stopped"') $(cat "$W/relay.log" "$W/relay-json.log" | grep -cE 'ERROR: (Address|Leak)Sanitizer|runtime error:')" "2 0"
 
 [ "$FAIL" -gt 0 ] && { world_note "relay log:"; sed 's/^/#   /' "$W/relay.log" | tail -60; world_note "postfix log:"; sed 's/^/#   /' "$PF/maillog" | tail -40; }
 world_summary
