@@ -210,8 +210,10 @@ txn_drop_upstream(struct smtp_server *s)
 {
 	struct txn *t = &s->txn;
 
-	if (t->up != NULL)
+	if (t->up != NULL) {
+		log_debug("session=%s event=txn_upstream action=drop domain=%s", s->id, t->up_domain);
 		s->env->ops->free(t->up);
+	}
 	t->up = NULL;
 	t->up_ready = false;
 	t->up_domain[0] = '\0';
@@ -578,6 +580,7 @@ cmd_rcpt(struct smtp_server *s, const struct smtp_command *cmd)
 			    t->up_domain);
 		txn_drop_upstream(s);
 		snprintf(t->up_domain, sizeof(t->up_domain), "%s", domain);
+		log_debug("session=%s event=txn_upstream action=open domain=%s", s->id, domain);
 		t->up = s->env->ops->open(s->env->rt, s->id, domain, &t->mail, upstream_event, s);
 		if (s->env->ops->first_rcpt != NULL)
 			s->env->ops->first_rcpt(t->up, &t->rcpt);
@@ -910,6 +913,8 @@ upstream_event(void *arg, enum upstream_event ev, const struct smtp_reply *r)
 				if (t->domain[0] == '\0') {
 					/* The first accepted recipient fixes the domain. */
 					snprintf(t->domain, sizeof(t->domain), "%s", t->up_domain);
+					log_debug("session=%s event=txn_upstream action=fix domain=%s",
+					    s->id, t->domain);
 					snprintf(t->first_rcpt, sizeof(t->first_rcpt), "%s",
 					    t->rcpt.address);
 				}
