@@ -99,9 +99,13 @@ static const struct conf_key conf_keys[] = {
 	{ "", "allow_root", CONF_T_BOOL, "no", OFF(allow_root), 0, 0, NULL, NULL,
 	  "yes: keep running as root instead of switching to user. Not recommended." },
 
-	{ "server", "listen", CONF_T_LIST, "127.0.0.1:10025", OFF(server_listen), 0, 0, NULL, check_listen,
+	{ "server", "listen", CONF_T_LIST, "127.0.0.1:8461", OFF(server_listen), 0, 0, NULL, check_listen,
 	  "Addresses the relay accepts clients on, as ADDRESS:PORT, [IPV6]:PORT or unix:/PATH "
-	  "(a Unix-domain socket for local MTAs; access is by file permission, see unix_mode)." },
+	  "(a Unix-domain socket for local MTAs; access is by file permission, see unix_mode). "
+	  "The default port 8461 (after RFC 8461) is one no common mail-stack component uses: not 25, 465, "
+	  "587 or 2525, not the amavisd-new ports 10024 to 10027 (10025 is where Postfix hosts re-inject "
+	  "filtered mail, so a relay there clashes or loops), nor rspamd, spamd, clamd, LMTP, ManageSieve "
+	  "or the OpenDKIM and OpenDMARC milters." },
 	{ "server", "unix_mode", CONF_T_STRING, "0660", OFF(server_unix_mode), 0, 0, NULL, check_mode,
 	  "Permissions of unix: listen sockets (octal)." },
 	{ "server", "unix_group", CONF_T_STRING, "", OFF(server_unix_group), 0, 0, NULL, NULL,

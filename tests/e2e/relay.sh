@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end tests of the relay (`stsproxy serve`): a real Postfix from
-# Debian as the legacy client (relayhost = [127.0.0.1]:10025), recipient
+# Debian as the legacy client (relayhost = [127.0.0.1]:8461), recipient
 # MX servers on loopback with certificates for each case, the DNSSEC
 # signed zone of world.sh and MTA-STS policies served by nginx. Asserts
 # where each message arrived, over what TLS, what Postfix's queue says
@@ -13,7 +13,7 @@ for tool in nsd nginx ldns-signzone drill jq openssl python3 postfix postqueue; 
 	command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
 done
 
-RELAY=127.0.0.1:10025
+RELAY=127.0.0.1:8461
 MX=$E2E_DIR/mxserver.py
 DIALOG=$E2E_DIR/smtpdialog.py
 
@@ -163,7 +163,7 @@ mx 127.0.4.22 mx.shared shared
 
 world_conf "simulate = enforce
 [server]
-listen = $RELAY [::1]:10025
+listen = $RELAY [::1]:8461
 tls_cert_file = $W/certs/client.pem
 tls_key_file = $W/certs/client.key
 max_connections_per_client = 20
@@ -201,7 +201,7 @@ myorigin = client.$ZONE
 # Bounces come back to client.$ZONE and are dropped: the tests read the log.
 mydestination = client.$ZONE
 local_transport = discard:
-relayhost = [127.0.0.1]:10025
+relayhost = [127.0.0.1]:8461
 smtp_tls_security_level = may
 smtp_tls_loglevel = 1
 smtputf8_enable = yes
@@ -415,15 +415,15 @@ out=$(python3 - <<'PY'
 import socket
 socks = []
 for i in range(3):
-    s = socket.create_connection(("127.0.0.1", 10025)); socks.append(s)
+    s = socket.create_connection(("127.0.0.1", 8461)); socks.append(s)
     print(s.makefile("rb").readline().decode().strip())
 PY
 )
 check_match "max_connections_per_client: the third connection gets 421 4.7.0" "$(echo $out)" "^220 .* 220 .* 421 4\.7\.0 relay\.$ZONE Too many connections from 127\.0\.0\.1"
 out=$(printf 'C: EHLO t\nZ: 3\nW:\n' | dialog $RELAY)
 check_match "command_timeout: an idle client gets 421 4.4.2 and is closed" "$(echo $out)" "421 4\.4\.2 relay\.$ZONE Timeout, closing connection"
-out=$(printf 'C: EHLO t\nC: QUIT\n' | dialog "[::1]:10025" 2>&1)
-check_match "listens on IPv6 too ([::1]:10025) but ::1 is not allowed now" "$out" "554 5\.7\.1"
+out=$(printf 'C: EHLO t\nC: QUIT\n' | dialog "[::1]:8461" 2>&1)
+check_match "listens on IPv6 too ([::1]:8461) but ::1 is not allowed now" "$out" "554 5\.7\.1"
 
 twice=
 for m in good1 enf1 wild1 testing1 plain1 opp1 rej1 implicit1 alias1 sim1 pipelined; do
