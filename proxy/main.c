@@ -12,7 +12,7 @@
 #include "conf/log.h"
 #include "proxy/commands.h"
 
-#define DEFAULT_CONF_PATH SYSCONFDIR "/stsproxy/stsproxy.conf"
+
 
 static void
 usage(FILE *out)
@@ -34,7 +34,7 @@ usage(FILE *out)
 	    "options:\n"
 	    "  -c FILE   configuration file (default %s if it exists,\n"
 	    "            otherwise the embedded defaults)\n"
-	    "  -d        log at debug level\n", DEFAULT_CONF_PATH);
+	    "  -d        log at debug level\n", DEFAULT_CONF_FILE);
 }
 
 int
@@ -90,8 +90,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "stsproxy: STSPROXY_TEST_TIME_OFFSET is not an integer\n");
 		return EXIT_ERROR;
 	}
-	if (!explicit_conf && access(DEFAULT_CONF_PATH, F_OK) == 0)
-		conf_path = DEFAULT_CONF_PATH;
+	if (!explicit_conf && access(DEFAULT_CONF_FILE, F_OK) == 0)
+		conf_path = DEFAULT_CONF_FILE;
 	conf = conf_load(conf_path, &errors);
 	if (conf == NULL) {
 		for (size_t i = 0; i < errors.count; i++)
