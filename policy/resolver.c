@@ -3,6 +3,7 @@
 #define LOG_SUBSYSTEM LOG_SUB_DNS
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -251,6 +252,83 @@ fail:
 	ub_ctx_delete(r->ctx);
 	free(r);
 	return NULL;
+}
+
+/* Records in a zone-file trust anchor that can anchor validation. */
+static long
+count_anchor_records(FILE *f)
+{
+	char line[4096];
+	long n = 0;
+
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *save = NULL, *semi = strchr(line, ';');
+
+		if (semi != NULL)
+			*semi = '\0';
+		for (char *tok = strtok_r(line, " \t\r\n", &save); tok; tok = strtok_r(NULL, " \t\r\n", &save))
+			if (strcasecmp(tok, "DS") == 0 || strcasecmp(tok, "DNSKEY") == 0) {
+				n++;
+				break;
+			}
+	}
+	return n;
+}
+
+int
+resolver_check_trust_anchor(const struct conf *conf, char **err)
+{
+	const char *path = conf->dns_trust_anchor_file;
+	struct ub_ctx *ctx;
+	char *logbuf = NULL;
+	size_t loglen = 0;
+	FILE *f, *log;
+	int rc;
+
+	if (!conf->dns_dnssec)
+		return 0;
+	if ((f = fopen(path, "r")) == NULL) {
+		*err = xasprintf("[dns] trust_anchor_file %s: %s (install dns-root-data, or set dnssec = no)",
+		    path, strerror(errno));
+		return -1;
+	}
+	if (count_anchor_records(f) == 0) {
+		fclose(f);
+		*err = xasprintf("[dns] trust_anchor_file %s holds no DS or DNSKEY record: DNSSEC would "
+		    "validate nothing", path);
+		return -1;
+	}
+	fclose(f);
+	if ((ctx = ub_ctx_create()) == NULL) {
+		*err = xstrdup("cannot create the libunbound context");
+		return -1;
+	}
+	/* Catch libunbound's own explanation instead of letting it reach stderr. */
+	if ((log = open_memstream(&logbuf, &loglen)) != NULL)
+		ub_ctx_debugout(ctx, log);
+	rc = ub_ctx_add_ta_file(ctx, path);
+	/*
+	 * Anchors are read when the context is finalised, which the public
+	 * API does on the first query or on a change of local data; removing
+	 * data that is not there finalises without a query and changes nothing.
+	 */
+	if (rc == 0)
+		rc = ub_ctx_data_remove(ctx, "stsproxy-trust-anchor-check.invalid.");
+	ub_ctx_delete(ctx);
+	if (log != NULL)
+		fclose(log);
+	if (rc != 0) {
+		/* "[ts] libunbound[pid:0] error: parse error in FILE:2:7 : ...": keep the first reason. */
+		const char *why = logbuf != NULL ? strstr(logbuf, "error: ") : NULL;
+		size_t wl = why != NULL ? strcspn(why + 7, "\n") : 0;
+
+		if (why != NULL)
+			*err = xasprintf("[dns] trust_anchor_file %s: %.*s", path, (int)wl, why + 7);
+		else
+			*err = xasprintf("[dns] trust_anchor_file %s: %s", path, ub_strerror(rc));
+	}
+	free(logbuf);
+	return rc == 0 ? 0 : -1;
 }
 
 void

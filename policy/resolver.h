@@ -64,6 +64,15 @@ struct resolver *resolver_new(struct event_base *base, const struct conf *conf, 
 void resolver_free(struct resolver *resolver);
 
 /**
+ * With [dns] dnssec on, load [dns] trust_anchor_file the way a resolver
+ * will on its first query, and check it holds at least one DS or DNSKEY
+ * record. resolver_new() cannot tell: libunbound reads the file lazily,
+ * so a broken one would only fail every lookup later. 0, or -1 with *err
+ * set (caller frees) naming the file and libunbound's reason.
+ */
+int resolver_check_trust_anchor(const struct conf *conf, char **err);
+
+/**
  * Look up name/type; cb runs exactly once, later, on the loop (never from
  * inside this call). Returns a handle for resolver_cancel(), which is dead
  * once cb has started. NULL only on a local failure, with no callback.
