@@ -26,6 +26,7 @@
 #include "proxy/commands.h"
 #include "proxy/listener.h"
 #include "proxy/metrics_http.h"
+#include "proxy/preflight.h"
 #include "proxy/runtime.h"
 #include "policy/resolver.h"
 #include "proxy/report_mailer.h"
@@ -262,6 +263,8 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	warn_restart_keys(sv->conf, conf);
+	for (size_t i = 0; i < conf->warnings.count; i++)
+		log_warnx("event=config_warning warning=%s", log_quote(conf->warnings.items[i]));
 	sv->retired[sv->nretired++] = conf;
 	sv->conf = conf;
 	sv->rt->conf = conf;
@@ -326,6 +329,16 @@ struct serve_args {
 
 static int serve_worker(const struct conf *conf, void *arg);
 
+void
+cmd_serve_usage(FILE *out)
+{
+	fprintf(out, "usage: stsproxy [-c FILE] [-d] serve [--foreground]\n"
+	    "\n"
+	    "Run the relay in the foreground (for systemd, containers and supervisors;\n"
+	    "--foreground is accepted so scripts can say so). It makes the checks of\n"
+	    "check-config first and does not start when one fails.\n");
+}
+
 int
 cmd_serve(const struct conf *conf, const char *path, int argc, char **argv)
 {
@@ -335,13 +348,16 @@ cmd_serve(const struct conf *conf, const char *path, int argc, char **argv)
 	/* serve always stays in the foreground (systemd, containers, supervisors);
 	 * --foreground is accepted so scripts can say so. */
 	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--foreground") != 0)) {
-		fprintf(stderr, "usage: stsproxy [-c FILE] [-d] serve [--foreground]\n");
+		cmd_serve_usage(stderr);
 		return EXIT_ERROR;
 	}
 	args.path = path;
 	args.debug_flag = log_get_level() >= LOG_LEVEL_DEBUG;
 	signal(SIGPIPE, SIG_IGN);
 	if (apply_logging(conf, args.debug_flag) < 0)
+		return EXIT_ERROR;
+	/* The same checks as check-config, before anything is bound or forked. */
+	if (preflight_serve(conf) < 0)
 		return EXIT_ERROR;
 	if ((n = workers_count(conf)) > 1)
 		return workers_supervise(conf, path, n, serve_worker, &args);
@@ -421,8 +437,9 @@ serve_worker(const struct conf *conf, void *arg)
 	sv.drain = evtimer_new(sv.rt->base, drain_check, &sv);
 	evsignal_add(sv.sigterm, NULL);
 	evsignal_add(sv.sigint, NULL);
-	log_notice("event=started version=%s hostname=%s starttls=%s worker=%u", PACKAGE_VERSION,
-	    sv.rt->hostname, env.tls_ctx ? "yes" : "no", worker_index());
+	log_notice("event=started version=%s config=%s hostname=%s starttls=%s worker=%u", PACKAGE_VERSION,
+	    log_quote(path ? path : "embedded defaults"), sv.rt->hostname, env.tls_ctx ? "yes" : "no",
+	    worker_index());
 	event_base_dispatch(sv.rt->base);
 	log_notice("event=stopped");
 	rc = 0;
