@@ -243,9 +243,9 @@ print_text(const struct policy_cmd *pc, const struct policy_result *r)
 		    r->backoff ? " (back-off)" : "", r->failure_reportable ? "" : " (not reported)");
 	printf("cache:    %s\n", r->cache_enabled ? "enabled" : "disabled");
 	if (why != NULL) {
-		printf("verdict:  unknown: %s; until it answers, senders deliver without MTA-STS\n", why);
-		if (r->note)
-			printf("  %s\n", r->note);
+		/* Not the engine's note, which says what a sender does: "no policy applies". */
+		printf("verdict:  unknown: %s; nothing is cached, so until it answers senders deliver "
+		    "without MTA-STS (STS-10, STS-19)\n", why);
 		return;
 	}
 	printf("verdict:  %s%s%s (%s)\n", r->source == POLICY_SOURCE_NONE ? "no policy" :
