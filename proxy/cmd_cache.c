@@ -118,7 +118,9 @@ cmd_cache(const struct conf *conf, const char *path, int argc, char **argv)
 		runtime_free(rt);
 		return EXIT_ERROR;
 	}
-	format_config_header(stdout, conf, path);
+	/* What was read comes with where from; purge and refresh say what they did. */
+	if (strcmp(argv[1], "list") == 0 || strcmp(argv[1], "show") == 0)
+		format_config_header(stdout, conf, path);
 	if (strcmp(argv[1], "list") == 0 && argc == 2) {
 		printf("%-32s %-32s %-8s %-9s %-20s %-20s %s\n", "DOMAIN", "ID", "MODE", "STATE",
 		    "FETCHED", "EXPIRES", "LAST-FAILURE");
