@@ -638,7 +638,8 @@ check_match "RPT-4: no _smtp._tls record, no report" "$out" "no report: _smtp\._
 
 # ---- the daemon sends yesterday's reports by itself (RPT-10, RPT-19) ---------
 # Tomorrow, through the injectable clock: the traffic day is now yesterday.
-printf '\n[report]\nmax_delay = 0\nretry_interval = 3s\nflush_interval = 1s\ncontact = tlsrpt@relay.%s\ndkim_key = %s %s\ndkim_selector = r2026 e2026\n' \
+# The contact in its mailto: form (issue 11 §4): the mail must still come from the bare address.
+printf '\n[report]\nmax_delay = 0\nretry_interval = 3s\nflush_interval = 1s\ncontact = mailto:tlsrpt@relay.%s\ndkim_key = %s %s\ndkim_selector = r2026 e2026\n' \
 	"$ZONE" "$W/dkim-rsa.pem" "$W/dkim-ed.pem" >> "$W/stsproxy.conf"
 posts() { grep -l "\"path\": \"$1\"" "$W"/received/*.json 2>/dev/null | wc -l; }
 wait_log() { for _ in $(seq 150); do grep -qE -- "$2" "$1" && return 0; sleep 0.1; done; return 1; }
@@ -670,8 +671,11 @@ if [ -n "$mailed" ]; then
 		"$("$DEBPY" "$E2E_DIR/check_report_mail.py" "$W/mailed.eml" "$W/report-enf-now.json" \
 		"r2026._domainkey.relay.$ZONE=v=DKIM1; k=rsa; s=tlsrpt; p=$rsa_p" \
 		"e2026._domainkey.relay.$ZONE=v=DKIM1; k=ed25519; s=tlsrpt; p=$ed_p" 2>&1 | grep -c ': pass')" "2"
-	check "RPT-18: sent although the MX offers no STARTTLS, envelope from the contact" \
+	check "RPT-18: sent although the MX offers no STARTTLS, envelope from the contact (mailto: dropped)" \
 		"$(jq -r '(.tls // "cleartext") + " " + .mail' "${mailed%.eml}.json")" "cleartext FROM:<tlsrpt@relay.$ZONE>"
+	check "contact = mailto:ADDRESS gives a valid From: and contact-info" \
+		"$(grep -m1 '^From:' "$W/mailed.eml" | tr -d '\r') $(jq -r '."contact-info"' "$W/report-enf-now.json")" \
+		"From: TLS reports <tlsrpt@relay.$ZONE> tlsrpt@relay.$ZONE"
 fi
 check_match "RPT-18: the report mail's session is logged as report=no" \
 	"$(cat "$W/relay4.log" "$W/relay5.log" | grep "event=outcome domain=reports\\.$ZONE" | head -1)" "report=no$"
