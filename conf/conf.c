@@ -656,6 +656,7 @@ section_known(const char *section)
 /* ---- "did you mean": suggestions for names that are not ours ---------- */
 
 #define SUGGEST_MAX_LEN	64
+#define CONF_MAX_HINTS	32	/* unknown names per file that get a "did you mean" */
 
 /*
  * Edit distance between two names, ASCII case ignored, where swapping two
@@ -822,6 +823,8 @@ parse_into(struct conf *conf, const char *name, const char *buf, size_t len, str
 	char section[64] = "";
 	size_t nerr = errors->count;
 	int lineno = 0;
+	/* Suggestions cost an edit distance per known key: bounded per file. */
+	int hints_left = CONF_MAX_HINTS;
 
 	if (len > CONF_MAX_FILE_SIZE) {
 		add_error(errors, name, 0, NULL, "file is larger than %d bytes", CONF_MAX_FILE_SIZE);
@@ -869,7 +872,7 @@ parse_into(struct conf *conf, const char *name, const char *buf, size_t len, str
 			*close = '\0';
 			snprintf(section, sizeof(section), "%s", trim(p + 1));
 			if (!section_known(section)) {
-				char *hint = section_hint(section);
+				char *hint = hints_left-- > 0 ? section_hint(section) : xstrdup("");
 
 				add_error(errors, name, lineno, NULL, "unknown section [%s]%s", section, hint);
 				free(hint);
@@ -889,7 +892,7 @@ parse_into(struct conf *conf, const char *name, const char *buf, size_t len, str
 		if (k == NULL) {
 			/* Keys under an unknown section were reported with the section. */
 			if (section_known(section)) {
-				char *hint = key_hint(section, key);
+				char *hint = hints_left-- > 0 ? key_hint(section, key) : xstrdup("");
 
 				add_error(errors, name, lineno, NULL, "%s%s%sunknown key '%s'%s",
 				    section[0] ? "[" : "", section, section[0] ? "] " : "", key, hint);

@@ -207,6 +207,22 @@ test_suggestions(void **state)
 		assert_null(strstr(errors.items[0], "did you mean"));
 		strlist_clear(&errors);
 	}
+	/* suggestions are bounded per file: a file of typos costs no more than 32 */
+	{
+		struct strlist errors = { 0 };
+		struct strbuf sb;
+
+		strbuf_init(&sb);
+		strbuf_printf(&sb, "[dns]\n");
+		for (int i = 0; i < 40; i++)
+			strbuf_printf(&sb, "tmeout = 1\n");
+		assert_null(parse(sb.data, &errors));
+		assert_int_equal(errors.count, 40);
+		assert_non_null(strstr(errors.items[31], "did you mean timeout?"));
+		assert_null(strstr(errors.items[32], "did you mean"));
+		strlist_clear(&errors);
+		strbuf_free(&sb);
+	}
 	/* lists are space-separated */
 	expect_error("[server]\nallow_clients = 192.168.1.0/24, 10.0.0.0/8\n",
 	    "t.conf:2: [server] allow_clients: '192.168.1.0/24,': lists are space-separated");
