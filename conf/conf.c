@@ -661,15 +661,16 @@ section_known(const char *section)
 /*
  * Edit distance between two names, ASCII case ignored, where swapping two
  * neighbours counts as one edit (optimal string alignment): "listne" is
- * one edit from "listen". SIZE_MAX for names too long to be ours.
+ * one edit from "listen". SIZE_MAX for names too long to be ours, or
+ * whose lengths alone put them more than limit edits apart.
  */
 static size_t
-edit_distance(const char *a, const char *b)
+edit_distance(const char *a, const char *b, size_t limit)
 {
 	unsigned short d[SUGGEST_MAX_LEN + 1][SUGGEST_MAX_LEN + 1];
 	size_t la = strlen(a), lb = strlen(b);
 
-	if (la > SUGGEST_MAX_LEN || lb > SUGGEST_MAX_LEN)
+	if (la > SUGGEST_MAX_LEN || lb > SUGGEST_MAX_LEN || (la > lb ? la - lb : lb - la) > limit)
 		return SIZE_MAX;
 	for (size_t i = 0; i <= la; i++)
 		d[i][0] = (unsigned short)i;
@@ -731,7 +732,7 @@ key_hint(const char *section, const char *key)
 
 			if ((strcmp(k->section, section) == 0) != (pass == 0))
 				continue;
-			if ((d = edit_distance(key, k->name)) < best_d) {
+			if ((d = edit_distance(key, k->name, suggest_limit(key))) < best_d) {
 				best_d = d;
 				best = k;
 			}
@@ -756,7 +757,7 @@ section_hint(const char *section)
 	size_t best_d = SIZE_MAX;
 
 	for (size_t i = 0; i < NKEYS; i++) {
-		size_t d = edit_distance(section, conf_keys[i].section);
+		size_t d = edit_distance(section, conf_keys[i].section, suggest_limit(section));
 
 		if (conf_keys[i].section[0] != '\0' && d < best_d) {
 			best_d = d;
@@ -1077,7 +1078,7 @@ warn_unknown_env(struct conf *conf)
 			known |= strncmp(var, env_not_keys[i], strlen(env_not_keys[i])) == 0;
 		for (size_t i = 0; i < NKEYS && !known; i++) {
 			char *name = conf_env_name(conf_keys[i].section, conf_keys[i].name);
-			size_t d = edit_distance(var + 9, name + 9);
+			size_t d = edit_distance(var + 9, name + 9, suggest_limit(var + 9));
 
 			known = strcmp(name, var) == 0;
 			if (d < best_d) {

@@ -182,6 +182,8 @@ check_match "check-config next to the running relay (before a reload): passes, w
 out=$(timeout 5 "$STSPROXY" -c "$T/good.conf" serve 2>&1); rc=$?
 check_match "...while a second serve refuses: the address is taken" "$rc $out" "^2 .*listen 127\.0\.0\.1:8461: in use by another stsproxy \(pid $serve\)"
 kill "$serve"; wait "$serve" 2>/dev/null
+check "serve stopped cleanly, without sanitizer reports" \
+	"$(grep -c 'event=stopped' "$T/serve.log") $(grep -cE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T/serve.log")" "1 0"
 check "check-config -n: only what differs from the defaults, with where each was set" \
 	"$("$STSPROXY" check-config -n -c "$T/good.conf" | grep -E '^(hostname|workers|listen|tls_cert_file) ')" \
 	"hostname = relay.cli.test   # $T/good.conf:1
