@@ -3,6 +3,7 @@
 #define LOG_SUBSYSTEM LOG_SUB_DNS
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -194,6 +195,44 @@ resolver_readable(evutil_socket_t fd, short what, void *arg)
 		log_warnx("event=dns_process_failed error=%s", log_quote(ub_strerror(rc)));
 }
 
+/*
+ * Special-use names that libunbound answers by itself by default (an
+ * empty "static" local zone: NXDOMAIN for every name under it). A lab or
+ * CI world built on such names serves them through [dns] forwarders, and
+ * a local NXDOMAIN there bounces its mail with 550 5.1.2. "transparent"
+ * sends the queries on to the forwarders or to recursion, which answer
+ * as the DNS really is (the public root has none of these names).
+ * localhost. and its reverse zones stay local. "nodefault" would be the
+ * natural setting, but libunbound 1.17 silently ignores it through
+ * ub_ctx_set_option(). The last two zones are defaults from unbound 1.19
+ * and 1.22 on; naming a zone that is not a default changes nothing.
+ */
+static const char *const special_use_zones[] = {
+	"test.",		/* RFC 6761 */
+	"invalid.",		/* RFC 6761 */
+	"onion.",		/* RFC 7686 */
+	"home.arpa.",		/* RFC 8375 */
+	"resolver.arpa.",	/* RFC 9462 */
+	"service.arpa.",	/* RFC 9665 */
+};
+
+static int
+resolver_open_special_zones(struct ub_ctx *ctx, int *rc)
+{
+	char zone[64];
+
+	for (size_t i = 0; i < sizeof(special_use_zones) / sizeof(special_use_zones[0]); i++) {
+		snprintf(zone, sizeof(zone), "%s transparent", special_use_zones[i]);
+		if ((*rc = ub_ctx_set_option(ctx, "local-zone:", zone)) != 0)
+			return -1;
+	}
+	/* The private-address reverse zones of RFC 6303 (AS112): no default
+	 * local zone at all, so they resolve like any other name. */
+	if ((*rc = ub_ctx_set_option(ctx, "unblock-lan-zones:", "yes")) != 0)
+		return -1;
+	return 0;
+}
+
 struct resolver *
 resolver_new(struct event_base *base, const struct conf *conf, char **err)
 {
@@ -218,6 +257,8 @@ resolver_new(struct event_base *base, const struct conf *conf, char **err)
 	for (size_t i = 0; i < conf->dns_forwarders.count; i++)
 		if ((rc = ub_ctx_set_fwd(r->ctx, conf->dns_forwarders.items[i])) != 0)
 			goto fail;
+	if (resolver_open_special_zones(r->ctx, &rc) != 0)
+		goto fail;
 	if (conf->dns_dnssec) {
 		struct stat sb;
 
