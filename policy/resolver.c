@@ -71,6 +71,8 @@ struct resolver {
 	unsigned		 unanswered;	/* timeouts and local errors in a row */
 	struct kept_answer	*kept[ANSWER_SLOTS];
 	char			 health[160];
+	char			*path_down;	/* why the start-up probe failed, or NULL */
+	char			 health_text[512];	/* what resolver_health() returns */
 };
 
 /* After this many timeouts in a row with no answer between, /healthz says not ready. */
@@ -309,6 +311,7 @@ resolver_free(struct resolver *r)
 	}
 	for (unsigned i = 0; i < ANSWER_SLOTS; i++)
 		kept_release(r->kept[i]);
+	free(r->path_down);
 	event_free(r->ev);
 	ub_ctx_delete(r->ctx);
 	free(r);
@@ -323,7 +326,13 @@ result_label(const struct dns_answer *ans)
 	case DNS_STATUS_NODATA: return "NODATA";
 	default: break;
 	}
-	switch (ans->rcode) {
+	return dns_rcode_name(ans->rcode);
+}
+
+const char *
+dns_rcode_name(int rcode)
+{
+	switch (rcode) {
 	case DNS_RCODE_NOERROR: return "NOERROR";
 	case DNS_RCODE_FORMERR: return "FORMERR";
 	case DNS_RCODE_SERVFAIL: return "SERVFAIL";
@@ -335,10 +344,18 @@ result_label(const struct dns_answer *ans)
 }
 
 /* Count the answer and keep the resolver's health: answers of any kind
- * (even NXDOMAIN) prove the path works; only silence does not. */
+ * (even NXDOMAIN) prove the path works; only silence does not. A failed
+ * start-up probe needs more: a definite answer (SERVFAIL is what
+ * libunbound also says when it reaches nobody). */
 static void
 account(struct resolver *r, const struct dns_answer *ans)
 {
+	if (r->path_down != NULL && (ans->status == DNS_STATUS_OK ||
+	    ans->status == DNS_STATUS_NODATA || ans->status == DNS_STATUS_NXDOMAIN)) {
+		log_notice("event=resolver_healthy reason=\"a DNS answer arrived after the start-up "
+		    "probe failed\" qname=%s", ans->qname);
+		resolver_set_path_down(r, NULL);
+	}
 	char labels[64];
 
 	snprintf(labels, sizeof(labels), "result=\"%s\",security=\"%s\"", result_label(ans),
@@ -359,10 +376,26 @@ account(struct resolver *r, const struct dns_answer *ans)
 	}
 }
 
-const char *
-resolver_health(const struct resolver *r)
+void
+resolver_set_path_down(struct resolver *r, const char *why)
 {
-	return r->unanswered >= UNANSWERED_UNHEALTHY ? r->health : NULL;
+	free(r->path_down);
+	r->path_down = why ? xstrdup(why) : NULL;
+}
+
+const char *
+resolver_health(struct resolver *r)
+{
+	if (r->unanswered >= UNANSWERED_UNHEALTHY && r->path_down != NULL)
+		snprintf(r->health_text, sizeof(r->health_text), "%s; %s", r->health,
+		    r->path_down);
+	else if (r->unanswered >= UNANSWERED_UNHEALTHY)
+		snprintf(r->health_text, sizeof(r->health_text), "%s", r->health);
+	else if (r->path_down != NULL)
+		snprintf(r->health_text, sizeof(r->health_text), "%s", r->path_down);
+	else
+		return NULL;
+	return r->health_text;
 }
 
 static void

@@ -26,7 +26,7 @@ try:
 except urllib.error.HTTPError as e:
     print(e.code); sys.stdout.write(e.read().decode())
 except OSError as e:
-    print("down", e)' "$1"; }
+    print("down", e)' "$1" 2>/dev/null; }
 
 # ---- the lab world ---------------------------------------------------------
 world_init
@@ -89,5 +89,73 @@ check_match "RCPT to good.lab.test is accepted (no 550 5.1.2)" "$out" "^250 .*Ok
 check "the message arrived at the .test MX" "$(grep -l 'Subject: lab1' "$W"/spool/*/*.eml 2>/dev/null | wc -l)" "1"
 check_match "...under the enforce policy, over verified TLS" "$(grep 'event=outcome' "$W/relay.log" | head -1)" \
 	"domain=good\.lab\.test .*mode=enforce .*action=delivered starttls=yes .*sts=pass"
+
+# ---- the start-up probe of the DNS path (issue 11 section 6) --------------------
+sleep 0.5
+check "a working forwarder: no probe warning" "$(grep -c 'event=dns_probe_failed' "$W/relay.log")" "0"
+check_match "...and an answer of any kind proves it reachable (NSD refuses '. NS': it serves lab.test. only)" \
+	"$(grep 'event=dns_probe_ok' "$W/relay.log")" "level=info event=dns_probe_ok path=forwarders result=\"127\.0\.1\.53: REFUSED\""
+check "...and /healthz is 200" "$(http_get http://127.0.0.1:9187/healthz | head -1)" "200"
+
+# A forwarder that takes queries and never answers (a firewall dropping
+# them), until $W/gate-open exists: then it passes them on to NSD.
+python3 -c '
+import os, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.9.53", 53))
+open(sys.argv[1] + ".ready", "w").close()
+while True:
+    q, client = s.recvfrom(4096)
+    if not os.path.exists(sys.argv[1]):
+        continue
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(2)
+    try:
+        u.sendto(q, ("127.0.1.53", 53)); s.sendto(u.recv(4096), client)
+    except OSError:
+        pass
+    u.close()
+' "$W/gate-open" &
+PIDS+=($!)
+for _ in $(seq 50); do [ -e "$W/gate-open.ready" ] && break; sleep 0.1; done
+silent() { # LISTEN METRICS LOG [env...]: a second relay whose forwarder is the gate
+	local l=$1 m=$2 log=$3; shift 3
+	env STSPROXY_SERVER_LISTEN="$l" STSPROXY_METRICS_LISTEN="$m" STSPROXY_DNS_TIMEOUT=1s "$@" \
+		"$STSPROXY" -c "$W/stsproxy.conf" serve > "$log" 2>&1 &
+	PIDS+=($!)
+	for _ in $(seq 60); do grep -q 'event=dns_probe_' "$log" && break; sleep 0.1; done
+}
+silent 127.0.0.1:10026 127.0.0.1:9188 "$W/relay-silent.log" STSPROXY_DNS_FORWARDERS=127.0.9.53
+check_match "a silent forwarder: the probe warns once the [dns] timeout is over, saying what to check" \
+	"$(grep 'event=dns_probe_failed' "$W/relay-silent.log")" \
+	"level=warning event=dns_probe_failed path=forwarders forwarders=\"127\.0\.9\.53: no reply within 1s\" attempt=1 retry_in=60s hint=\"no forwarder answers; check that \[dns\] forwarders run"
+health=$(http_get http://127.0.0.1:9188/healthz)
+check_match "...and /healthz says 503 with the same reason and hint" "$(echo $health)" \
+	"^503 .*resolver: DNS probe failed \(forwarders: 127\.0\.9\.53: no reply within 1s\): no forwarder answers"
+check "...while the relay keeps serving" "$(printf 'C: EHLO t\nC: QUIT\n' | dialog 127.0.0.1:10026 | sed -n 1p | cut -c1-3)" "220"
+touch "$W/gate-open"
+out=$(printf 'C: EHLO t\nC: MAIL FROM:<a@client.%s>\nC: RCPT TO:<u@good.%s>\nC: DATA\nR: Subject: lab2\\r\\n\\r\\nhi\\r\\n.\\r\\n\nW:\nC: QUIT\n' \
+	"$ZONE" "$ZONE" | dialog 127.0.0.1:10026)
+check_match "the forwarder answers again: mail flows" "$out" "^250 .*Ok: queued"
+check_match "...the first definite answer makes the resolver healthy again, and says so" \
+	"$(grep 'event=resolver_healthy' "$W/relay-silent.log")" "level=notice event=resolver_healthy reason=\"a DNS answer arrived after the start-up probe failed\""
+check "...and /healthz is 200 again" "$(http_get http://127.0.0.1:9188/healthz | head -1)" "200"
+check "nothing serves DNS at the forwarder's address: the same warning, at once" \
+	"$(silent 127.0.0.1:10027 127.0.0.1:9189 "$W/relay-closed.log" STSPROXY_DNS_FORWARDERS=127.0.9.54
+	   grep -c 'level=warning event=dns_probe_failed path=forwarders forwarders="127.0.9.54: connection refused' "$W/relay-closed.log")" "1"
+silent 127.0.0.1:10028 127.0.0.1:9190 "$W/relay-mixed.log" STSPROXY_DNS_FORWARDERS="127.0.9.54 127.0.1.53"
+check "one dead forwarder next to a working one: the probe passes" "$(grep -c 'event=dns_probe_failed' "$W/relay-mixed.log")" "0"
+check_match "...with a warning that names the dead one" "$(grep 'event=dns_forwarder_unreachable' "$W/relay-mixed.log")" \
+	"level=warning event=dns_forwarder_unreachable forwarders=\"127\.0\.9\.54: connection refused"
+# Recursion from the root where outbound DNS is blocked: this network
+# namespace has no route out, so nothing ever leaves loopback.
+if [ -n "${STSP_IN_NETNS:-}" ] && ! ip route get 198.41.0.4 >/dev/null 2>&1; then
+	silent 127.0.0.1:10029 127.0.0.1:9191 "$W/relay-recursion.log" STSPROXY_DNS_FORWARDERS=
+	check_match "recursion with outbound DNS blocked: the warning says to set [dns] forwarders" \
+		"$(grep 'event=dns_probe_failed' "$W/relay-recursion.log")" \
+		"level=warning event=dns_probe_failed path=recursion result=SERVFAIL attempt=1 retry_in=60s hint=\"outbound DNS seems blocked; set \[dns\] forwarders = <your validating resolver>\""
+	check_match "...and so does /healthz" "$(echo $(http_get http://127.0.0.1:9191/healthz))" \
+		"^503 resolver: DNS probe failed \(recursion from the root, \. NS: SERVFAIL\): outbound DNS seems blocked; set \[dns\] forwarders"
+else
+	world_note "SKIP recursion probe: not in a network namespace without a route out"
+fi
 
 world_summary
