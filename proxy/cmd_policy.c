@@ -137,6 +137,7 @@ print_json(const struct policy_result *r)
 		json_object_set_new(x, "line", json_integer(pd->line));
 		json_object_set_new(x, "severity", json_string(pd->severity == POLICY_DIAG_ERROR ?
 		    "error" : "warning"));
+		json_object_set_new(x, "tolerated", json_boolean(pd->tolerated));
 		json_object_set_new(x, "message", json_string(pd->message));
 		json_array_append_new(d, x);
 	}
@@ -180,7 +181,8 @@ print_text(const struct policy_result *r)
 	}
 	for (size_t i = 0; r->parse_diags && i < r->parse_diags->count; i++)
 		printf("  policy line %d: %s: %s\n", r->parse_diags->items[i].line,
-		    r->parse_diags->items[i].severity == POLICY_DIAG_ERROR ? "error" : "warning",
+		    r->parse_diags->items[i].severity == POLICY_DIAG_WARNING ? "warning" :
+		    r->parse_diags->items[i].tolerated ? "error (tolerated)" : "error",
 		    r->parse_diags->items[i].message);
 	if (r->policy != NULL) {
 		printf("policy:   id=%s mode=%s max_age=%lu fetched=%s expires=%s\n", r->id,
@@ -224,7 +226,7 @@ lint_file(const struct conf *conf, const char *path, char **mx, int nmx)
 	struct sts_policy *pol;
 	struct strbuf sb;
 	char chunk[4096];
-	size_t n;
+	size_t n, errors, warnings;
 	int rc = EXIT_POLICY;
 	/* Lint accepts a larger file than senders do, to say by how much. */
 	size_t limit = conf->policy_max_body;
@@ -248,19 +250,28 @@ lint_file(const struct conf *conf, const char *path, char **mx, int nmx)
 			printf("%s: %s: %s\n", path,
 			    d->severity == POLICY_DIAG_ERROR ? "error" : "warning", d->message);
 	}
+	errors = policy_diags_count(&diags, POLICY_DIAG_ERROR);
+	warnings = policy_diags_count(&diags, POLICY_DIAG_WARNING);
 	if (pol == NULL) {
 		printf("%s: INVALID: %zu error%s, %zu warning%s; senders will treat the fetch as "
-		    "failed (sts-policy-invalid)\n", path,
-		    policy_diags_count(&diags, POLICY_DIAG_ERROR),
-		    policy_diags_count(&diags, POLICY_DIAG_ERROR) == 1 ? "" : "s",
-		    policy_diags_count(&diags, POLICY_DIAG_WARNING),
-		    policy_diags_count(&diags, POLICY_DIAG_WARNING) == 1 ? "" : "s");
+		    "failed (sts-policy-invalid)\n", path, errors, errors == 1 ? "" : "s",
+		    warnings, warnings == 1 ? "" : "s");
+		rc = EXIT_NO_POLICY;
+	} else if (errors > 0) {
+		/* Strict as a linter: what stsproxy reads past, others may not. */
+		printf("%s: OUTSIDE THE GRAMMAR: %zu error%s, %zu warning%s; stsproxy as a sender "
+		    "reads it as mode %s, max_age %lu, %zu mx pattern%s, but stricter senders treat "
+		    "the fetch as failed (sts-policy-invalid): fix the errors\n", path, errors,
+		    errors == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s",
+		    sts_mode_name(pol->mode), pol->max_age, pol->mx.count,
+		    pol->mx.count == 1 ? "" : "s");
 		rc = EXIT_NO_POLICY;
 	} else {
 		printf("%s: valid: mode %s, max_age %lu, %zu mx pattern%s, %zu warning%s\n", path,
 		    sts_mode_name(pol->mode), pol->max_age, pol->mx.count,
-		    pol->mx.count == 1 ? "" : "s", policy_diags_count(&diags, POLICY_DIAG_WARNING),
-		    policy_diags_count(&diags, POLICY_DIAG_WARNING) == 1 ? "" : "s");
+		    pol->mx.count == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s");
+	}
+	if (pol != NULL) {
 		for (int i = 0; i < nmx; i++) {
 			const char *matched = NULL;
 

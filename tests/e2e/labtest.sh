@@ -7,7 +7,9 @@
 # 5.1.2); stsproxy must send them to the forwarders (issue 11 section 2).
 # Also the start-up probe of the resolution path (issue 11 section 6):
 # silent with a working forwarder, a warning and /healthz 503 with a hint
-# when the forwarder does not answer.
+# when the forwarder does not answer; and policies as a sender reads them
+# (section 9): cosmetic mistakes are read past by the relay and reported
+# by the linter, a bare CR is not a line break.
 . "$(dirname "$0")/world.sh"
 world_enter_netns bash "$0" "$@"
 
@@ -32,16 +34,30 @@ except OSError as e:
 world_init
 world_ca_init "$W/ca" "lab CA"
 mkdir -p "$W/certs" "$W/spool"
-world_cert "$W/ca" "$W/certs/mta-sts.good" "mta-sts.good.$ZONE" "DNS:mta-sts.good.$ZONE" || exit 1
 world_cert "$W/ca" "$W/certs/mx.good" "mx.good.$ZONE" "DNS:mx.good.$ZONE" || exit 1
 : > "$W/nginx.sites"
-world_site "mta-sts.good.$ZONE" "$W/certs/mta-sts.good"
+for d in good sloppy barecr; do
+	world_cert "$W/ca" "$W/certs/mta-sts.$d" "mta-sts.$d.$ZONE" "DNS:mta-sts.$d.$ZONE" || exit 1
+	world_site "mta-sts.$d.$ZONE" "$W/certs/mta-sts.$d"
+done
 printf 'version: STSv1\nmode: enforce\nmx: mx.good.%s\nmax_age: 86400\n' "$ZONE" | world_policy "mta-sts.good.$ZONE"
+# Every cosmetic mistake of issue 11 section 9 at once: a UTF-8 BOM, a
+# comment, CRLF with blank lines, trailing blanks, a pattern with a
+# trailing dot, an editor's extra newline at the end.
+printf '\xef\xbb\xbf# MTA-STS policy of sloppy.%s\r\nversion: STSv1\r\n\r\nmode: enforce \r\nmx: mx.good.%s.\r\nmax_age: 86400\r\n\r\n' \
+	"$ZONE" "$ZONE" > "$W/sloppy.txt"
+world_policy "mta-sts.sloppy.$ZONE" < "$W/sloppy.txt"
+printf 'version: STSv1\nmode: enforce\nmx: mx.good.%s\nmax_age: 86400\r' "$ZONE" | world_policy "mta-sts.barecr.$ZONE"
 world_dns_records <<ZONEDATA
 _mta-sts.good TXT "v=STSv1; id=lab1;"
 mta-sts.good A $WEB_ADDR
 good MX 10 mx.good.$ZONE.
 mx.good A 127.0.4.1
+_mta-sts.sloppy TXT "v=STSv1; id=sloppy1;"
+mta-sts.sloppy A $WEB_ADDR
+sloppy MX 10 mx.good.$ZONE.
+_mta-sts.barecr TXT "v=STSv1; id=cr1;"
+mta-sts.barecr A $WEB_ADDR
 ZONEDATA
 # The other special-use zones libunbound would answer itself, served
 # (unsigned) by the lab's NSD; and localhost., which must stay local.
@@ -89,6 +105,29 @@ check_match "RCPT to good.lab.test is accepted (no 550 5.1.2)" "$out" "^250 .*Ok
 check "the message arrived at the .test MX" "$(grep -l 'Subject: lab1' "$W"/spool/*/*.eml 2>/dev/null | wc -l)" "1"
 check_match "...under the enforce policy, over verified TLS" "$(grep 'event=outcome' "$W/relay.log" | head -1)" \
 	"domain=good\.lab\.test .*mode=enforce .*action=delivered starttls=yes .*sts=pass"
+
+# ---- policies as a sender reads them (issue 11 section 9) -----------------------
+out=$(printf 'C: EHLO t\nC: MAIL FROM:<a@client.%s>\nC: RCPT TO:<u@sloppy.%s>\nC: DATA\nR: Subject: sloppy1\\r\\n\\r\\nhi\\r\\n.\\r\\n\nW:\nC: QUIT\n' \
+	"$ZONE" "$ZONE" | dialog "$RELAY")
+check_match "a policy with a BOM, a comment, blank lines and a trailing-dot mx: the relay applies it" \
+	"$(grep 'event=outcome domain=sloppy' "$W/relay.log")" \
+	"mode=enforce policy_id=sloppy1 mx_patterns=mx\.good\.lab\.test\. mx=mx\.good\.lab\.test .*action=delivered .*sts=pass"
+check_match "...and the message is delivered" "$out" "^250 .*Ok: queued"
+check_match "...and logs what it read past" "$(grep 'event=policy_tolerated' "$W/relay.log")" \
+	"level=info event=policy_tolerated domain=sloppy\.lab\.test id=sloppy1 deviations=5 first=\"line 1: UTF-8 byte order mark"
+out=$(sts policy "sloppy.$ZONE" --json --no-cache)
+check "stsproxy policy shows the same verdict, with the deviations marked tolerated" \
+	"$(jq -r '.verdict.mode + " " + ([.diagnostics[] | select(.severity == "error" and .tolerated)] | length | tostring) + " " + (.policy.lines | length | tostring)' <<<"$out")" \
+	"enforce 5 4"
+out=$(sts policy --file "$W/sloppy.txt" --mx "mx.good.$ZONE"); rc=$?
+check "the linter reports each as an error and exits 1" \
+	"$rc $(grep -c ': error: ' <<<"$out")" "1 5"
+check_match "...naming the line" "$out" "sloppy\.txt:5: error: mx: 'mx\.good\.lab\.test\.' has a trailing dot"
+check_match "...and saying what senders do" "$out" "OUTSIDE THE GRAMMAR: 5 errors, 1 warning; stsproxy as a sender reads it as mode enforce"
+check_match "...and the MX is allowed by the dotted pattern" "$out" "mx mx\.good\.lab\.test: allowed \(pattern mx\.good\.lab\.test\.\)"
+check_match "a bare CR at the end is not a line break: the policy is invalid" \
+	"$(stsq "barecr.$ZONE" '.failure.result_type + " | " + .failure.reason + " | " + .verdict.mode')" \
+	"^sts-policy-invalid \| invalid policy: line 4: stray CR .* \| no-policy$"
 
 # ---- the start-up probe of the DNS path (issue 11 section 6) --------------------
 sleep 0.5
