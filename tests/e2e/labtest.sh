@@ -177,9 +177,9 @@ check_match "the forwarder answers again: mail flows" "$out" "^250 .*Ok: queued"
 check_match "...the first definite answer makes the resolver healthy again, and says so" \
 	"$(grep 'event=resolver_healthy' "$W/relay-silent.log")" "level=notice event=resolver_healthy reason=\"a DNS answer arrived after the start-up probe failed\""
 check "...and /healthz is 200 again" "$(http_get http://127.0.0.1:9188/healthz | head -1)" "200"
+silent 127.0.0.1:10027 127.0.0.1:9189 "$W/relay-closed.log" STSPROXY_DNS_FORWARDERS=127.0.9.54
 check "nothing serves DNS at the forwarder's address: the same warning, at once" \
-	"$(silent 127.0.0.1:10027 127.0.0.1:9189 "$W/relay-closed.log" STSPROXY_DNS_FORWARDERS=127.0.9.54
-	   grep -c 'level=warning event=dns_probe_failed path=forwarders forwarders="127.0.9.54: connection refused' "$W/relay-closed.log")" "1"
+	"$(grep -c 'level=warning event=dns_probe_failed path=forwarders forwarders="127.0.9.54: connection refused' "$W/relay-closed.log")" "1"
 silent 127.0.0.1:10028 127.0.0.1:9190 "$W/relay-mixed.log" STSPROXY_DNS_FORWARDERS="127.0.9.54 127.0.1.53"
 check "one dead forwarder next to a working one: the probe passes" "$(grep -c 'event=dns_probe_failed' "$W/relay-mixed.log")" "0"
 check_match "...with a warning that names the dead one" "$(grep 'event=dns_forwarder_unreachable' "$W/relay-mixed.log")" \
@@ -196,5 +196,12 @@ if [ -n "${STSP_IN_NETNS:-}" ] && ! ip route get 198.41.0.4 >/dev/null 2>&1; the
 else
 	world_note "SKIP recursion probe: not in a network namespace without a route out"
 fi
+
+# Stop every relay and make sure each left cleanly (under ASan: no error, no leak).
+for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+sleep 1
+check "the relays ran without sanitizer reports" \
+	"$(cat "$W"/relay*.log | grep -cE 'ERROR: (Address|Leak)Sanitizer|runtime error:')" "0"
+check "...and stopped on SIGTERM" "$(grep -l 'event=stopped' "$W"/relay*.log | wc -l)" "$(ls "$W"/relay*.log | wc -l)"
 
 world_summary
