@@ -167,7 +167,9 @@ static const struct conf_key conf_keys[] = {
 
 	{ "dns", "forwarders", CONF_T_LIST, "", OFF(dns_forwarders), 0, 0, NULL, check_forwarder,
 	  "Recursive resolvers to forward queries to, as ADDRESS or ADDRESS@PORT. "
-	  "Empty: full recursion from the root. Loopback forwarders are allowed." },
+	  "Empty: full recursion from the root (/etc/resolv.conf is not read). Loopback forwarders are "
+	  "allowed. Special-use names (test., invalid., onion., home.arpa., private reverse zones) are "
+	  "resolved like any other name; only localhost. is answered locally." },
 	{ "dns", "trust_anchor_file", CONF_T_PATH, DEFAULT_ROOT_ANCHOR, OFF(dns_trust_anchor_file), 0, 0, NULL, NULL,
 	  "DNSSEC trust anchor file (DS or DNSKEY records in zone-file format). "
 	  "The default is Debian's dns-root-data root anchor." },

@@ -82,9 +82,17 @@ struct resolver_query *resolver_query(struct resolver *resolver, const char *nam
 
 /**
  * NULL while the resolver answers; otherwise why not (several queries in a
- * row timed out), for readiness checks. Owned by the resolver.
+ * row timed out, or the start-up probe found no working path), for
+ * readiness checks. Owned by the resolver, valid until the next call.
  */
-const char *resolver_health(const struct resolver *resolver);
+const char *resolver_health(struct resolver *resolver);
+
+/**
+ * Mark the resolution path as not working, with why (copied), until a
+ * definite answer (data, NODATA or NXDOMAIN) arrives or this is called
+ * with NULL. Used by the start-up probe (policy/dns_probe.h).
+ */
+void resolver_set_path_down(struct resolver *resolver, const char *why);
 
 /** Stop a pending query; its callback will not run. */
 void resolver_cancel(struct resolver_query *query);
@@ -103,6 +111,8 @@ int dns_txt_join(const unsigned char *rdata, int len, struct strbuf *out);
 int dns_name_from_wire(const unsigned char *wire, int len, char *out, size_t outlen);
 
 const char *dns_status_name(enum dns_status status);
+/** "NOERROR", "SERVFAIL", "REFUSED" ... for a DNS RCODE; "other" for the rest. */
+const char *dns_rcode_name(int rcode);
 const char *dns_security_name(enum dns_security security);
 
 #endif

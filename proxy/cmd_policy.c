@@ -182,6 +182,7 @@ print_json(const struct policy_cmd *pc, const struct policy_result *r)
 		json_object_set_new(x, "line", json_integer(pd->line));
 		json_object_set_new(x, "severity", json_string(pd->severity == POLICY_DIAG_ERROR ?
 		    "error" : "warning"));
+		json_object_set_new(x, "tolerated", json_boolean(pd->tolerated));
 		json_object_set_new(x, "message", json_string(pd->message));
 		json_array_append_new(d, x);
 	}
@@ -227,7 +228,8 @@ print_text(const struct policy_cmd *pc, const struct policy_result *r)
 	}
 	for (size_t i = 0; r->parse_diags && i < r->parse_diags->count; i++)
 		printf("  policy line %d: %s: %s\n", r->parse_diags->items[i].line,
-		    r->parse_diags->items[i].severity == POLICY_DIAG_ERROR ? "error" : "warning",
+		    r->parse_diags->items[i].severity == POLICY_DIAG_WARNING ? "warning" :
+		    r->parse_diags->items[i].tolerated ? "error (tolerated)" : "error",
 		    r->parse_diags->items[i].message);
 	if (r->policy != NULL) {
 		printf("policy:   id=%s mode=%s max_age=%lu fetched=%s expires=%s\n", r->id,
@@ -282,9 +284,12 @@ lint_json(const char *path, const struct sts_policy *pol, const struct policy_di
     const struct strlist *mx)
 {
 	json_t *o = json_object(), *d = json_array(), *m = json_array();
+	size_t errors = policy_diags_count(diags, POLICY_DIAG_ERROR);
 
 	json_object_set_new(o, "file", json_string(path));
-	json_object_set_new(o, "valid", json_boolean(pol != NULL));
+	/* valid: every sender takes it; readable: stsproxy as a sender does (lenient). */
+	json_object_set_new(o, "valid", json_boolean(pol != NULL && errors == 0));
+	json_object_set_new(o, "readable_by_stsproxy", json_boolean(pol != NULL));
 	json_object_set_new(o, "mode", pol ? json_string(sts_mode_name(pol->mode)) : json_null());
 	json_object_set_new(o, "max_age", pol ? json_integer((json_int_t)pol->max_age) : json_null());
 	json_object_set_new(o, "mx_patterns", json_strlist(pol ? &pol->mx : NULL));
@@ -315,7 +320,7 @@ lint_file(const struct conf *conf, const char *path, const struct strlist *mx, b
 	struct sts_policy *pol;
 	struct strbuf sb;
 	char chunk[4096];
-	size_t n;
+	size_t n, errors, warnings;
 	int rc = EXIT_POLICY;
 	/* Lint accepts a larger file than senders do, to say by how much. */
 	size_t limit = conf->policy_max_body;
@@ -329,11 +334,14 @@ lint_file(const struct conf *conf, const char *path, const struct strlist *mx, b
 		strbuf_append(&sb, chunk, n);
 	fclose(f);
 	pol = sts_policy_parse(sb.data ? sb.data : "", sb.len, limit, &diags, NULL);
+	errors = policy_diags_count(&diags, POLICY_DIAG_ERROR);
+	warnings = policy_diags_count(&diags, POLICY_DIAG_WARNING);
+	/* Strict as a linter: what stsproxy reads past, others may not. */
+	if (pol == NULL || errors > 0)
+		rc = EXIT_NO_POLICY;
 	for (size_t i = 0; pol != NULL && i < mx->count; i++)
 		if (!mx_match_any(&pol->mx, mx->items[i], NULL))
 			rc = EXIT_NO_POLICY;
-	if (pol == NULL)
-		rc = EXIT_NO_POLICY;
 	if (json) {
 		lint_json(path, pol, &diags, mx);
 		goto out;
@@ -350,24 +358,27 @@ lint_file(const struct conf *conf, const char *path, const struct strlist *mx, b
 	}
 	if (pol == NULL) {
 		printf("%s: INVALID: %zu error%s, %zu warning%s; senders will treat the fetch as "
-		    "failed (sts-policy-invalid)\n", path,
-		    policy_diags_count(&diags, POLICY_DIAG_ERROR),
-		    policy_diags_count(&diags, POLICY_DIAG_ERROR) == 1 ? "" : "s",
-		    policy_diags_count(&diags, POLICY_DIAG_WARNING),
-		    policy_diags_count(&diags, POLICY_DIAG_WARNING) == 1 ? "" : "s");
+		    "failed (sts-policy-invalid)\n", path, errors, errors == 1 ? "" : "s",
+		    warnings, warnings == 1 ? "" : "s");
+	} else if (errors > 0) {
+		printf("%s: OUTSIDE THE GRAMMAR: %zu error%s, %zu warning%s; stsproxy as a sender "
+		    "reads it as mode %s, max_age %lu, %zu mx pattern%s, but stricter senders treat "
+		    "the fetch as failed (sts-policy-invalid): fix the errors\n", path, errors,
+		    errors == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s",
+		    sts_mode_name(pol->mode), pol->max_age, pol->mx.count,
+		    pol->mx.count == 1 ? "" : "s");
 	} else {
 		printf("%s: valid: mode %s, max_age %lu, %zu mx pattern%s, %zu warning%s\n", path,
 		    sts_mode_name(pol->mode), pol->max_age, pol->mx.count,
-		    pol->mx.count == 1 ? "" : "s", policy_diags_count(&diags, POLICY_DIAG_WARNING),
-		    policy_diags_count(&diags, POLICY_DIAG_WARNING) == 1 ? "" : "s");
-		for (size_t i = 0; i < mx->count; i++) {
-			const char *matched = NULL;
+		    pol->mx.count == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s");
+	}
+	for (size_t i = 0; pol != NULL && i < mx->count; i++) {
+		const char *matched = NULL;
 
-			if (mx_match_any(&pol->mx, mx->items[i], &matched))
-				printf("mx %s: allowed (pattern %s)\n", mx->items[i], matched);
-			else
-				printf("mx %s: NOT allowed by any mx pattern\n", mx->items[i]);
-		}
+		if (mx_match_any(&pol->mx, mx->items[i], &matched))
+			printf("mx %s: allowed (pattern %s)\n", mx->items[i], matched);
+		else
+			printf("mx %s: NOT allowed by any mx pattern\n", mx->items[i]);
 	}
 out:
 	sts_policy_free(pol);

@@ -22,6 +22,7 @@
 #include <event2/event.h>
 
 #include "conf/log.h"
+#include "policy/dns_probe.h"
 #include "policy/tls.h"
 #include "proxy/commands.h"
 #include "proxy/listener.h"
@@ -52,6 +53,7 @@ struct serve {
 	struct rpt_sender	*sender;
 	struct rpt_mailer	 mailer;
 	struct metrics_http	*metrics;
+	struct dns_probe	*probe;		/* worker 0: the start-up look at the DNS path */
 	bool			 stopping;
 };
 
@@ -440,6 +442,9 @@ serve_worker(const struct conf *conf, void *arg)
 	log_notice("event=started version=%s config=%s hostname=%s starttls=%s worker=%u", PACKAGE_VERSION,
 	    log_quote(path ? path : "embedded defaults"), sv.rt->hostname, env.tls_ctx ? "yes" : "no",
 	    worker_index());
+	/* Worker 0 serves /healthz; one probe (and one warning) is enough. */
+	if (worker_index() == 0)
+		sv.probe = dns_probe_start(sv.rt->base, conf, sv.rt->resolver);
 	event_base_dispatch(sv.rt->base);
 	log_notice("event=stopped");
 	rc = 0;
@@ -451,6 +456,7 @@ out:
 	if (sv.sigusr1) event_free(sv.sigusr1);
 	if (sv.deadline) event_free(sv.deadline);
 	if (sv.drain) event_free(sv.drain);
+	dns_probe_free(sv.probe);
 	listener_free(sv.listener);
 	upstream_pool_free_all();
 	metrics_http_free(sv.metrics);

@@ -497,7 +497,9 @@ PIDS+=($RF)
 for _ in $(seq 50); do grep -q event=started "$W/logs/relay.log" 2>/dev/null && break; sleep 0.1; done
 check "log_target = file: nothing on stderr, lines in log_file" \
 	"$(wc -c < "$W/relay-file.out") $(grep -c 'event=started' "$W/logs/relay.log")" "0 1"
-check "health: /healthz is 200 before the resolver is tried" "$(http_get http://127.0.0.1:9188/healthz | head -1)" "200"
+for _ in $(seq 50); do grep -q event=dns_probe_failed "$W/logs/relay.log" && break; sleep 0.1; done
+check_match "health: the start-up probe finds nothing at the forwarder: /healthz 503 at once, with the hint" \
+	"$(echo $(http_get http://127.0.0.1:9188/healthz))" "^503 resolver: DNS probe failed \(forwarders: 127\.0\.9\.9: .*\): no forwarder answers"
 printf 'C: EHLO t\nC: MAIL FROM:<a@client.%s>\nC: RCPT TO:<x@dead1.%s>\nC: RSET\nC: MAIL FROM:<a@client.%s>\nC: RCPT TO:<x@dead2.%s>\nC: QUIT\n' \
 	"$ZONE" "$ZONE" "$ZONE" "$ZONE" | dialog 127.0.0.1:10096 > "$W/deaddns.out"
 check "a silent resolver: the client gets 451 4.4.3 for each MX lookup" "$(grep -c '^451 4\.4\.3' "$W/deaddns.out")" "2"
