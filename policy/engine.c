@@ -405,6 +405,21 @@ lookup_fetch_done(void *arg, const struct fetch_result *fr)
 	}
 	metrics_add("stsproxy_policy_fetches_total", "result=\"ok\"", 1);
 	const char *id = lookup_fetch_id(l);
+	size_t tolerated = policy_diags_tolerated(&l->diags);
+
+	/* Read as the publisher meant it; said once per fetch, for whoever
+	 * wonders why a stricter tool calls the policy invalid. */
+	if (tolerated > 0) {
+		const struct policy_diag *d = l->diags.items;
+		char *first;
+
+		while (!d->tolerated)
+			d++;
+		first = xasprintf("line %d: %s", d->line, d->message);
+		log_info("event=policy_tolerated domain=%s id=%s deviations=%zu first=%s",
+		    l->domain, log_quote(id), tolerated, log_quote(first));
+		free(first);
+	}
 	bool had = policy_cache_entry_live(e, now);
 	bool changed = !had || strcmp(e->id, id) != 0 || e->policy->mode != pol->mode;
 

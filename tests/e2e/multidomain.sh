@@ -23,8 +23,8 @@ for tool in nsd nginx ldns-signzone drill jq openssl python3 postfix postqueue; 
 	command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
 done
 
-RELAY=127.0.0.1:10025
-JSON_RELAY=127.0.0.1:10026
+RELAY=127.0.0.1:8461
+JSON_RELAY=127.0.0.1:8462
 DIALOG=$E2E_DIR/smtpdialog.py
 
 # ---- the world: three recipient domains, sorted a1 < b2 < c3 -----------------
@@ -133,7 +133,7 @@ pf_status() { grep -E "to=<$2>.* status=" "$1/maillog" | tail -1; }
 
 PF=$W/postfix
 pf_start "$PF" 127.0.3.1 <<CF
-relayhost = [127.0.0.1]:10025, [127.0.0.1]:10025
+relayhost = [127.0.0.1]:8461, [127.0.0.1]:8461
 # No retry within the test: whatever arrives came in the first delivery attempt.
 queue_run_delay = 3600s
 minimal_backoff_time = 3600s
@@ -262,13 +262,13 @@ measure() { # NAME ADDR < main.cf lines
 }
 if [ "${MEASURE:-0}" = 1 ]; then
 	postfix -c "$PF" stop >/dev/null 2>&1
-	measure relayhost-twice 127.0.3.2 <<<"relayhost = [127.0.0.1]:10025, [127.0.0.1]:10025"
-	measure recipient-limit-1 127.0.3.3 <<<"relayhost = [127.0.0.1]:10025
+	measure relayhost-twice 127.0.3.2 <<<"relayhost = [127.0.0.1]:8461, [127.0.0.1]:8461"
+	measure recipient-limit-1 127.0.3.3 <<<"relayhost = [127.0.0.1]:8461
 smtp_destination_recipient_limit = 1"
-	measure backoff-60s 127.0.3.4 <<<"relayhost = [127.0.0.1]:10025
+	measure backoff-60s 127.0.3.4 <<<"relayhost = [127.0.0.1]:8461
 queue_run_delay = 60s
 minimal_backoff_time = 60s"
-	measure defaults 127.0.3.5 <<<"relayhost = [127.0.0.1]:10025"
+	measure defaults 127.0.3.5 <<<"relayhost = [127.0.0.1]:8461"
 fi
 
 kill "$RELAY_PID" "$JSON_PID" 2>/dev/null

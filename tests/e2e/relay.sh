@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end tests of the relay (`stsproxy serve`): a real Postfix from
-# Debian as the legacy client (relayhost = [127.0.0.1]:10025), recipient
+# Debian as the legacy client (relayhost = [127.0.0.1]:8461), recipient
 # MX servers on loopback with certificates for each case, the DNSSEC
 # signed zone of world.sh and MTA-STS policies served by nginx. Asserts
 # where each message arrived, over what TLS, what Postfix's queue says
@@ -13,7 +13,7 @@ for tool in nsd nginx ldns-signzone drill jq openssl python3 postfix postqueue; 
 	command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
 done
 
-RELAY=127.0.0.1:10025
+RELAY=127.0.0.1:8461
 MX=$E2E_DIR/mxserver.py
 DIALOG=$E2E_DIR/smtpdialog.py
 
@@ -163,7 +163,7 @@ mx 127.0.4.22 mx.shared shared
 
 world_conf "simulate = enforce
 [server]
-listen = $RELAY [::1]:10025
+listen = $RELAY [::1]:8461
 tls_cert_file = $W/certs/client.pem
 tls_key_file = $W/certs/client.key
 max_connections_per_client = 20
@@ -201,7 +201,7 @@ myorigin = client.$ZONE
 # Bounces come back to client.$ZONE and are dropped: the tests read the log.
 mydestination = client.$ZONE
 local_transport = discard:
-relayhost = [127.0.0.1]:10025
+relayhost = [127.0.0.1]:8461
 smtp_tls_security_level = may
 smtp_tls_loglevel = 1
 smtputf8_enable = yes
@@ -421,15 +421,15 @@ out=$(python3 - <<'PY'
 import socket
 socks = []
 for i in range(3):
-    s = socket.create_connection(("127.0.0.1", 10025)); socks.append(s)
+    s = socket.create_connection(("127.0.0.1", 8461)); socks.append(s)
     print(s.makefile("rb").readline().decode().strip())
 PY
 )
 check_match "max_connections_per_client: the third connection gets 421 4.7.0" "$(echo $out)" "^220 .* 220 .* 421 4\.7\.0 relay\.$ZONE Too many connections from 127\.0\.0\.1"
 out=$(printf 'C: EHLO t\nZ: 3\nW:\n' | dialog $RELAY)
 check_match "command_timeout: an idle client gets 421 4.4.2 and is closed" "$(echo $out)" "421 4\.4\.2 relay\.$ZONE Timeout, closing connection"
-out=$(printf 'C: EHLO t\nC: QUIT\n' | dialog "[::1]:10025" 2>&1)
-check_match "listens on IPv6 too ([::1]:10025) but ::1 is not allowed now" "$out" "554 5\.7\.1"
+out=$(printf 'C: EHLO t\nC: QUIT\n' | dialog "[::1]:8461" 2>&1)
+check_match "listens on IPv6 too ([::1]:8461) but ::1 is not allowed now" "$out" "554 5\.7\.1"
 
 twice=
 for m in good1 enf1 wild1 testing1 plain1 opp1 rej1 implicit1 alias1 sim1 pipelined; do
@@ -503,7 +503,9 @@ PIDS+=($RF)
 for _ in $(seq 50); do grep -q event=started "$W/logs/relay.log" 2>/dev/null && break; sleep 0.1; done
 check "log_target = file: nothing on stderr, lines in log_file" \
 	"$(wc -c < "$W/relay-file.out") $(grep -c 'event=started' "$W/logs/relay.log")" "0 1"
-check "health: /healthz is 200 before the resolver is tried" "$(http_get http://127.0.0.1:9188/healthz | head -1)" "200"
+for _ in $(seq 50); do grep -q event=dns_probe_failed "$W/logs/relay.log" && break; sleep 0.1; done
+check_match "health: the start-up probe finds nothing at the forwarder: /healthz 503 at once, with the hint" \
+	"$(echo $(http_get http://127.0.0.1:9188/healthz))" "^503 resolver: DNS probe failed \(forwarders: 127\.0\.9\.9: .*\): no forwarder answers"
 printf 'C: EHLO t\nC: MAIL FROM:<a@client.%s>\nC: RCPT TO:<x@dead1.%s>\nC: RSET\nC: MAIL FROM:<a@client.%s>\nC: RCPT TO:<x@dead2.%s>\nC: QUIT\n' \
 	"$ZONE" "$ZONE" "$ZONE" "$ZONE" | dialog 127.0.0.1:10096 > "$W/deaddns.out"
 check "a silent resolver: the client gets 451 4.4.3 for each MX lookup" "$(grep -c '^451 4\.4\.3' "$W/deaddns.out")" "2"
@@ -644,7 +646,8 @@ check_match "RPT-4: no _smtp._tls record, no report" "$out" "no report: _smtp\._
 
 # ---- the daemon sends yesterday's reports by itself (RPT-10, RPT-19) ---------
 # Tomorrow, through the injectable clock: the traffic day is now yesterday.
-printf '\n[report]\nmax_delay = 0\nretry_interval = 3s\nflush_interval = 1s\ncontact = tlsrpt@relay.%s\ndkim_key = %s %s\ndkim_selector = r2026 e2026\n' \
+# The contact in its mailto: form (issue 11 §4): the mail must still come from the bare address.
+printf '\n[report]\nmax_delay = 0\nretry_interval = 3s\nflush_interval = 1s\ncontact = mailto:tlsrpt@relay.%s\ndkim_key = %s %s\ndkim_selector = r2026 e2026\n' \
 	"$ZONE" "$W/dkim-rsa.pem" "$W/dkim-ed.pem" >> "$W/stsproxy.conf"
 posts() { grep -l "\"path\": \"$1\"" "$W"/received/*.json 2>/dev/null | wc -l; }
 wait_log() { for _ in $(seq 150); do grep -qE -- "$2" "$1" && return 0; sleep 0.1; done; return 1; }
@@ -676,8 +679,11 @@ if [ -n "$mailed" ]; then
 		"$("$DEBPY" "$E2E_DIR/check_report_mail.py" "$W/mailed.eml" "$W/report-enf-now.json" \
 		"r2026._domainkey.relay.$ZONE=v=DKIM1; k=rsa; s=tlsrpt; p=$rsa_p" \
 		"e2026._domainkey.relay.$ZONE=v=DKIM1; k=ed25519; s=tlsrpt; p=$ed_p" 2>&1 | grep -c ': pass')" "2"
-	check "RPT-18: sent although the MX offers no STARTTLS, envelope from the contact" \
+	check "RPT-18: sent although the MX offers no STARTTLS, envelope from the contact (mailto: dropped)" \
 		"$(jq -r '(.tls // "cleartext") + " " + .mail' "${mailed%.eml}.json")" "cleartext FROM:<tlsrpt@relay.$ZONE>"
+	check "contact = mailto:ADDRESS gives a valid From: and contact-info" \
+		"$(grep -m1 '^From:' "$W/mailed.eml" | tr -d '\r') $(jq -r '."contact-info"' "$W/report-enf-now.json")" \
+		"From: TLS reports <tlsrpt@relay.$ZONE> tlsrpt@relay.$ZONE"
 fi
 check_match "RPT-18: the report mail's session is logged as report=no" \
 	"$(cat "$W/relay4.log" "$W/relay5.log" | grep "event=outcome domain=reports\\.$ZONE" | head -1)" "report=no$"
