@@ -142,8 +142,7 @@ log_set_json(bool json)
 static const char *const numeric_keys[] = {
 	"after_unanswered", "attempts", "bare_cr", "bare_lf", "count", "domains", "due",
 	"errors", "evicted", "exit_status", "gid", "http_status", "lost_records", "max_age",
-	"messages", "mx_count", "parked", "pid", "qtype", "rcpts", "records", "retry_in",
-	"sessions", "signal", "size", "size_over", "uid", "unanswered", "with_failures",
+	"messages", "mx_count", "parked", "pid", "qtype", "rcpts", "records", "sessions", "signal", "size", "size_over", "uid", "unanswered", "with_failures",
 	"worker", "workers",
 };
 

@@ -246,8 +246,10 @@ print_text(const struct policy_cmd *pc, const struct policy_result *r)
 	printf("cache:    %s\n", r->cache_enabled ? "enabled" : "disabled");
 	if (why != NULL) {
 		/* Not the engine's note, which says what a sender does: "no policy applies". */
+		/* STS-10, STS-19 */
 		printf("verdict:  unknown: %s; nothing is cached, so until it answers senders deliver "
-		    "without MTA-STS (STS-10, STS-19)\n", why);
+		    "without MTA-STS (a lookup or fetch that fails never holds mail back by itself)\n",
+		    why);
 		return;
 	}
 	printf("verdict:  %s%s%s (%s)\n", r->source == POLICY_SOURCE_NONE ? "no policy" :

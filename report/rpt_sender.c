@@ -191,7 +191,7 @@ delivery_done(struct inflight *f, bool delivered, const char *reason)
 			} else {
 				json_object_set_new(doc, "next", json_integer(now + wait));
 				metrics_add("stsproxy_reports_total", "outcome=\"retry\"", 1);
-				log_warnx("event=report_retry domain=%s rua=%s attempts=%lld retry_in=%lld reason=%s",
+				log_warnx("event=report_retry domain=%s rua=%s attempts=%lld retry_in=%llds reason=%s",
 				    domain, log_quote(rua), (long long)attempts, wait, log_quote(reason));
 			}
 		}

@@ -97,9 +97,9 @@ static void
 test_numeric_keys(void **state)
 {
 	static const char *const numeric[] = { "after_unanswered", "attempts", "count", "mx_count",
-	    "retry_in", "size", "with_failures", "worker", "workers" };
+	    "size", "with_failures", "worker", "workers" };
 	static const char *const text[] = { "session", "id", "policy_id", "reply", "mx", "to",
-	    "status", "a", "zz" };
+	    "status", "retry_in", "a", "zz" };
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(numeric) / sizeof(numeric[0]); i++)
