@@ -3,10 +3,12 @@
  *
  * After each UTC day ends, and a random delay up to [report] max_delay
  * (RPT-10), the day's reports are planned: one outbox entry per policy
- * domain and https: destination of its _smtp._tls record. Entries are
- * kept in the report database, so a restart loses none, and retried with
- * exponential backoff from [report] retry_interval until 24 hours after
- * the first attempt (RPT-19).
+ * domain and destination of its _smtp._tls record (report/rpt_outbox.h).
+ * Entries are kept in the report database, so a restart loses none, and
+ * delivered through report/rpt_deliver.c, the path `stsproxy report send`
+ * takes too: a destination that has the report already is not sent it
+ * again, and a failed delivery is retried with exponential backoff from
+ * [report] retry_interval until 24 hours after the first attempt (RPT-19).
  */
 #ifndef STSPROXY_RPT_SENDER_H
 #define STSPROXY_RPT_SENDER_H
@@ -15,41 +17,12 @@
 
 #include "conf/conf.h"
 #include "policy/resolver.h"
+#include "report/rpt_deliver.h"
 #include "report/rpt_report.h"
 #include "report/rpt_store.h"
 
 struct event_base;
 struct rpt_sender;
-struct rpt_destinations;
-
-/** The usable destinations of a domain's _smtp._tls record, or why none. */
-typedef void (*rpt_destinations_cb)(void *arg, const char *domain, const struct strlist *rua,
-    const char *why_none);
-
-/**
- * Look up _smtp._tls.<domain> and select the record (RPT-1 ... RPT-5).
- * cb runs once, later, with rua NULL and a reason when there is none.
- * 0, or -1 (no callback) when the query cannot start.
- */
-int rpt_destinations_lookup(struct resolver *resolver, const char *domain,
-    rpt_destinations_cb cb, void *arg);
-
-/**
- * How mailto: reports leave: a service of the relay's upstream engine,
- * handed down at start-up so report/ never includes proxy/ headers.
- */
-typedef void (*rpt_mail_done)(void *arg, bool sent, const char *reason);
-struct rpt_mailer {
-	/**
-	 * Send msg (CR LF lines, not dot-stuffed; copied) from the envelope
-	 * sender from to the address to. done runs once, later, unless the
-	 * returned job is cancelled. NULL (no callback) if it cannot start.
-	 */
-	void	*(*send)(void *ctx, const char *from, const char *to, const char *msg,
-	    rpt_mail_done done, void *arg);
-	void	 (*cancel)(void *job);
-	void	 *ctx;
-};
 
 /**
  * All borrowed, outliving the sender. mailer may be NULL: mailto:
