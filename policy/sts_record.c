@@ -7,43 +7,43 @@
 
 #define STS_VERSION_FIELD "v=STSv1"
 
+struct sts_fields {
+	char	*id;
+	bool	 have_id;
+};
+
+/* id = 1*32(ALPHA / DIGIT); a repeated id is ignored: the first one wins (STS-5). */
+static enum tag_value_field
+sts_field(void *arg, struct tag_value *tv, const char *name, size_t name_len)
+{
+	struct sts_fields *f = arg;
+	const char *value;
+	size_t vl;
+
+	if (name_len != 2 || memcmp(name, "id", 2) != 0)
+		return TAG_VALUE_EXTENSION;
+	value = tag_value_take(tv, tag_value_is_alnum, &vl);
+	if (vl == 0 || vl > STS_ID_MAX_LEN || !tag_value_at_value_end(tv)) {
+		tag_value_fail(tv, "id must be 1 to 32 letters or digits (offset %zu)",
+		    tag_value_offset(tv, value));
+		return TAG_VALUE_BAD;
+	}
+	if (!f->have_id) {
+		memcpy(f->id, value, vl);
+		f->id[vl] = '\0';
+		f->have_id = true;
+	}
+	return TAG_VALUE_KNOWN;
+}
+
 bool
 sts_record_parse(const char *rec, size_t len, char id[STS_ID_MAX_LEN + 1],
     char *reason, size_t reason_len)
 {
-	struct tag_value tv;
-	enum tag_value_step step;
-	const char *name;
-	size_t nlen, nfields = 0;
-	bool have_id = false;
+	struct sts_fields f = { id, false };
 
-	if (!tag_value_begin(&tv, rec, len, STS_RECORD_MAX_LEN, STS_VERSION_FIELD, reason,
-	    reason_len))
-		return false;
-	while ((step = tag_value_next(&tv, &name, &nlen)) == TAG_VALUE_FIELD) {
-		if (nlen == 2 && memcmp(name, "id", 2) == 0) {
-			size_t vl;
-			const char *value = tag_value_take(&tv, tag_value_is_alnum, &vl);
-
-			if (vl == 0 || vl > STS_ID_MAX_LEN || !tag_value_at_value_end(&tv))
-				return tag_value_fail(&tv,
-				    "id must be 1 to 32 letters or digits (offset %zu)",
-				    tag_value_offset(&tv, value));
-			/* A repeated id is ignored: the first one wins (STS-5). */
-			if (!have_id) {
-				memcpy(id, value, vl);
-				id[vl] = '\0';
-				have_id = true;
-			}
-		} else if (!tag_value_skip_extension(&tv))
-			return false;
-		nfields++;
-	}
-	if (step == TAG_VALUE_ERROR)
-		return false;
-	if (nfields == 0 || !have_id)
-		return tag_value_fail(&tv, "required field id is missing");
-	return true;
+	return tag_value_parse(rec, len, STS_RECORD_MAX_LEN, STS_VERSION_FIELD, "id", sts_field, &f,
+	    reason, reason_len);
 }
 
 void

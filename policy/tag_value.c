@@ -160,6 +160,41 @@ tag_value_skip_extension(struct tag_value *tv)
 	return true;
 }
 
+bool
+tag_value_parse(const char *rec, size_t len, size_t max_len, const char *version,
+    const char *required,
+    enum tag_value_field (*field)(void *arg, struct tag_value *tv, const char *name,
+    size_t name_len), void *arg, char *reason, size_t reason_len)
+{
+	struct tag_value tv;
+	enum tag_value_step step;
+	const char *name;
+	size_t nlen;
+	bool seen = false;
+
+	if (!tag_value_begin(&tv, rec, len, max_len, version, reason, reason_len))
+		return false;
+	while ((step = tag_value_next(&tv, &name, &nlen)) == TAG_VALUE_FIELD) {
+		switch (field(arg, &tv, name, nlen)) {
+		case TAG_VALUE_KNOWN:
+			if (nlen == strlen(required) && memcmp(name, required, nlen) == 0)
+				seen = true;
+			break;
+		case TAG_VALUE_EXTENSION:
+			if (!tag_value_skip_extension(&tv))
+				return false;
+			break;
+		case TAG_VALUE_BAD:
+			return false;
+		}
+	}
+	if (step == TAG_VALUE_ERROR)
+		return false;
+	if (!seen)
+		return tag_value_fail(&tv, "required field %s is missing", required);
+	return true;
+}
+
 /* A record "begins with the version field" when the version is followed
  * by a delimiter or the end; this keeps "v=STSv10" and "v=STSv1x" out
  * (STS-11). */

@@ -82,6 +82,24 @@ size_t tag_value_offset(const struct tag_value *tv, const void *at);
 bool tag_value_fail(struct tag_value *tv, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/** What a record's parser made of one field (see tag_value_parse()). */
+enum tag_value_field {
+	TAG_VALUE_KNOWN,	/* a field it knows, value read */
+	TAG_VALUE_EXTENSION,	/* not its field: read and ignored (STS-5, RPT-5) */
+	TAG_VALUE_BAD,		/* its value breaks the grammar: tag_value_fail() was called */
+};
+
+/**
+ * Parse a whole record: tag_value_begin(), then each field through
+ * field(), which reads the values of the fields it knows; the others are
+ * read as extensions. The field named required must be KNOWN at least
+ * once. true, or false with a reason.
+ */
+bool tag_value_parse(const char *rec, size_t len, size_t max_len, const char *version,
+    const char *required,
+    enum tag_value_field (*field)(void *arg, struct tag_value *tv, const char *name,
+    size_t name_len), void *arg, char *reason, size_t reason_len);
+
 /** ALPHA / DIGIT. */
 bool tag_value_is_alnum(unsigned char c);
 

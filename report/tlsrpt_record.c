@@ -85,36 +85,36 @@ read_rua(struct tag_value *tv, struct strlist *rua, unsigned *skipped)
 	return true;
 }
 
+struct tlsrpt_fields {
+	struct strlist	*rua;
+	unsigned	*skipped;
+	bool		 have_rua;
+};
+
+static enum tag_value_field
+tlsrpt_field(void *arg, struct tag_value *tv, const char *name, size_t name_len)
+{
+	struct tlsrpt_fields *f = arg;
+
+	if (name_len != 3 || memcmp(name, "rua", 3) != 0)
+		return TAG_VALUE_EXTENSION;
+	if (f->have_rua) {
+		tag_value_fail(tv, "rua appears twice");
+		return TAG_VALUE_BAD;
+	}
+	f->have_rua = true;
+	return read_rua(tv, f->rua, f->skipped) ? TAG_VALUE_KNOWN : TAG_VALUE_BAD;
+}
+
 bool
 tlsrpt_record_parse(const char *rec, size_t len, struct strlist *rua, unsigned *skipped,
     char *reason, size_t reason_len)
 {
-	struct tag_value tv;
-	enum tag_value_step step;
-	const char *name;
-	size_t nlen, nfields = 0;
-	bool have_rua = false;
+	struct tlsrpt_fields f = { rua, skipped, false };
 
 	*skipped = 0;
-	if (!tag_value_begin(&tv, rec, len, TLSRPT_RECORD_MAX_LEN, TLSRPT_VERSION_FIELD, reason,
-	    reason_len))
-		return false;
-	while ((step = tag_value_next(&tv, &name, &nlen)) == TAG_VALUE_FIELD) {
-		if (nlen == 3 && memcmp(name, "rua", 3) == 0) {
-			if (have_rua)
-				return tag_value_fail(&tv, "rua appears twice");
-			have_rua = true;
-			if (!read_rua(&tv, rua, skipped))
-				return false;
-		} else if (!tag_value_skip_extension(&tv))
-			return false;
-		nfields++;
-	}
-	if (step == TAG_VALUE_ERROR)
-		return false;
-	if (nfields == 0 || !have_rua)
-		return tag_value_fail(&tv, "required field rua is missing");
-	return true;
+	return tag_value_parse(rec, len, TLSRPT_RECORD_MAX_LEN, TLSRPT_VERSION_FIELD, "rua",
+	    tlsrpt_field, &f, reason, reason_len);
 }
 
 void

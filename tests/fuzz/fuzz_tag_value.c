@@ -20,6 +20,23 @@ is_digit(unsigned char c)
 	return c >= '0' && c <= '9';
 }
 
+/* A parser's own field: "n" takes digits, as id= takes letters and digits. */
+static enum tag_value_field
+digits_field(void *arg, struct tag_value *tv, const char *name, size_t name_len)
+{
+	size_t len;
+
+	(void)arg;
+	if (name_len != 1 || name[0] != 'n')
+		return TAG_VALUE_EXTENSION;
+	tag_value_take(tv, is_digit, &len);
+	if (len == 0 || !tag_value_at_value_end(tv)) {
+		tag_value_fail(tv, "n takes digits");
+		return TAG_VALUE_BAD;
+	}
+	return TAG_VALUE_KNOWN;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -33,6 +50,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (tag_value_select(recs, lens, 2, "v=T1", &which, reason, sizeof(reason)) != 1 &&
 	    reason[0] == '\0')
+		__builtin_trap();
+	reason[0] = '\0';
+	if (!tag_value_parse((const char *)data, size, 4096, "v=T1", "n", digits_field, NULL, reason,
+	    sizeof(reason)) && reason[0] == '\0')
 		__builtin_trap();
 	reason[0] = '\0';
 	if (!tag_value_begin(&tv, (const char *)data, size, 4096, "v=T1", reason, sizeof(reason))) {

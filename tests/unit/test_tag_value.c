@@ -19,6 +19,12 @@
 
 #define TV_VERSION "v=T1"
 
+static bool
+is_digit(unsigned char c)
+{
+	return c >= '0' && c <= '9';
+}
+
 /* Walk a record, reading every value as an extension; "name=value ..." or the reason. */
 static bool
 walk(const char *rec, size_t len, size_t max, char *out, size_t out_len)
@@ -122,11 +128,63 @@ test_bytes(void **state)
 	}
 }
 
+/* A field "n" with a digits-only value, as id= and rua= read their own. */
+static enum tag_value_field
+digits_field(void *arg, struct tag_value *tv, const char *name, size_t name_len)
+{
+	size_t len;
+
+	(*(unsigned *)arg)++;
+	if (name_len != 1 || name[0] != 'n')
+		return TAG_VALUE_EXTENSION;
+	tag_value_take(tv, is_digit, &len);
+	if (len == 0 || !tag_value_at_value_end(tv)) {
+		tag_value_fail(tv, "n takes digits");
+		return TAG_VALUE_BAD;
+	}
+	return TAG_VALUE_KNOWN;
+}
+
+static bool
+parse(const char *rec, char *reason, unsigned *fields)
+{
+	*fields = 0;
+	reason[0] = '\0';
+	return tag_value_parse(rec, strlen(rec), 4096, TV_VERSION, "n", digits_field, fields, reason,
+	    160);
+}
+
+/* tag_value_parse(): known fields to the parser, the rest read as extensions. */
+static void
+test_parse(void **state)
+{
+	char reason[160];
+	unsigned fields;
+
+	(void)state;
+	assert_true(parse("v=T1; x=y; n=12; n=3;", reason, &fields));
+	assert_int_equal(fields, 3);
+	assert_false(parse("v=T1; x=y", reason, &fields));
+	assert_string_equal(reason, "required field n is missing");
+	assert_false(parse("v=T1", reason, &fields));
+	assert_string_equal(reason, "required field n is missing");
+	assert_int_equal(fields, 0);
+	assert_false(parse("v=T1; n=1x", reason, &fields));
+	assert_string_equal(reason, "n takes digits");
+	assert_false(parse("v=T1; n=1; x=", reason, &fields));
+	assert_string_equal(reason, "empty extension value at offset 13");
+	assert_false(parse("v=T1; n=1 x", reason, &fields));
+	assert_string_equal(reason, "expected ';' at offset 10");
+	assert_false(parse("v=T2; n=1", reason, &fields));
+	assert_string_equal(reason, "record does not start with v=T1");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest extra[] = {
 		cmocka_unit_test(test_bytes),
+		cmocka_unit_test(test_parse),
 	};
 	int rc = cases_run("tag_value records", "tag_value.jsonl", test_record_case);
 
