@@ -194,29 +194,6 @@ got_destinations(void *arg, const char *domain, const struct strlist *rua, const
 	job_done(ctx);
 }
 
-struct domain_sums {
-	struct strlist		 domains;
-	struct strlist		 failed;	/* domains with failures */
-};
-
-static void
-sum_visit(void *arg, const char *day, const char *domain, json_t *rec)
-{
-	struct domain_sums *ds = arg;
-	const char *k;
-	json_t *d;
-	bool fail = false;
-
-	(void)day;
-	json_object_foreach(json_object_get(rec, "failures"), k, d)
-		fail = true;
-	if (ds->domains.count == 0 || strcmp(ds->domains.items[ds->domains.count - 1], domain) != 0)
-		strlist_add(&ds->domains, domain);
-	if (fail && (ds->failed.count == 0 ||
-	    strcmp(ds->failed.items[ds->failed.count - 1], domain) != 0))
-		strlist_add(&ds->failed, domain);
-}
-
 static bool
 in_list(const struct strlist *l, const char *s)
 {
@@ -231,7 +208,7 @@ report_send(const struct conf *conf, struct rpt_store *store, const char *day,
     const char *only, bool dry_run, bool force, const char *hostname)
 {
 	struct send_ctx ctx = { .store = store, .day = day, .dry_run = dry_run, .force = force };
-	struct domain_sums ds = { { 0 }, { 0 } };
+	struct strlist domains = { 0 }, failed = { 0 };
 	const char *no_mail = NULL;
 	char today[11];
 
@@ -262,12 +239,15 @@ report_send(const struct conf *conf, struct rpt_store *store, const char *day,
 		fprintf(stderr, "stsproxy: note: %s (UTC) is not over: the report holds the traffic "
 		    "so far, and the daemon will not send this day again to a destination that "
 		    "takes it now\n", day);
-	rpt_store_foreach(store, day, only, sum_visit, &ds);
+	if (rpt_report_domains(store, day, only, &domains, &failed) < 0) {
+		fprintf(stderr, "stsproxy: cannot read %s/reports.mdb\n", conf->state_dir);
+		ctx.store_errors++;
+	}
 	ctx.outstanding = 1;	/* held until every lookup has started */
-	for (size_t i = 0; i < ds.domains.count; i++) {
-		const char *d = ds.domains.items[i];
+	for (size_t i = 0; i < domains.count; i++) {
+		const char *d = domains.items[i];
 
-		if (!conf->report_send_success_only && !in_list(&ds.failed, d)) {
+		if (!conf->report_send_success_only && !in_list(&failed, d)) {
 			printf("%s  -  no report: no failures on %s (send_success_only_reports = no)\n", d, day);
 			continue;
 		}
@@ -277,12 +257,12 @@ report_send(const struct conf *conf, struct rpt_store *store, const char *day,
 			ctx.outstanding--;
 		}
 	}
-	if (ds.domains.count == 0)
+	if (domains.count == 0 && ctx.store_errors == 0)
 		printf("no traffic recorded on %s\n", day);
 	if (--ctx.outstanding > 0)
 		event_base_dispatch(ctx.rt->base);
-	strlist_clear(&ds.domains);
-	strlist_clear(&ds.failed);
+	strlist_clear(&domains);
+	strlist_clear(&failed);
 	rpt_dkim_keys_free(&ctx.keys);
 	/* Let finished upstream sessions say QUIT and free themselves. */
 	for (int i = 0; i < 100 && upstream_count() > 0; i++)

@@ -231,33 +231,22 @@ got_destinations(void *arg, const char *domain, const struct strlist *rua, const
 		plan_done(s);
 }
 
-struct day_domains {
-	struct strlist	 all, failed;
-};
-
-static void
-domains_visit(void *arg, const char *day, const char *domain, json_t *rec)
-{
-	struct day_domains *dd = arg;
-
-	(void)day;
-	if (dd->all.count == 0 || strcmp(dd->all.items[dd->all.count - 1], domain) != 0)
-		strlist_add(&dd->all, domain);
-	if (json_object_size(json_object_get(rec, "failures")) > 0 &&
-	    (dd->failed.count == 0 || strcmp(dd->failed.items[dd->failed.count - 1], domain) != 0))
-		strlist_add(&dd->failed, domain);
-}
-
 static void
 plan_day(struct rpt_sender *s, const char *day)
 {
-	struct day_domains dd = { { 0 }, { 0 } };
+	struct strlist all = { 0 }, failed = { 0 };
 	const struct strlist *which;
 
 	/* The counters of the day must all be on disk before its reports. */
 	rpt_store_flush(s->store);
-	rpt_store_foreach(s->store, day, NULL, domains_visit, &dd);
-	which = s->conf->report_send_success_only ? &dd.all : &dd.failed;
+	if (rpt_report_domains(s->store, day, NULL, &all, &failed) < 0) {
+		/* Logged by the store; the day stays waiting. */
+		s->replan_after = clock_now() + REPLAN_DELAY;
+		strlist_clear(&all);
+		strlist_clear(&failed);
+		return;
+	}
+	which = s->conf->report_send_success_only ? &all : &failed;
 	snprintf(s->planning_day, sizeof(s->planning_day), "%s", day);
 	s->plan_failed = false;
 	s->lookups = 1;	/* held while the lookups start */
@@ -266,10 +255,10 @@ plan_day(struct rpt_sender *s, const char *day)
 		if (rpt_destinations_lookup(s->resolver, which->items[i], got_destinations, s) < 0)
 			s->lookups--;
 	}
-	log_info("event=report_planning day=%s domains=%zu with_failures=%zu", day, dd.all.count,
-	    dd.failed.count);
-	strlist_clear(&dd.all);
-	strlist_clear(&dd.failed);
+	log_info("event=report_planning day=%s domains=%zu with_failures=%zu", day, all.count,
+	    failed.count);
+	strlist_clear(&all);
+	strlist_clear(&failed);
 	if (--s->lookups == 0)
 		plan_done(s);
 }
