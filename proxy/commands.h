@@ -17,6 +17,7 @@
 int cmd_policy(const struct conf *conf, int argc, char **argv);
 int cmd_cache(const struct conf *conf, int argc, char **argv);
 int cmd_report(const struct conf *conf, int argc, char **argv);
+int cmd_check(const struct conf *conf, int argc, char **argv);
 int cmd_serve(const struct conf *conf, const char *path, int argc, char **argv);
 int cmd_check_config(const struct conf *conf, const char *path, int argc, char **argv);
 

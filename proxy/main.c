@@ -24,10 +24,12 @@ usage(FILE *out)
 	    "  serve [--foreground]                   run the relay (always in the foreground)\n"
 	    "  policy DOMAIN [--json] [--no-cache]   the MTA-STS policy a sender applies now\n"
 	    "  policy --file FILE [--mx HOST...]     lint a policy file before publishing it\n"
+	    "  check DOMAIN [--json] [--port N]      a domain's MTA-STS and TLS-RPT as senders see them\n"
 	    "  cache list | show DOMAIN | purge DOMAIN | purge --all | refresh\n"
 	    "  report list [--day D]                  TLS-RPT traffic recorded per day and domain\n"
 	    "  report show DOMAIN [--day D] [--json]  the RFC 8460 report for DOMAIN (default: yesterday)\n"
 	    "  report send [--day D] [--domain X] [--dry-run]  deliver the day's reports now\n"
+	    "  report read FILE|DIR|- [--json]        summarise TLS-RPT reports received (.json, .json.gz, .eml)\n"
 	    "  check-config                           print the effective configuration\n"
 	    "  version\n"
 	    "\n"
@@ -111,6 +113,8 @@ main(int argc, char **argv)
 		rc = cmd_report(conf, argc, argv);
 	else if (strcmp(argv[0], "policy") == 0)
 		rc = cmd_policy(conf, argc, argv);
+	else if (strcmp(argv[0], "check") == 0)
+		rc = cmd_check(conf, argc, argv);
 	else if (strcmp(argv[0], "cache") == 0)
 		rc = cmd_cache(conf, argc, argv);
 	else if (strcmp(argv[0], "check-config") == 0)

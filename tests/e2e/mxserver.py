@@ -27,6 +27,8 @@ Behaviours (--behave, comma-separated):
 
 Each .json also names the connection ("conn", numbered per server) and
 whether its TLS session was resumed, so tests can see connection reuse.
+With --trace FILE every command verb received is appended to FILE, one
+per line, so tests can assert what a client said (and what it did not).
 """
 import argparse
 import json
@@ -45,6 +47,7 @@ def main():
     ap.add_argument("--key")
     ap.add_argument("--spool", required=True)
     ap.add_argument("--behave", default="")
+    ap.add_argument("--trace")
     a = ap.parse_args()
     behave = {}
     for b in filter(None, a.behave.split(",")):
@@ -107,6 +110,9 @@ def main():
             while True:
                 line = readline().decode("utf-8", "replace").rstrip("\r\n")
                 verb = line.split(" ", 1)[0].upper()
+                if a.trace:
+                    with lock, open(a.trace, "a") as tf:
+                        tf.write(verb + "\n")
                 if after_rset and "close-after-rset" in behave:
                     return
                 if verb == "EHLO":
