@@ -114,6 +114,7 @@ num(const json_t *o, const char *key)
 static void
 add_policy(struct rpt_summary *s, const char *org, const char *day, const json_t *p)
 {
+	json_int_t report_no = (json_int_t)s->nreports;
 	const json_t *pol = json_object_get(p, "policy"), *sum = json_object_get(p, "summary");
 	const json_t *d;
 	char *domain = xstrdup(str(pol, "policy-domain")), *key;
@@ -128,6 +129,11 @@ add_policy(struct rpt_summary *s, const char *org, const char *day, const json_t
 	if (json_object_get(a, "policy-domain") == NULL) {
 		json_object_set_new(a, "policy-domain", json_string(domain));
 		json_object_set_new(a, "day", json_string(day));
+	}
+	/* A report with several policies for the domain counts once. */
+	if (num(a, "last-report") != report_no + 1) {
+		inc(a, "reports", 1);
+		json_object_set_new(a, "last-report", json_integer(report_no + 1));
 	}
 	inc(a, "successful", ok);
 	inc(a, "failed", failed);
@@ -294,8 +300,9 @@ domain_json(const json_t *a)
 	json_t **items, *out;
 	size_t n;
 
-	out = json_pack("{s:s, s:s, s:O, s:I, s:I, s:f}", "policy-domain", str(a, "policy-domain"),
-	    "day", str(a, "day"), "policy-types", json_object_get(a, "policy-types"),
+	out = json_pack("{s:s, s:s, s:I, s:O, s:I, s:I, s:f}", "policy-domain",
+	    str(a, "policy-domain"), "day", str(a, "day"), "reports", num(a, "reports"),
+	    "policy-types", json_object_get(a, "policy-types"),
 	    "successful-sessions", ok, "failed-sessions", failed, "failure-rate", rate(failed, total));
 
 	keys = sorted_keys(types, &n);
