@@ -130,8 +130,9 @@ eval_txt(const struct check_facts *f, struct check_list *l)
 		strbuf_printf(&recs, "%s\"%s\"", i ? ", " : "", v->txt_records.items[i]);
 	if (!v->done) {
 		add(l, "txt-record", name, CHECK_FAIL,
-		    "Make sure the domain's name servers answer, then run the check again.",
-		    "no answer within the %us of the check", f->deadline);
+		    "Make sure the domain's name servers and mta-sts.<domain> answer promptly, then run the check again.",
+		    "the policy lookup (TXT record, then the policy fetch) did not finish within the %us of the check",
+		    f->deadline);
 	} else if (dns_failed(v->txt_status)) {
 		add(l, "txt-record", name, CHECK_FAIL,
 		    "Make the domain's name servers answer TXT queries for _mta-sts (NODATA when there is no record), with valid DNSSEC if the zone is signed.",
@@ -187,10 +188,11 @@ eval_policy_host(const struct check_facts *f, struct check_list *l)
 	char *fix;
 
 	if (!v->fetched) {
-		if (v->done)
-			add(l, "policy-host", host, CHECK_FAIL,
-			    "Make sure mta-sts.<domain> answers HTTPS quickly, then run the check again.",
-			    "no answer within the %us of the check", f->deadline);
+		/* A fetch always runs (the sender's, or the diagnostic one), so
+		 * only the deadline leaves none. */
+		add(l, "policy-host", host, CHECK_FAIL,
+		    "Make sure mta-sts.<domain> answers HTTPS promptly, then run the check again.",
+		    "no answer within the %us of the check", f->deadline);
 		free(host);
 		return;
 	}

@@ -22,7 +22,7 @@ STALL_MX=127.0.5.9
 
 # Every domain of this test, each with one mistake (clean: none).
 DOMAINS="clean txtsyntax twotxt nohost redirect ctype hostcert crlf badpolicy missingmx
-nostarttls badname expiring shortage nortpt badrpt ruacert stall many"
+nostarttls badname expiring shortage nortpt badrpt ruacert stall many slowhost"
 
 # ---- the world -----------------------------------------------------------
 world_init
@@ -85,7 +85,11 @@ TLSA_HASH=$(openssl x509 -in "$W/certs/mxgood.pem" -noout -pubkey |
 		twotxt) printf '_mta-sts.%s TXT "v=STSv1; id=a1;"\n_mta-sts.%s TXT "v=STSv1; id=b1;"\n' "$d" "$d" ;;
 		*) printf '_mta-sts.%s TXT "v=STSv1; id=%s1;"\n' "$d" "$d" ;;
 		esac
-		[ "$d" = nohost ] || printf 'mta-sts.%s A %s\n' "$d" "$WEB_ADDR"
+		case $d in
+		nohost) ;;
+		slowhost) printf 'mta-sts.%s A %s\n' "$d" "$STALL_ADDR" ;;
+		*) printf 'mta-sts.%s A %s\n' "$d" "$WEB_ADDR" ;;
+		esac
 		printf '%s MX 10 mx.%s.%s.\n' "$d" "$d" "$ZONE"
 		case $d in
 		nostarttls) ip=$NOTLS_MX ;; badname) ip=$BADNAME_MX ;; expiring) ip=$EXPIRING_MX ;;
@@ -114,6 +118,7 @@ ZONEDATA
 } | world_dns_records
 world_dns_publish >/dev/null || exit 1
 world_web_start || exit 1
+world_stall_start
 
 mx() { # ADDR:PORT NAME CERT [BEHAVE]
 	python3 "$MX" --listen "$1" --name "$2" --spool "$W/spool" --trace "$W/trace-$2" \
@@ -306,6 +311,16 @@ elapsed=$(( $(date +%s) - start ))
 check "an MX that never greets fails within the deadline" "$(verdict stall mx-tls) $RC" "fail 2"
 check_match "... after the per-step timeout" "$(evidence stall mx-tls)" "^greeting failed: no answer within 2s"
 check_match "... and the whole check stays within --timeout" "$elapsed" "^[0-5]$"
+# The deadline: a policy host that accepts and never answers, with a
+# fetch timeout longer than the check's; everything pending is cancelled.
+start=$(date +%s)
+STSPROXY_POLICY_FETCH_TIMEOUT=30s chk slowhost --timeout 3
+elapsed=$(( $(date +%s) - start ))
+check "the total deadline ends the check, exit 2" "$RC $(jq .timed_out "$W/check-slowhost.json")" "2 true"
+check_match "... within --timeout" "$elapsed" "^[34]$"
+check "... what did not answer says so" "$(verdict slowhost policy-host) $(evidence slowhost policy-host)" \
+	"fail no answer within the 3s of the check"
+check_match "... and readiness names it" "$(evidence slowhost enforce-readiness)" "the check ran out of time"
 chk many
 check "at most 8 MX addresses are probed" "$(jq '[.checks[] | select(.check == "mx-tls" and (.subject | test(" ")))] | length' "$W/check-many.json")" "8"
 check_match "... the rest are reported as not probed, per host" "$(jq -r '[.checks[] | select(.check == "mx-tls" and .status == "info") | .evidence] | join("|")' "$W/check-many.json")" \
