@@ -236,8 +236,10 @@ eval_policy_host(const struct check_facts *f, struct check_list *l)
 	}
 	/* HTTP: exactly one 200 text/plain answer, no redirect, within the size. */
 	if (r->ok) {
-		add(l, "policy-http", r->url, CHECK_PASS, NULL, "HTTP %d, Content-Type: %s, %zu bytes",
-		    r->http_status, r->content_type, r->body_len);
+		add(l, "policy-http", r->url, CHECK_PASS, NULL, "HTTP %d, Content-Type: %s, %zu bytes%s",
+		    r->http_status, r->content_type, r->body_len, f->diagnostic_fetch ?
+		    " (fetched for this check only: without a usable TXT record senders do not fetch it)" :
+		    "");
 	} else if (r->http_status >= 300 && r->http_status < 400) {
 		add(l, "policy-http", r->url, CHECK_FAIL,
 		    "Serve the policy file directly at this URL with HTTP 200: senders never follow redirects (RFC 8461 section 3.3).",
@@ -514,6 +516,12 @@ eval_mx_tls(const struct check_facts *f, struct check_list *l)
 			    "Make the MX accept EHLO after STARTTLS: senders cannot deliver over TLS otherwise.",
 			    "TLS and certificate fine (%s), then %s: %s", r->peer.version,
 			    r->failed_step ? r->failed_step : "?", r->error);
+		} else if (r->verdict_known && !r->tls_done &&
+		    r->verdict != RPT_RESULT_STARTTLS_NOT_SUPPORTED) {
+			/* STARTTLS was accepted but no handshake completed. */
+			add(l, "mx-tls", subject, CHECK_FAIL,
+			    "Make the MX complete a TLS handshake with TLS 1.2 or later and current ciphers: senders that require TLS cannot deliver otherwise.",
+			    "%s: %s", rpt_result_type_name(r->verdict), r->verdict_reason);
 		} else if (r->verdict_known) {
 			add(l, "mx-tls", subject, CHECK_FAIL, rpt_result_type_fix(r->verdict),
 			    "%s: %s%s%s%s", rpt_result_type_name(r->verdict), r->verdict_reason,

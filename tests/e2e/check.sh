@@ -18,11 +18,12 @@ GOOD_MX=127.0.5.1
 NOTLS_MX=127.0.5.2
 BADNAME_MX=127.0.5.3
 EXPIRING_MX=127.0.5.4
+OLDTLS_MX=127.0.5.5
 STALL_MX=127.0.5.9
 
 # Every domain of this test, each with one mistake (clean: none).
 DOMAINS="clean txtsyntax twotxt nohost redirect ctype hostcert crlf badpolicy missingmx
-nostarttls badname expiring shortage nortpt badrpt ruacert stall many slowhost"
+nostarttls badname expiring oldtls shortage nortpt badrpt ruacert stall many slowhost"
 
 # ---- the world -----------------------------------------------------------
 world_init
@@ -93,6 +94,7 @@ TLSA_HASH=$(openssl x509 -in "$W/certs/mxgood.pem" -noout -pubkey |
 		printf '%s MX 10 mx.%s.%s.\n' "$d" "$d" "$ZONE"
 		case $d in
 		nostarttls) ip=$NOTLS_MX ;; badname) ip=$BADNAME_MX ;; expiring) ip=$EXPIRING_MX ;;
+		oldtls) ip=$OLDTLS_MX ;;
 		stall) ip=$STALL_MX ;; *) ip=$GOOD_MX ;;
 		esac
 		printf 'mx.%s A %s\n' "$d" "$ip"
@@ -131,6 +133,7 @@ mx "$GOOD_MX:2525" good2525 mxgood
 mx "$NOTLS_MX:25" nostarttls "" nostarttls
 mx "$BADNAME_MX:25" badname badname
 mx "$EXPIRING_MX:25" expiring expiring
+mx "$OLDTLS_MX:25" oldtls mxgood tls11
 # An SMTP server that accepts connections and never greets.
 python3 -c '
 import socket, sys
@@ -142,7 +145,7 @@ while True:
 ' "$STALL_MX" &
 PIDS+=($!)
 for _ in $(seq 50); do
-	[ "$(cat "$W"/mx-*.out 2>/dev/null | grep -c ready)" -ge 5 ] && break
+	[ "$(cat "$W"/mx-*.out 2>/dev/null | grep -c ready)" -ge 6 ] && break
 	sleep 0.1
 done
 world_conf
@@ -232,6 +235,7 @@ chk txtsyntax
 check "STS-3 case 7: an id with '-' fails the TXT check, exit 2" "$(verdict txtsyntax txt-record) $RC" "fail 2"
 check_match "... with the record and the reason as evidence" "$(evidence txtsyntax txt-record)" "id=2026-11-01.*"
 check "... and the policy host is still checked (diagnostic fetch)" "$(verdict txtsyntax policy-http) $(verdict txtsyntax policy-file)" "pass pass"
+check_match "... saying senders would not fetch it" "$(evidence txtsyntax policy-http)" "without a usable TXT record senders do not fetch it"
 check_match "... readiness names the TXT record" "$(evidence txtsyntax enforce-readiness)" "no usable _mta-sts TXT record"
 
 chk twotxt
@@ -281,6 +285,11 @@ chk badname
 check_match "case 47: an MX certificate not valid for its name fails with certificate-host-mismatch, exit 2" \
 	"$(verdict badname mx-tls) $(evidence badname mx-tls) $RC" \
 	"^fail certificate-host-mismatch: certificate not valid for the MX host name \\(names: other\\.$ZONE;.* 2$"
+
+chk oldtls
+check_match "STS-40: an MX that speaks only TLS 1.1 fails the handshake, exit 2" \
+	"$(verdict oldtls mx-tls) $RC $(evidence oldtls mx-tls)" "^fail 2 validation-failure: TLS handshake failed: "
+check_match "... the fix: TLS 1.2 or later" "$(fix oldtls mx-tls)" "^Make the MX complete a TLS handshake with TLS 1\\.2 or later"
 
 chk expiring
 check "an MX certificate expiring in under 14 days warns, exit 1" \
