@@ -15,11 +15,13 @@
 
 #include "conf/log.h"
 #include "proxy/check.h"
+#include "proxy/cli_args.h"
 #include "proxy/commands.h"
+#include "proxy/format.h"
 #include "proxy/runtime.h"
 
-static void
-check_usage(FILE *out)
+void
+cmd_check_usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: stsproxy check DOMAIN [--json] [--port N] [--timeout SECONDS]\n"
@@ -28,7 +30,8 @@ check_usage(FILE *out)
 	    "_mta-sts TXT record, the policy host and file, the id and max_age, every\n"
 	    "MX against the policy, each MX's STARTTLS and certificate (no mail is\n"
 	    "sent), TLSA records as found, the _smtp._tls record and its destinations,\n"
-	    "and whether the domain is ready for enforce.\n"
+	    "and whether the domain is ready for enforce. DOMAIN may also be an email\n"
+	    "address or the policy URL, as for policy.\n"
 	    "\n"
 	    "  --json             the same checks as one JSON document\n"
 	    "  --port N           SMTP port of the MXs (default [upstream] port, 25)\n"
@@ -56,10 +59,13 @@ parse_count(const char *s, unsigned min, unsigned max, unsigned *out)
 static const char *const status_labels[] = { "PASS", "INFO", "WARN", "FAIL" };
 
 static void
-print_text(const struct check_facts *f, const struct check_list *l)
+print_text(const struct conf *conf, const char *path, const struct check_facts *f,
+    const struct check_list *l)
 {
 	size_t n[4] = { 0 };
 
+	/* The DNS and the policy cache the check used come from this file. */
+	format_config_header(stdout, conf, path);
 	printf("stsproxy check %s (MX port %u)\n\n", f->domain, f->port);
 	for (size_t i = 0; i < l->count; i++) {
 		const struct check_item *it = &l->items[i];
@@ -106,9 +112,10 @@ print_json(const struct check_facts *f, const struct check_list *l, int rc)
 }
 
 int
-cmd_check(const struct conf *conf, int argc, char **argv)
+cmd_check(const struct conf *conf, const char *path, int argc, char **argv)
 {
-	const char *domain = NULL;
+	const char *target = NULL, *why, *how;
+	char *domain;
 	unsigned port = conf->upstream_port, deadline = CHECK_DEADLINE;
 	bool json = false;
 	struct runtime *rt;
@@ -117,10 +124,7 @@ cmd_check(const struct conf *conf, int argc, char **argv)
 	int rc;
 
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-			check_usage(stdout);
-			return 0;
-		} else if (strcmp(argv[i], "--json") == 0) {
+		if (strcmp(argv[i], "--json") == 0) {
 			json = true;
 		} else if (strcmp(argv[i], "--port") == 0) {
 			if (!parse_count(i + 1 < argc ? argv[++i] : NULL, 1, 65535, &port)) {
@@ -132,30 +136,41 @@ cmd_check(const struct conf *conf, int argc, char **argv)
 				fprintf(stderr, "stsproxy: check: --timeout needs seconds (2-3600)\n");
 				return EXIT_ERROR;
 			}
-		} else if (argv[i][0] != '-' && domain == NULL) {
-			domain = argv[i];
+		} else if (argv[i][0] != '-' && target == NULL) {
+			target = argv[i];
 		} else {
-			check_usage(stderr);
+			cmd_check_usage(stderr);
 			return EXIT_ERROR;
 		}
 	}
-	if (domain == NULL) {
-		check_usage(stderr);
+	if (target == NULL) {
+		cmd_check_usage(stderr);
 		return EXIT_ERROR;
 	}
-	if ((rt = runtime_new(conf)) == NULL)
+	/* The same arguments as policy: a domain, an address or the policy URL. */
+	if ((why = cli_policy_domain(target, &domain, &how)) != NULL) {
+		fprintf(stderr, "stsproxy: %s: %s\n", target, why);
 		return EXIT_ERROR;
+	}
+	if (how != NULL)
+		fprintf(stderr, "stsproxy: checking %s, %s %s\n", domain, how, target);
+	if ((rt = runtime_new(conf)) == NULL) {
+		free(domain);
+		return EXIT_ERROR;
+	}
 	if ((f = check_run(rt, domain, port, deadline)) == NULL) {
 		fprintf(stderr, "stsproxy: check: '%s' is not a domain name\n", domain);
 		runtime_free(rt);
+		free(domain);
 		return EXIT_ERROR;
 	}
+	free(domain);
 	check_evaluate(f, &list);
 	rc = check_exit_status(&list);
 	if (json)
 		print_json(f, &list, rc);
 	else
-		print_text(f, &list);
+		print_text(conf, path, f, &list);
 	check_list_clear(&list);
 	check_facts_free(f);
 	runtime_free(rt);

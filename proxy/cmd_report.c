@@ -19,6 +19,7 @@
 #include "conf/clock.h"
 #include "conf/log.h"
 #include "proxy/commands.h"
+#include "proxy/format.h"
 #include "proxy/report_mailer.h"
 #include "proxy/runtime.h"
 #include "proxy/upstream.h"
@@ -71,13 +72,27 @@ list_visit(void *arg, const char *day, const char *domain, json_t *rec)
 		st->row.failures += json_integer_value(json_object_get(d, "failed-session-count"));
 }
 
-static void
-usage(void)
+void
+cmd_report_usage(FILE *out)
 {
-	fprintf(stderr, "usage: stsproxy report list [--day YYYY-MM-DD]\n"
+	fprintf(out, "usage: stsproxy report list [--day YYYY-MM-DD]\n"
 	    "       stsproxy report show DOMAIN [--day YYYY-MM-DD] [--json | --mail ADDRESS]\n"
 	    "       stsproxy report send [--day YYYY-MM-DD] [--domain DOMAIN] [--dry-run]\n"
-	    "       stsproxy report read FILE|DIR|- ... [--json]\n");
+	    "       stsproxy report read FILE|DIR|- ... [--json]\n"
+	    "\n"
+	    "TLS-RPT (RFC 8460) from state_dir/reports.mdb: the traffic recorded per UTC day\n"
+	    "and policy domain, the report for a domain exactly as it would be sent (default\n"
+	    "yesterday; --mail prints the signed message), or deliver the day's reports now.\n"
+	    "\n"
+	    "report read: the reports a domain receives, as they arrive: .json, .json.gz or\n"
+	    "whole mail messages (.eml, multipart/report with the report attached); a\n"
+	    "directory is read for *.json, *.gz and *.eml files, - is standard input. Each\n"
+	    "report is validated against RFC 8460; then sessions are summarised per policy\n"
+	    "domain and day: failures by result type (what each means and usually fixes),\n"
+	    "by sending organisation, by MX and by receiving IP; --json for scripts.\n"
+	    "Malformed reports are listed, not fatal. Exit status: 0 every input held\n"
+	    "valid reports, 1 some input was malformed or unreadable (the rest is still\n"
+	    "summarised), 2 usage error.\n");
 }
 
 /* ---- report send: one job per domain, one POST per https destination ---- */
@@ -317,26 +332,6 @@ report_send(const struct conf *conf, struct rpt_store *store, const char *day,
 
 #define READ_MAX_FILES	10000	/* files taken from one directory */
 
-static void
-read_usage(FILE *out)
-{
-	fprintf(out,
-	    "usage: stsproxy report read FILE|DIR|- ... [--json]\n"
-	    "\n"
-	    "Read TLS-RPT reports (RFC 8460) as they arrive: .json, .json.gz, or whole\n"
-	    "mail messages (.eml, multipart/report with the report attached); a\n"
-	    "directory is read for *.json, *.gz and *.eml files, - is standard input.\n"
-	    "Each report is validated; then sessions are summarised per policy domain\n"
-	    "and day: failures by result type (what each means and usually fixes), by\n"
-	    "sending organisation, by MX and by receiving IP. Malformed reports are\n"
-	    "listed, not fatal.\n"
-	    "\n"
-	    "  --json   the summary as one JSON document\n"
-	    "\n"
-	    "exit status: 0 every input held valid reports, 1 some input was malformed\n"
-	    "or unreadable (the rest is still summarised), 2 usage error\n");
-}
-
 /* Read all of fd, at most RPT_READ_MAX_INPUT bytes. 0, or -1 with why. */
 static int
 read_bounded(int fd, struct strbuf *out, char *why, size_t why_len)
@@ -567,19 +562,18 @@ report_read(int argc, char **argv)
 	json_t *doc;
 
 	for (int i = 2; i < argc; i++) {
-		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-			read_usage(stdout);
-			return 0;
-		} else if (strcmp(argv[i], "--json") == 0) {
+		if (strcmp(argv[i], "--json") == 0) {
 			json = true;
 		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-			read_usage(stderr);
+			fprintf(stderr, "stsproxy: report read: unknown option %s\n", argv[i]);
+			cmd_report_usage(stderr);
 			return EXIT_ERROR;
 		} else
 			npaths++;
 	}
 	if (npaths == 0) {
-		read_usage(stderr);
+		fprintf(stderr, "stsproxy: report read: name a FILE, a DIR or - (standard input)\n");
+		cmd_report_usage(stderr);
 		return EXIT_ERROR;
 	}
 	sum = rpt_summary_new();
@@ -599,7 +593,7 @@ report_read(int argc, char **argv)
 }
 
 int
-cmd_report(const struct conf *conf, int argc, char **argv)
+cmd_report(const struct conf *conf, const char *path, int argc, char **argv)
 {
 	const char *day = NULL, *domain = NULL, *verb = argc > 1 ? argv[1] : NULL, *mail_to = NULL;
 	char yesterday[11], hostname[256];
@@ -607,7 +601,8 @@ cmd_report(const struct conf *conf, int argc, char **argv)
 	struct rpt_store *store;
 	int rc = EXIT_POLICY;
 
-	/* read takes files, directories and "-", and needs no database. */
+	/* read takes files, directories and "-", and needs no database, DNS
+	 * or state_dir: no configuration header either. */
 	if (verb != NULL && strcmp(verb, "read") == 0)
 		return report_read(argc, argv);
 	for (int i = 2; i < argc; i++) {
@@ -624,14 +619,14 @@ cmd_report(const struct conf *conf, int argc, char **argv)
 		else if (argv[i][0] != '-' && domain == NULL)
 			domain = argv[i];
 		else {
-			usage();
+			cmd_report_usage(stderr);
 			return EXIT_ERROR;
 		}
 	}
 	if (verb == NULL || (strcmp(verb, "list") != 0 && strcmp(verb, "show") != 0 &&
 	    strcmp(verb, "send") != 0) ||
 	    (strcmp(verb, "show") == 0 && domain == NULL)) {
-		usage();
+		cmd_report_usage(stderr);
 		return EXIT_ERROR;
 	}
 	if (day != NULL && rpt_day_start(day) < 0) {
@@ -640,6 +635,9 @@ cmd_report(const struct conf *conf, int argc, char **argv)
 	}
 	if ((store = rpt_store_open(conf, NULL)) == NULL)
 		return EXIT_ERROR;
+	/* The JSON report and the mail message are printed alone, to be piped. */
+	if (!json && mail_to == NULL)
+		format_config_header(stdout, conf, path);
 	if (strcmp(verb, "send") == 0) {
 		if (day == NULL) {
 			rpt_day(clock_now() - 86400, yesterday);

@@ -79,7 +79,7 @@ rr >/dev/null 2>&1
 check "no operand is a usage error" "$?" "2"
 out=$("$STSPROXY" -c "$W/stsproxy.conf" report read --help); rc=$?
 check_match "report read --help says what it reads and the exit statuses" "$rc $(echo $out)" \
-	"^0 usage: stsproxy report read FILE\\|DIR\\|- .*exit status: 0 every input held valid reports, 1 some input was malformed"
+	"^0 usage: stsproxy report list .*stsproxy report read FILE\\|DIR\\|- .*Exit status: 0 every input held valid reports, 1 some input was malformed"
 check "no sanitizer or leak report" "$(grep -cE 'AddressSanitizer|LeakSanitizer|runtime error' "$W/err")" "0"
 
 world_summary

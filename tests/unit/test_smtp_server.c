@@ -16,6 +16,11 @@
  *                     (after the Received line), escapes as in R:
  *   E: closed         the server must close the connection
  *   N: opens COUNT    how many upstream transactions were opened
+ *   D: domains D...   the recipient domains they were opened for, in order
+ *
+ * The fake upstream checks what the real one promises its caller: it
+ * gets only recipients of its own domain, never calls back after
+ * free(), and frees itself later from the loop, not on the caller's stack.
  */
 #include "config.h"
 
@@ -31,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -61,6 +67,7 @@ struct world {
 	bool			 server_closed;
 	struct fake_queue	 open_failed, rcpt, data, end, lost;
 	unsigned		 opens;
+	char			 domains[1024];	/* opened for, space-separated */
 	struct evbuffer		*last_body;	/* body of the last transaction */
 };
 
@@ -70,6 +77,7 @@ static struct world *W;
 struct upstream {
 	upstream_cb		 cb;
 	void			*arg;
+	char			 domain[256];
 	struct evbuffer		*body;
 	struct event		*ev;
 	enum upstream_event	 pending;
@@ -122,10 +130,12 @@ fake_open(struct runtime *rt, const char *session, const char *domain,
 	char *failed = queue_pop(&W->open_failed);
 
 	(void)session;
-	(void)domain;
 	(void)mail;
 	up->cb = cb;
 	up->arg = arg;
+	snprintf(up->domain, sizeof(up->domain), "%s", domain);
+	snprintf(W->domains + strlen(W->domains), sizeof(W->domains) - strlen(W->domains), "%s%s",
+	    W->domains[0] ? " " : "", domain);
 	up->body = evbuffer_new();
 	up->ev = event_new(rt->base, -1, 0, fake_fire, up);
 	up->lost_reply = queue_pop(&W->lost);
@@ -142,7 +152,8 @@ fake_rcpt(struct upstream *up, const struct smtp_path *rcpt)
 {
 	char *r = queue_pop(&W->rcpt);
 
-	(void)rcpt;
+	if (strcasecmp(rcpt->domain, up->domain) != 0)
+		fail_msg("RCPT for %s sent to the upstream of %s", rcpt->domain, up->domain);
 	fake_schedule(up, UPSTREAM_EV_REPLY, r ? r : "250 2.1.5 ok");
 	return 0;
 }
@@ -186,15 +197,28 @@ fake_body_end(struct upstream *up)
 }
 
 static void
-fake_free(struct upstream *up)
+fake_reap(evutil_socket_t fd, short what, void *arg)
 {
-	if (up == NULL)
-		return;
+	struct upstream *up = arg;
+
+	(void)fd;
+	(void)what;
 	if (W->last_body)
 		evbuffer_free(W->last_body);
 	W->last_body = up->body;
 	event_free(up->ev);
 	free(up);
+}
+
+/* As upstream_free(): no callback from now on, freed later from the loop. */
+static void
+fake_free(struct upstream *up)
+{
+	if (up == NULL)
+		return;
+	event_del(up->ev);
+	up->cb = NULL;
+	event_base_once(W->base, -1, EV_TIMEOUT, fake_reap, up, NULL);
 }
 
 static const char *
@@ -370,6 +394,10 @@ run_dialogue(void **state)
 			break;
 		case 'N':
 			assert_int_equal(W->opens, (unsigned)atoi(text + strlen("opens ")));
+			break;
+		case 'D':
+			if (strcmp(W->domains, text + strlen("domains ")) != 0)
+				fail_msg("%s:%d: upstreams opened for '%s'", path, lineno, W->domains);
 			break;
 		default:
 			fail_msg("%s:%d: unknown directive %c", path, lineno, line[0]);
