@@ -635,6 +635,8 @@ process_body(struct smtp_server *s)
 			if (t->filter.bare_lf || t->filter.bare_cr)
 				log_notice("session=%s event=bare_newlines_normalised bare_lf=%lu bare_cr=%lu",
 				    s->id, t->filter.bare_lf, t->filter.bare_cr);
+			if (t->filter.nul)
+				log_notice("session=%s event=nul_removed count=%lu", s->id, t->filter.nul);
 			if (s->state == SMTP_S_BODY_DISCARD) {
 				reply_relay(s, &t->discard_reply);
 				txn_reset(s);

@@ -7,7 +7,7 @@
  * Dialogue lines:
  *   # req: ...        the requirement checked (comments otherwise)
  *   C: TEXT           client sends TEXT CR LF
- *   R: BYTES          client sends BYTES raw (\r \n \t \\ escapes)
+ *   R: BYTES          client sends BYTES raw (\r \n \t \0 \\ escapes)
  *   S: PATTERN        the next server line must match (fnmatch)
  *   U: KIND REPLY     queue the fake upstream's answer: KIND is open-failed,
  *                     rcpt, data, end or lost (lost: the connection drops
@@ -211,7 +211,7 @@ static const struct upstream_ops fake_ops = {
 	.mx_host = fake_mx_host, .first_rcpt = NULL,
 };
 
-/* Decode \r \n \t \\ escapes in place. */
+/* Decode \r \n \t \0 \\ escapes in place. */
 static size_t
 unescape(char *s)
 {
@@ -220,7 +220,7 @@ unescape(char *s)
 	for (char *p = s; *p; p++) {
 		if (*p == '\\' && p[1]) {
 			p++;
-			*o++ = *p == 'r' ? '\r' : *p == 'n' ? '\n' : *p == 't' ? '\t' : *p;
+			*o++ = *p == 'r' ? '\r' : *p == 'n' ? '\n' : *p == 't' ? '\t' : *p == '0' ? '\0' : *p;
 		} else
 			*o++ = *p;
 	}
