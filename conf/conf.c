@@ -117,6 +117,11 @@ static const struct conf_key conf_keys[] = {
 	  "Largest message accepted, advertised as SIZE; larger ones get 552 5.3.4." },
 	{ "server", "max_recipients", CONF_T_COUNT, "1000", OFF(server_max_recipients), 100, 100000, NULL, NULL,
 	  "Most recipients in one transaction (RFC 5321 requires at least 100); more get 452 4.5.3." },
+	{ "server", "allow_bare_newline", CONF_T_BOOL, "no", OFF(server_allow_bare_newline), 0, 0, NULL, NULL,
+	  "no: a command line that ends in a bare LF instead of CR LF (RFC 5321 section 2.3.8) gets "
+	  "550 5.5.2 Error: bare <LF> received and the connection is closed, as Postfix does with "
+	  "smtpd_forbid_bare_newline. yes: accept such commands, for a legacy client that cannot be fixed. "
+	  "The message body is unaffected: there bare LF and bare CR are always normalised to CR LF." },
 	{ "server", "command_timeout", CONF_T_DURATION, "5m", OFF(server_command_timeout), 1, 3600, NULL, NULL,
 	  "Time a client may take to send a command (RFC 5321 section 4.5.3.2 asks for at least 5 minutes)." },
 	{ "server", "data_timeout", CONF_T_DURATION, "5m", OFF(server_data_timeout), 1, 3600, NULL, NULL,

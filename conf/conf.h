@@ -44,6 +44,7 @@ struct conf {
 	unsigned	 server_max_per_client;
 	size_t		 server_max_message_size;
 	unsigned	 server_max_recipients;
+	bool		 server_allow_bare_newline;	/* commands may end in a bare LF */
 	unsigned	 server_command_timeout;	/* seconds */
 	unsigned	 server_data_timeout;
 	unsigned	 server_shutdown_timeout;	/* seconds */

@@ -668,6 +668,21 @@ reading_allowed(const struct smtp_server *s)
 	}
 }
 
+/*
+ * true if the next command line in `in` ends in a bare LF. RFC 5321
+ * section 2.3.8 allows CR LF only; a client that ends lines otherwise
+ * is either broken or trying to make us and the upstream disagree on
+ * where a line ends (SMTP smuggling).
+ */
+static bool
+next_line_has_bare_lf(struct evbuffer *in)
+{
+	size_t eol_len = 0;
+	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+
+	return eol.pos != -1 && eol_len == 1;
+}
+
 /* Work through buffered input until it runs out or the session must wait. */
 static void
 smtp_process_input(struct smtp_server *s)
@@ -682,6 +697,16 @@ smtp_process_input(struct smtp_server *s)
 			if (!process_body(s) || evbuffer_get_length(in) == 0)
 				break;
 			continue;
+		}
+		if (!s->conf->server_allow_bare_newline && next_line_has_bare_lf(in)) {
+			/* As Postfix's smtpd_forbid_bare_newline: refuse and hang up,
+			 * since whatever the client pipelined behind it is suspect. */
+			reply(s, 550, "5.5.2", "%s Error: bare <LF> received; command lines must end "
+			    "in CR LF (RFC 5321 section 2.3.8)", s->env->rt->hostname);
+			log_notice("session=%s event=bare_lf_command client=%s state=%s", s->id, s->ip,
+			    state_names[s->state]);
+			smtp_enter_state(s, SMTP_S_QUIT);
+			break;
 		}
 		line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
 		if (line == NULL) {

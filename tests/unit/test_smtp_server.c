@@ -16,6 +16,8 @@
  *                     (after the Received line), escapes as in R:
  *   E: closed         the server must close the connection
  *   N: opens COUNT    how many upstream transactions were opened
+ *   K: KEY = VALUE    a [server] configuration line, read before the
+ *                     session starts (anywhere in the file)
  */
 #include "config.h"
 
@@ -283,14 +285,23 @@ run_dialogue(void **state)
 	int sv[2], lineno = 0;
 	struct sockaddr_in peer = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
 	struct strlist errors = { 0 };
-	static const char conf_text[] =
+	static const char conf_base[] =
 	    "hostname = relay.example\n[server]\nmax_recipients = 100\nmax_message_size = 65536\n";
+	struct strbuf conf_text;
 
 	assert_non_null(f);
+	strbuf_init(&conf_text);
+	strbuf_printf(&conf_text, "%s", conf_base);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, "K: ", 3) == 0)
+			strbuf_printf(&conf_text, "%s", line + 3);
+	rewind(f);
 	W = calloc(1, sizeof(*W));
 	W->base = event_base_new();
-	W->conf = conf_parse_buffer("test", conf_text, sizeof(conf_text) - 1, &errors);
-	assert_non_null(W->conf);
+	W->conf = conf_parse_buffer("test", conf_text.data, conf_text.len, &errors);
+	if (W->conf == NULL)
+		fail_msg("%s: configuration: %s", path, errors.count ? errors.items[0] : "?");
+	strbuf_free(&conf_text);
 	W->rt.base = W->base;
 	W->rt.conf = W->conf;
 	snprintf(W->rt.hostname, sizeof(W->rt.hostname), "relay.example");
@@ -370,6 +381,8 @@ run_dialogue(void **state)
 			break;
 		case 'N':
 			assert_int_equal(W->opens, (unsigned)atoi(text + strlen("opens ")));
+			break;
+		case 'K':
 			break;
 		default:
 			fail_msg("%s:%d: unknown directive %c", path, lineno, line[0]);
