@@ -11,12 +11,22 @@
  *   mail: ARG             MAIL FROM argument the client gave ("FROM:<a@b> SIZE=1")
  *   accept                the next connection from the relay must arrive
  *   S: TEXT               the server sends TEXT CR LF
- *   R: BYTES              the server sends raw BYTES (\r \n escapes)
+ *   R: BYTES              the server sends raw BYTES (\r \n \0 escapes)
  *   C: PATTERN            the relay's next line must match (fnmatch)
  *   close                 the server closes the connection
+ *   eof                   the relay closes the connection without another
+ *                         byte (no QUIT: a connection it dropped)
  *   A: rcpt ARG | data | body BYTES | end     call the upstream API
+ *   A: free               upstream_free(): the relay lets go of the transaction
  *   E: EVENT [PATTERN]    the next event (ready, failed, reply, lost) with
  *                         its reply flattened ("451 4.7.5 text / line 2")
+ *   O: PATTERN            the next TLS-RPT outcome the upstream recorded, as
+ *                         "action=A mx=M result=R sts=pass|fail tls=V|no
+ *                         starttls=yes|no would_defer=yes|no reason=TEXT
+ *                         reply=TEXT" (fnmatch)
+ *
+ * Every outcome recorded must be asserted by an O: line: after the
+ * dialogue (and the upstream_free() that ends it) none may be left over.
  */
 #include "config.h"
 
@@ -44,6 +54,7 @@
 #include "conf/log.h"
 #include "policy/tls.h"
 #include "proxy/upstream_internal.h"
+#include "report/outcome.h"
 
 struct event_rec {
 	enum upstream_event	 ev;
@@ -58,7 +69,25 @@ static struct {
 	size_t			 inlen;
 	struct event_rec	 events[64];
 	size_t			 ev_head, ev_tail;
+	bool			 peer_closed;	/* the relay closed cfd */
+	char			*outcomes[64];	/* formatted, as O: lines see them */
+	size_t			 oc_head, oc_tail;
 } T;
+
+static void
+on_outcome(void *arg, const struct delivery_outcome *o)
+{
+	(void)arg;
+	if (T.oc_tail == sizeof(T.outcomes) / sizeof(T.outcomes[0]))
+		fail_msg("too many outcomes");
+	if (asprintf(&T.outcomes[T.oc_tail++],
+	    "action=%s mx=%s result=%s sts=%s tls=%s starttls=%s would_defer=%s reason=%s reply=%s",
+	    outcome_action_name(o->action), o->mx_host ? o->mx_host : "-",
+	    rpt_result_type_name(o->result), o->sts_pass ? "pass" : "fail",
+	    o->tls_version ? o->tls_version : "no", o->starttls_offered ? "yes" : "no",
+	    o->would_defer ? "yes" : "no", o->reason ? o->reason : "", o->upstream_reply ? o->upstream_reply : "") < 0)
+		fail_msg("asprintf");
+}
 
 static const char *const ev_names[] = { "ready", "failed", "reply", "writable", "lost" };
 
@@ -81,7 +110,7 @@ unescape(char *s)
 	for (char *p = s; *p; p++) {
 		if (*p == '\\' && p[1]) {
 			p++;
-			*o++ = *p == 'r' ? '\r' : *p == 'n' ? '\n' : *p;
+			*o++ = *p == 'r' ? '\r' : *p == 'n' ? '\n' : *p == '0' ? '\0' : *p;
 		} else
 			*o++ = *p;
 	}
@@ -101,6 +130,8 @@ pump(int ms)
 
 			if (n > 0)
 				T.inlen += (size_t)n;
+			else if (n == 0 || errno == ECONNRESET)
+				T.peer_closed = true;
 		}
 	} else
 		usleep((useconds_t)ms * 1000);
@@ -131,7 +162,7 @@ run_dialogue(void **state)
 {
 	const char *path = *state;
 	FILE *f = fopen(path, "r");
-	char line[4096];
+	char line[16384];
 	int lineno = 0;
 	struct mx_host hosts[8];
 	size_t nhosts = 0;
@@ -143,12 +174,15 @@ run_dialogue(void **state)
 	struct upstream *up = NULL;
 	struct sockaddr_in sin;
 	socklen_t slen = sizeof(sin);
+	bool freed = false;
 
 	assert_non_null(f);
 	memset(hosts, 0, sizeof(hosts));
 	T.cfd = -1;
 	T.inlen = 0;
 	T.ev_head = T.ev_tail = 0;
+	T.oc_head = T.oc_tail = 0;
+	T.peer_closed = false;
 	T.lfd = socket(AF_INET, SOCK_STREAM, 0);
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
@@ -201,9 +235,16 @@ run_dialogue(void **state)
 			if (T.cfd >= 0)
 				close(T.cfd);
 			T.inlen = 0;
+			T.peer_closed = false;
 			T.cfd = accept(T.lfd, NULL, NULL);
 			if (T.cfd < 0)
 				fail_msg("%s:%d: the relay did not connect", path, lineno);
+		} else if (strcmp(line, "eof") == 0) {
+			for (int i = 0; i < 3000 && !T.peer_closed; i++)
+				pump(1);
+			if (!T.peer_closed || T.inlen > 0)
+				fail_msg("%s:%d: expected the relay to hang up, got %s '%.*s'", path, lineno,
+				    T.peer_closed ? "bytes" : "nothing", (int)T.inlen, T.inbuf);
 		} else if (strcmp(line, "close") == 0) {
 			close(T.cfd);
 			T.cfd = -1;
@@ -237,6 +278,9 @@ run_dialogue(void **state)
 				evbuffer_add(upstream_body(up), text + 5, n);
 			} else if (strcmp(text, "end") == 0) {
 				assert_int_equal(upstream_body_end(up), 0);
+			} else if (strcmp(text, "free") == 0) {
+				upstream_free(up);
+				freed = true;
 			} else
 				fail_msg("%s:%d: unknown action", path, lineno);
 		} else if (line[0] == 'E') {
@@ -256,11 +300,20 @@ run_dialogue(void **state)
 			if (strcmp(ev_names[e->ev], text) != 0 || (sp && fnmatch(sp, e->reply, 0) != 0))
 				fail_msg("%s:%d: expected event '%s %s', got '%s %s'", path, lineno, text,
 				    sp ? sp : "", ev_names[e->ev], e->reply);
+		} else if (line[0] == 'O') {
+			for (int i = 0; i < 3000 && T.oc_head == T.oc_tail; i++)
+				pump(1);
+			if (T.oc_head == T.oc_tail)
+				fail_msg("%s:%d: no outcome recorded", path, lineno);
+			got = T.outcomes[T.oc_head++];
+			if (fnmatch(text, got, 0) != 0)
+				fail_msg("%s:%d: expected outcome '%s', got '%s'", path, lineno, text, got);
 		} else
 			fail_msg("%s:%d: unknown line", path, lineno);
 	}
 	fclose(f);
-	upstream_free(up);
+	if (!freed)
+		upstream_free(up);
 	for (int i = 0; i < 2000 && upstream_count() > 0; i++) {
 		if (T.cfd >= 0) {
 			/* Answer a QUIT as a server would; a silent server hangs up. */
@@ -284,6 +337,10 @@ run_dialogue(void **state)
 	close(T.lfd);
 	for (size_t i = 0; i < T.ev_tail; i++)
 		free(T.events[i].reply);
+	if (T.oc_head != T.oc_tail)
+		fail_msg("%s: outcome not asserted by an O: line: '%s'", path, T.outcomes[T.oc_head]);
+	for (size_t i = 0; i < T.oc_tail; i++)
+		free(T.outcomes[i]);
 	strlist_clear(&patterns);
 }
 
@@ -311,6 +368,7 @@ main(void)
 
 	log_init("test", false, LOG_LEVEL_CRIT);
 	signal(SIGPIPE, SIG_IGN);
+	outcome_set_hook(on_outcome, NULL);
 	conf = conf_parse_buffer("test", conf_text, sizeof(conf_text) - 1, &errors);
 	T.base = event_base_new();
 	T.rt.base = T.base;
