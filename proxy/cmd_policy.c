@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "conf/idna.h"
 #include "conf/log.h"
 #include "policy/mx_match.h"
 #include "proxy/commands.h"
@@ -290,6 +291,7 @@ cmd_policy(const struct conf *conf, int argc, char **argv)
 {
 	struct policy_cmd pc = { .status = EXIT_ERROR };
 	const char *domain = NULL, *file = NULL;
+	char *alabel = NULL;
 	unsigned flags = 0;
 	char **mx = NULL;
 	int nmx = 0;
@@ -323,10 +325,24 @@ cmd_policy(const struct conf *conf, int argc, char **argv)
 		policy_usage();
 		return EXIT_ERROR;
 	}
-	if ((pc.rt = runtime_new(conf)) == NULL)
+	if (idna_is_utf8(domain)) {
+		/* The policy of bücher.example is that of xn--bcher-kva.example. */
+		const char *why;
+
+		if ((alabel = idna_to_alabel(domain, &why)) == NULL) {
+			fprintf(stderr, "stsproxy: %s: not a valid internationalised domain name: %s\n",
+			    domain, why);
+			return EXIT_ERROR;
+		}
+		domain = alabel;
+	}
+	if ((pc.rt = runtime_new(conf)) == NULL) {
+		free(alabel);
 		return EXIT_ERROR;
+	}
 	policy_engine_resolve(pc.rt->engine, domain, flags, policy_done, &pc);
 	event_base_dispatch(pc.rt->base);
 	runtime_free(pc.rt);
+	free(alabel);
 	return pc.status;
 }

@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <openssl/err.h>
 
+#include "conf/idna.h"
 #include "conf/log.h"
 #include "conf/metrics.h"
 #include "conf/netaddr.h"
@@ -368,6 +369,7 @@ cmd_rcpt(struct smtp_server *s, const struct smtp_command *cmd)
 	struct txn *t = &s->txn;
 	struct smtp_path path;
 	struct smtp_error err;
+	const char *why;
 	char *domain;
 
 	if (s->state != SMTP_S_MAIL) {
@@ -393,10 +395,19 @@ cmd_rcpt(struct smtp_server *s, const struct smtp_command *cmd)
 		reply(s, 550, "5.1.1", "stsproxy has no local mailboxes; write to postmaster@domain");
 		return;
 	}
-	if ((domain = domain_normalize(path.domain)) == NULL) {
-		reply(s, 550, "5.1.2", "Recipient domain must be an ASCII (A-label) domain name");
+	/* DNS, policy, MX matching and TLS use the A-label form; the address
+	 * goes upstream as the client sent it (RFC 6531). */
+	if ((domain = idna_to_alabel(path.domain, &why)) == NULL) {
+		reply(s, 553, "5.1.3", "Recipient domain is not a valid %sdomain name: %s",
+		    idna_is_utf8(path.domain) ? "internationalised (IDNA2008) " : "", why);
+		log_info("session=%s event=rcpt_bad_domain to=%s reason=%s", s->id,
+		    log_quote(path.address), log_quote(why));
+		client_error(s);
 		return;
 	}
+	if (idna_is_utf8(path.domain))
+		log_info("session=%s event=rcpt_idn to=%s domain=%s a_label=%s", s->id,
+		    log_quote(path.address), log_quote(path.domain), domain);
 	if (t->domain[0] != '\0' && strcmp(t->domain, domain) != 0) {
 		/* PRX: one policy domain per transaction; the client sends the
 		 * rest again in a new transaction. */

@@ -16,6 +16,9 @@
  *                     (after the Received line), escapes as in R:
  *   E: closed         the server must close the connection
  *   N: opens COUNT    how many upstream transactions were opened
+ *   D: DOMAIN ADDRESS the domain the last upstream was opened for (what DNS
+ *                     and the policy see) and the last RCPT address handed
+ *                     to it (what goes upstream)
  *   K: KEY = VALUE    a [server] configuration line, read before the
  *                     session starts (anywhere in the file)
  */
@@ -63,6 +66,8 @@ struct world {
 	bool			 server_closed;
 	struct fake_queue	 open_failed, rcpt, data, end, lost;
 	unsigned		 opens;
+	char			 last_domain[256];	/* of the last open() */
+	char			 last_rcpt[600];	/* of the last rcpt() */
 	struct evbuffer		*last_body;	/* body of the last transaction */
 };
 
@@ -124,8 +129,8 @@ fake_open(struct runtime *rt, const char *session, const char *domain,
 	char *failed = queue_pop(&W->open_failed);
 
 	(void)session;
-	(void)domain;
 	(void)mail;
+	snprintf(W->last_domain, sizeof(W->last_domain), "%s", domain);
 	up->cb = cb;
 	up->arg = arg;
 	up->body = evbuffer_new();
@@ -144,7 +149,7 @@ fake_rcpt(struct upstream *up, const struct smtp_path *rcpt)
 {
 	char *r = queue_pop(&W->rcpt);
 
-	(void)rcpt;
+	snprintf(W->last_rcpt, sizeof(W->last_rcpt), "%s", rcpt->address);
 	fake_schedule(up, UPSTREAM_EV_REPLY, r ? r : "250 2.1.5 ok");
 	return 0;
 }
@@ -384,6 +389,18 @@ run_dialogue(void **state)
 			break;
 		case 'K':
 			break;
+		case 'D': {
+			char *sp = strchr(text, ' ');
+
+			for (int i = 0; i < 100 && W->last_rcpt[0] == '\0'; i++)
+				pump(1);
+			assert_non_null(sp);
+			*sp++ = '\0';
+			if (strcmp(W->last_domain, text) != 0 || strcmp(W->last_rcpt, sp) != 0)
+				fail_msg("%s:%d: upstream for '%s' with RCPT '%s', expected '%s' '%s'", path,
+				    lineno, W->last_domain, W->last_rcpt, text, sp);
+			break;
+		}
 		default:
 			fail_msg("%s:%d: unknown directive %c", path, lineno, line[0]);
 		}
