@@ -851,6 +851,44 @@ conf_print(const struct conf *conf, FILE *out)
 	}
 }
 
+size_t
+conf_key_count(void)
+{
+	return NKEYS;
+}
+
+const char *
+conf_key_label(size_t i, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s%s%s", conf_keys[i].section[0] ? "[" : "", conf_keys[i].section,
+	    conf_keys[i].section[0] ? "] " : "", conf_keys[i].name);
+	return buf;
+}
+
+bool
+conf_key_equal(const struct conf *a, const struct conf *b, size_t i)
+{
+	const struct conf_key *k = &conf_keys[i];
+	const void *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
+
+	switch (k->type) {
+	case CONF_T_STRING:
+	case CONF_T_PATH:
+	case CONF_T_ENUM:
+		return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
+	case CONF_T_BOOL:
+		return *(const bool *)fa == *(const bool *)fb;
+	case CONF_T_DURATION:
+	case CONF_T_COUNT:
+		return *(const unsigned *)fa == *(const unsigned *)fb;
+	case CONF_T_SIZE:
+		return *(const size_t *)fa == *(const size_t *)fb;
+	case CONF_T_LIST:
+		return strlist_equal(fa, fb);
+	}
+	return false;
+}
+
 static const char *
 type_name(const struct conf_key *k)
 {

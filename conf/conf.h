@@ -123,6 +123,15 @@ char *conf_env_name(const char *section, const char *name);
 /** Write the effective configuration in the file's own syntax. */
 void conf_print(const struct conf *conf, FILE *out);
 
+/** The number of keys in the table; keys are numbered 0 to this - 1. */
+size_t conf_key_count(void);
+
+/** "[section] name" of key i, written to buf (len bytes); returns buf. */
+const char *conf_key_label(size_t i, char *buf, size_t len);
+
+/** true if key i has the same value in a and b (compared as its type). */
+bool conf_key_equal(const struct conf *a, const struct conf *b, size_t i);
+
 /** Write the KEYS section of stsproxy.conf(5), generated from the table. */
 void conf_print_man_keys(FILE *out);
 
