@@ -70,6 +70,9 @@ static struct {
 	struct event_rec	 events[64];
 	size_t			 ev_head, ev_tail;
 	bool			 peer_closed;	/* the relay closed cfd */
+	bool			 active;	/* a dialogue is running: dialogue_end() has work */
+	struct upstream		*up;
+	bool			 freed;		/* A: free was called */
 	char			*outcomes[64];	/* formatted, as O: lines see them */
 	size_t			 oc_head, oc_tail;
 } T;
@@ -157,6 +160,54 @@ relay_line(void)
 	return NULL;
 }
 
+/*
+ * Let go of the upstream, answer its QUIT, close the sockets. Also the
+ * teardown of a failed dialogue, so one failure does not cascade into
+ * the next dialogue's upstream_count().
+ */
+static void
+dialogue_end(void)
+{
+	if (!T.active)
+		return;
+	T.active = false;
+	if (T.up != NULL && !T.freed)
+		upstream_free(T.up);
+	T.up = NULL;
+	for (int i = 0; i < 2000 && upstream_count() > 0; i++) {
+		if (T.cfd >= 0) {
+			/* Answer a QUIT as a server would; a silent server hangs up. */
+			char *q = NULL;
+
+			pump(1);
+			if (memchr(T.inbuf, '\n', T.inlen) && (q = relay_line()) != NULL &&
+			    strcmp(q, "QUIT") == 0)
+				dprintf(T.cfd, "221 bye\r\n");
+			free(q);
+			if (i == 100) {
+				close(T.cfd);
+				T.cfd = -1;
+			}
+		} else
+			pump(1);
+	}
+	if (T.cfd >= 0)
+		close(T.cfd);
+	T.cfd = -1;
+	close(T.lfd);
+	for (size_t i = 0; i < T.ev_tail; i++)
+		free(T.events[i].reply);
+	T.ev_tail = T.ev_head = 0;
+}
+
+static int
+dialogue_teardown(void **state)
+{
+	(void)state;
+	dialogue_end();
+	return 0;
+}
+
 static void
 run_dialogue(void **state)
 {
@@ -171,13 +222,16 @@ run_dialogue(void **state)
 	enum sts_mode mode = STS_MODE_NONE;
 	struct smtp_path mail;
 	struct smtp_error perr;
-	struct upstream *up = NULL;
 	struct sockaddr_in sin;
 	socklen_t slen = sizeof(sin);
-	bool freed = false;
 
 	assert_non_null(f);
 	memset(hosts, 0, sizeof(hosts));
+	for (size_t i = 0; i < T.oc_tail; i++)
+		free(T.outcomes[i]);
+	T.active = true;
+	T.up = NULL;
+	T.freed = false;
 	T.cfd = -1;
 	T.inlen = 0;
 	T.ev_head = T.ev_tail = 0;
@@ -224,8 +278,8 @@ run_dialogue(void **state)
 		} else if (strcmp(line, "accept") == 0) {
 			struct pollfd p = { .fd = T.lfd, .events = POLLIN };
 
-			if (up == NULL)
-				up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
+			if (T.up == NULL)
+				T.up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
 				    mode, have_policy ? &patterns : NULL, 0, on_event, NULL);
 			for (int i = 0; i < 3000; i++) {
 				event_base_loop(T.base, EVLOOP_NONBLOCK);
@@ -262,33 +316,33 @@ run_dialogue(void **state)
 				    got ? got : "(nothing)");
 			free(got);
 		} else if (line[0] == 'A') {
-			if (up == NULL)
-				up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
+			if (T.up == NULL)
+				T.up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
 				    mode, have_policy ? &patterns : NULL, 0, on_event, NULL);
 			if (strncmp(text, "rcpt ", 5) == 0) {
 				struct smtp_path rcpt;
 
 				assert_int_equal(smtp_path_parse(text + 5, false, &rcpt, &perr), 0);
-				assert_int_equal(upstream_rcpt(up, &rcpt), 0);
+				assert_int_equal(upstream_rcpt(T.up, &rcpt), 0);
 			} else if (strcmp(text, "data") == 0) {
-				assert_int_equal(upstream_data(up), 0);
+				assert_int_equal(upstream_data(T.up), 0);
 			} else if (strncmp(text, "body ", 5) == 0) {
 				n = unescape(text + 5);
-				assert_non_null(upstream_body(up));
-				evbuffer_add(upstream_body(up), text + 5, n);
+				assert_non_null(upstream_body(T.up));
+				evbuffer_add(upstream_body(T.up), text + 5, n);
 			} else if (strcmp(text, "end") == 0) {
-				assert_int_equal(upstream_body_end(up), 0);
+				assert_int_equal(upstream_body_end(T.up), 0);
 			} else if (strcmp(text, "free") == 0) {
-				upstream_free(up);
-				freed = true;
+				upstream_free(T.up);
+				T.freed = true;
 			} else
 				fail_msg("%s:%d: unknown action", path, lineno);
 		} else if (line[0] == 'E') {
 			char *sp = strchr(text, ' ');
 			struct event_rec *e;
 
-			if (up == NULL)
-				up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
+			if (T.up == NULL)
+				T.up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
 				    mode, have_policy ? &patterns : NULL, 0, on_event, NULL);
 			for (int i = 0; i < 3000 && T.ev_head == T.ev_tail; i++)
 				pump(1);
@@ -312,35 +366,10 @@ run_dialogue(void **state)
 			fail_msg("%s:%d: unknown line", path, lineno);
 	}
 	fclose(f);
-	if (!freed)
-		upstream_free(up);
-	for (int i = 0; i < 2000 && upstream_count() > 0; i++) {
-		if (T.cfd >= 0) {
-			/* Answer a QUIT as a server would; a silent server hangs up. */
-			char *q = NULL;
-
-			pump(1);
-			if (memchr(T.inbuf, '\n', T.inlen) && (q = relay_line()) != NULL &&
-			    strcmp(q, "QUIT") == 0)
-				dprintf(T.cfd, "221 bye\r\n");
-			free(q);
-			if (i == 100) {
-				close(T.cfd);
-				T.cfd = -1;
-			}
-		} else
-			pump(1);
-	}
+	dialogue_end();
 	assert_int_equal(upstream_count(), 0);
-	if (T.cfd >= 0)
-		close(T.cfd);
-	close(T.lfd);
-	for (size_t i = 0; i < T.ev_tail; i++)
-		free(T.events[i].reply);
 	if (T.oc_head != T.oc_tail)
 		fail_msg("%s: outcome not asserted by an O: line: '%s'", path, T.outcomes[T.oc_head]);
-	for (size_t i = 0; i < T.oc_tail; i++)
-		free(T.outcomes[i]);
 	strlist_clear(&patterns);
 }
 
@@ -393,11 +422,13 @@ main(void)
 	closedir(d);
 	qsort(names, n, sizeof(names[0]), by_name);
 	for (size_t i = 0; i < n; i++)
-		tests[i] = (struct CMUnitTest){ strrchr(names[i], '/') + 1, run_dialogue, NULL, NULL,
-		    names[i] };
+		tests[i] = (struct CMUnitTest){ strrchr(names[i], '/') + 1, run_dialogue, NULL,
+		    dialogue_teardown, names[i] };
 	rc = _cmocka_run_group_tests("upstream_dialogues", tests, n, NULL, NULL);
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
+	for (size_t i = 0; i < T.oc_tail; i++)
+		free(T.outcomes[i]);
 	SSL_CTX_free(T.rt.ssl_ctx);
 	event_base_free(T.base);
 	conf_free(conf);
