@@ -11,7 +11,9 @@
  *   S: PATTERN        the next server line must match (fnmatch)
  *   U: KIND REPLY     queue the fake upstream's answer: KIND is open-failed,
  *                     rcpt, data, end or lost (lost: the connection drops
- *                     while the body streams); REPLY is "code text"
+ *                     while the body streams; lost-data: instead of the DATA
+ *                     reply; lost-end: after the final dot, instead of the
+ *                     final reply); REPLY is "code text"
  *   B: BYTES          what the upstream must have received as the body
  *                     (after the Received line), escapes as in R:
  *   E: closed         the server must close the connection
@@ -64,7 +66,7 @@ struct world {
 	char			 inbuf[65536];
 	size_t			 inlen;
 	bool			 server_closed;
-	struct fake_queue	 open_failed, rcpt, data, end, lost;
+	struct fake_queue	 open_failed, rcpt, data, end, lost, lost_data, lost_end;
 	unsigned		 opens;
 	char			 last_domain[256];	/* of the last open() */
 	char			 last_rcpt[600];	/* of the last rcpt() */
@@ -157,8 +159,12 @@ fake_rcpt(struct upstream *up, const struct smtp_path *rcpt)
 static int
 fake_data(struct upstream *up)
 {
-	char *r = queue_pop(&W->data);
+	char *r = queue_pop(&W->data), *lost = queue_pop(&W->lost_data);
 
+	if (lost != NULL) {
+		fake_schedule(up, UPSTREAM_EV_LOST, lost);
+		return 0;
+	}
 	fake_schedule(up, UPSTREAM_EV_REPLY, r ? r : "354 go ahead");
 	if (up->lost_reply != NULL && (r == NULL || atoi(r) == 354))
 		up->lose_in_body = true;
@@ -186,8 +192,12 @@ fake_body_full(struct upstream *up)
 static int
 fake_body_end(struct upstream *up)
 {
-	char *r = queue_pop(&W->end);
+	char *r = queue_pop(&W->end), *lost = queue_pop(&W->lost_end);
 
+	if (lost != NULL) {
+		fake_schedule(up, UPSTREAM_EV_LOST, lost);
+		return 0;
+	}
 	fake_schedule(up, UPSTREAM_EV_REPLY, r ? r : "250 2.0.0 queued");
 	return 0;
 }
@@ -349,7 +359,8 @@ run_dialogue(void **state)
 			*sp++ = '\0';
 			q = !strcmp(text, "open-failed") ? &W->open_failed : !strcmp(text, "rcpt") ?
 			    &W->rcpt : !strcmp(text, "data") ? &W->data : !strcmp(text, "end") ?
-			    &W->end : !strcmp(text, "lost") ? &W->lost : NULL;
+			    &W->end : !strcmp(text, "lost") ? &W->lost : !strcmp(text, "lost-data") ?
+			    &W->lost_data : !strcmp(text, "lost-end") ? &W->lost_end : NULL;
 			if (q == NULL)
 				fail_msg("%s:%d: unknown upstream kind %s", path, lineno, text);
 			q->items[q->tail++] = strdup(sp);
@@ -412,7 +423,7 @@ run_dialogue(void **state)
 		event_base_loop(W->base, EVLOOP_NONBLOCK);
 	if (W->last_body)
 		evbuffer_free(W->last_body);
-	for (struct fake_queue *q = &W->open_failed; q <= &W->lost; q++)
+	for (struct fake_queue *q = &W->open_failed; q <= &W->lost_end; q++)
 		for (size_t i = 0; i < q->tail; i++)
 			free(q->items[i]);
 	conf_free(W->conf);
