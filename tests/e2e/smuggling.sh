@@ -175,13 +175,15 @@ check_match "malformed replies: the reason reaches the client for each kind" \
 # ---- an MX that drops the connection at each phase ---------------------------
 for d in $DROPS; do
 	out=$(transaction "d-$d" "d-$d")
+	# A close with our pipelined bytes unread arrives as a reset, not an EOF.
+	gone="(closed the connection in ${d^^}|Connection reset by peer)"
 	case $d in
-	greeting) want="451 4\.4\.1 No MX of d-$d\.$ZONE reachable: mx\.d-$d\.$ZONE closed the connection in BANNER\|554 5\.5\.1" ;;
-	ehlo|starttls|mail) want="451 4\.4\.1 No MX of d-$d\.$ZONE reachable: mx\.d-$d\.$ZONE closed the connection in ${d^^}\|554 5\.5\.1" ;;
-	rcpt) want="451 4\.4\.2 Upstream mx\.d-$d\.$ZONE closed the connection in RCPT; message not delivered\|554 5\.5\.1" ;;
-	data) want="250 2\.1\.5 recipient ok\|451 4\.4\.2 Upstream mx\.d-$d\.$ZONE closed the connection in DATA; message not delivered\|" ;;
+	greeting) want="451 4\.4\.1 No MX of d-$d\.$ZONE reachable: mx\.d-$d\.$ZONE (closed the connection in BANNER|Connection reset by peer)\|554 5\.5\.1" ;;
+	ehlo|starttls|mail) want="451 4\.4\.1 No MX of d-$d\.$ZONE reachable: mx\.d-$d\.$ZONE $gone\|554 5\.5\.1" ;;
+	rcpt) want="451 4\.4\.2 Upstream mx\.d-$d\.$ZONE $gone; message not delivered\|554 5\.5\.1" ;;
+	data) want="250 2\.1\.5 recipient ok\|451 4\.4\.2 Upstream mx\.d-$d\.$ZONE $gone; message not delivered\|" ;;
 	body) want="250 2\.1\.5 recipient ok\|354 go ahead\|451 4\.4\.2 Upstream mx\.d-$d\.$ZONE .*; message not delivered\|$" ;;
-	eom) want="250 2\.1\.5 recipient ok\|354 go ahead\|451 4\.4\.2 Upstream mx\.d-$d\.$ZONE closed the connection in EOM; message not delivered\|$" ;;
+	eom) want="250 2\.1\.5 recipient ok\|354 go ahead\|451 4\.4\.2 Upstream mx\.d-$d\.$ZONE $gone; message not delivered\|$" ;;
 	esac
 	check_match "MX drops at $d: the client gets 4xx, the message stays with it" "$(replies "$out")" "^$want"
 	check "MX drops at $d: it stored nothing and the client got no 2xx after DATA" \
