@@ -19,6 +19,7 @@
 #include "conf/log.h"
 #include "conf/metrics.h"
 #include "conf/netaddr.h"
+#include "proxy/limits.h"
 #include "proxy/listener.h"
 #include "proxy/workers.h"
 
@@ -104,6 +105,7 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa, in
 	struct listener *l = arg;
 	struct slot_owner *o;
 	char ip[64], line[512];
+	unsigned max;
 
 	(void)el;
 	(void)salen;
@@ -116,10 +118,10 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa, in
 		refuse(fd, line);
 		return;
 	}
-	if (l->shutting_down || l->nsessions >= l->conf->server_max_connections) {
+	max = limits_max_connections(l->conf);
+	if (l->shutting_down || l->nsessions >= max) {
 		metrics_add("stsproxy_connections_refused_total", "reason=\"max_connections\"", 1);
-		log_warnx("event=client_refused client=%s reason=\"max_connections (%u) reached\"", ip,
-		    l->conf->server_max_connections);
+		log_warnx("event=client_refused client=%s reason=\"max_connections (%u) reached\"", ip, max);
 		snprintf(line, sizeof(line), "421 4.7.0 %s Too many connections, try again later\r\n",
 		    l->env->rt->hostname);
 		refuse(fd, line);
