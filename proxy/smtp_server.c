@@ -25,6 +25,14 @@
 
 /* Unread client input kept in memory; beyond it TCP pushes back. */
 #define INPUT_HIGH_WATER	(64 * 1024)
+/*
+ * Replies the client has not read yet. Above this the session reads no
+ * more commands until the client has read them: one bound for every
+ * reply, local or relayed, so a client that writes without reading
+ * cannot grow the relay's memory. A client that reads is always served
+ * (reading resumes as soon as its replies are gone).
+ */
+#define OUTPUT_HIGH_WATER	(64 * 1024)
 /* A client making this many mistakes is not a mail server. */
 #define MAX_ERRORS		10
 #define CLOSE_FLUSH_TIMEOUT	10
@@ -49,7 +57,8 @@ enum smtp_state { SMTP_STATES(STATE_ENUM) };
 static const char *const state_names[] = { SMTP_STATES(STATE_NAME) };
 #undef STATE_NAME
 
-/* One MAIL ... end-of-data transaction. */
+/* One MAIL ... end-of-data transaction: allocated at MAIL, freed at its
+ * end, so that a session between transactions stays small (~20 KB less). */
 struct txn {
 	struct smtp_path	 mail;
 	char			 domain[SMTP_DOMAIN_MAX + 1];	/* policy domain: first recipient's */
@@ -88,7 +97,8 @@ struct smtp_server {
 	bool				 skip_line;	/* discarding an over-long line */
 	bool				 paused;	/* body buffer upstream is full */
 	bool				 draining;	/* shutdown: close when idle */
-	struct txn			 txn;
+	bool				 write_blocked;	/* stopped reading: replies not read */
+	struct txn			*txn;		/* NULL outside MAIL ... end of data */
 	unsigned			 txn_count;
 	unsigned long			 messages;
 };
@@ -180,13 +190,16 @@ client_error(struct smtp_server *s)
 static void
 txn_reset(struct smtp_server *s)
 {
-	struct txn *t = &s->txn;
+	struct txn *t = s->txn;
 
+	if (t == NULL)
+		return;
 	if (t->up != NULL)
 		s->env->ops->free(t->up);
 	smtp_reply_clear(&t->fail_reply);
 	smtp_reply_clear(&t->discard_reply);
-	memset(t, 0, sizeof(*t));
+	free(t);
+	s->txn = NULL;
 }
 
 static void
@@ -310,8 +323,9 @@ cmd_mail(struct smtp_server *s, const struct smtp_command *cmd)
 		return;
 	}
 	txn_reset(s);
-	s->txn.mail = path;
-	s->txn.number = ++s->txn_count;
+	s->txn = xcalloc(1, sizeof(*s->txn));
+	s->txn->mail = path;
+	s->txn->number = ++s->txn_count;
 	log_info("session=%s event=mail from=%s", s->id, log_quote(path.address));
 	reply(s, 250, "2.1.0", "Ok");
 	smtp_enter_state(s, SMTP_S_MAIL);
@@ -353,7 +367,7 @@ check_rcpt_params(struct smtp_server *s, const struct smtp_path *p)
 			return -1;
 		}
 	}
-	if (p->utf8 && smtp_path_param(&s->txn.mail, "SMTPUTF8") == NULL) {
+	if (p->utf8 && smtp_path_param(&s->txn->mail, "SMTPUTF8") == NULL) {
 		reply(s, 553, "5.6.7", "Non-ASCII address needs SMTPUTF8 in MAIL FROM");
 		return -1;
 	}
@@ -365,7 +379,7 @@ static void upstream_event(void *arg, enum upstream_event ev, const struct smtp_
 static void
 cmd_rcpt(struct smtp_server *s, const struct smtp_command *cmd)
 {
-	struct txn *t = &s->txn;
+	struct txn *t = s->txn;
 	struct smtp_path path;
 	struct smtp_error err;
 	char *domain;
@@ -431,7 +445,7 @@ cmd_rcpt(struct smtp_server *s, const struct smtp_command *cmd)
 static void
 cmd_data(struct smtp_server *s, const struct smtp_command *cmd)
 {
-	struct txn *t = &s->txn;
+	struct txn *t = s->txn;
 
 	if (cmd->arg[0] != '\0') {
 		reply(s, 501, "5.5.4", "DATA takes no arguments");
@@ -582,9 +596,9 @@ add_received(struct smtp_server *s, struct evbuffer *out)
 	evbuffer_add_printf(out, "Received: from %s ([%s])\r\n\tby %s (stsproxy) with %s id %s.%u",
 	    s->helo, s->ip, s->env->rt->hostname,
 	    s->tls ? (s->esmtp ? "ESMTPS" : "SMTPS") : (s->esmtp ? "ESMTP" : "SMTP"),
-	    s->id, s->txn.number);
-	if (s->txn.rcpts_ok == 1 && strchr(s->txn.first_rcpt, '\r') == NULL)
-		evbuffer_add_printf(out, "\r\n\tfor <%s>", s->txn.first_rcpt);
+	    s->id, s->txn->number);
+	if (s->txn->rcpts_ok == 1 && strchr(s->txn->first_rcpt, '\r') == NULL)
+		evbuffer_add_printf(out, "\r\n\tfor <%s>", s->txn->first_rcpt);
 	evbuffer_add_printf(out, "; %s\r\n", date);
 }
 
@@ -592,7 +606,7 @@ add_received(struct smtp_server *s, struct evbuffer *out)
 static bool
 process_body(struct smtp_server *s)
 {
-	struct txn *t = &s->txn;
+	struct txn *t = s->txn;
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 
 	while (evbuffer_get_length(in) > 0) {
@@ -649,8 +663,17 @@ process_body(struct smtp_server *s)
 	return true;
 }
 
+/* More replies wait for the client than OUTPUT_HIGH_WATER. */
 static bool
-reading_allowed(const struct smtp_server *s)
+output_full(struct smtp_server *s)
+{
+	/* With TLS the socket underneath takes records only up to the same
+	 * mark (tls_handshake_start), so the rest waits here, unencrypted. */
+	return evbuffer_get_length(bufferevent_get_output(s->bev)) > OUTPUT_HIGH_WATER;
+}
+
+static bool
+reading_allowed(struct smtp_server *s)
 {
 	if (s->paused)
 		return false;
@@ -660,7 +683,7 @@ reading_allowed(const struct smtp_server *s)
 	case SMTP_S_MAIL:
 	case SMTP_S_BODY:
 	case SMTP_S_BODY_DISCARD:
-		return true;
+		return !output_full(s);
 	default:
 		return false;
 	}
@@ -708,6 +731,8 @@ smtp_process_input(struct smtp_server *s)
 			bufferevent_enable(s->bev, EV_READ);
 		else
 			bufferevent_disable(s->bev, EV_READ);
+		/* smtp_write_cb takes up reading once the client has read its replies. */
+		s->write_blocked = output_full(s);
 	}
 }
 
@@ -716,7 +741,7 @@ static void
 upstream_event(void *arg, enum upstream_event ev, const struct smtp_reply *r)
 {
 	struct smtp_server *s = arg;
-	struct txn *t = &s->txn;
+	struct txn *t = s->txn;
 
 	switch (ev) {
 	case UPSTREAM_EV_READY:
@@ -830,6 +855,9 @@ tls_handshake_start(struct smtp_server *s)
 		return;
 	}
 	s->bev = tls;
+	/* The filter encrypts into the socket's buffer only up to this mark,
+	 * so the output bound holds for TLS sessions too (output_full). */
+	bufferevent_setwatermark(bufferevent_get_underlying(tls), EV_WRITE, 0, OUTPUT_HIGH_WATER);
 	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
 	bufferevent_setcb(tls, smtp_read_cb, smtp_write_cb, smtp_event_cb, s);
 	bufferevent_setwatermark(tls, EV_READ, 0, INPUT_HIGH_WATER);
@@ -936,6 +964,11 @@ smtp_write_cb(struct bufferevent *bev, void *arg)
 	(void)bev;
 	if (s->state == SMTP_S_QUIT)
 		flush_check(-1, 0, s);
+	else if (s->write_blocked && !output_full(s)) {
+		/* The client read its replies: take its next commands. */
+		s->write_blocked = false;
+		smtp_process_input(s);
+	}
 }
 
 static void
