@@ -118,9 +118,19 @@ static const struct conf_key conf_keys[] = {
 	{ "server", "max_recipients", CONF_T_COUNT, "1000", OFF(server_max_recipients), 100, 100000, NULL, NULL,
 	  "Most recipients in one transaction (RFC 5321 requires at least 100); more get 452 4.5.3." },
 	{ "server", "command_timeout", CONF_T_DURATION, "5m", OFF(server_command_timeout), 1, 3600, NULL, NULL,
-	  "Time a client may take to send a command (RFC 5321 section 4.5.3.2 asks for at least 5 minutes)." },
+	  "Time a client may take for a whole command line, counted from when stsproxy is ready for it (RFC 5321 "
+	  "section 4.5.3.2 asks for at least 5 minutes); bytes trickling in do not extend it. Then 421 4.4.2." },
+	{ "server", "helo_timeout", CONF_T_DURATION, "30s", OFF(server_helo_timeout), 1, 3600, NULL, NULL,
+	  "Time from the greeting (and from the end of a STARTTLS handshake) to a successful HELO or EHLO; "
+	  "then 421 4.4.2. Mail servers send EHLO at once; a connection idle before it only holds a slot." },
 	{ "server", "data_timeout", CONF_T_DURATION, "5m", OFF(server_data_timeout), 1, 3600, NULL, NULL,
-	  "Time a client may leave the message body idle." },
+	  "Time a client may leave the message body idle; then 421 4.4.2." },
+	{ "server", "data_deadline", CONF_T_DURATION, "5m", OFF(server_data_deadline), 1, 86400, NULL, NULL,
+	  "Time every message body gets in total, however small, from the 354 to the final dot; each "
+	  "data_min_rate bytes received add one second. A slower client gets 421 4.4.2 and keeps its message." },
+	{ "server", "data_min_rate", CONF_T_SIZE, "1k", OFF(server_data_min_rate), 1, 1ULL << 30, NULL, NULL,
+	  "Bytes per second that extend data_deadline: a body of N bytes may take data_deadline + N / "
+	  "data_min_rate seconds. Time the relay makes the client wait for a slow MX does not count." },
 	{ "server", "shutdown_timeout", CONF_T_DURATION, "60s", OFF(server_shutdown_timeout), 1, 3600, NULL, NULL,
 	  "On SIGTERM, transactions in flight may finish for this long; then the remaining clients get "
 	  "421 4.3.2 (their messages stay queued with them) and stsproxy exits." },

@@ -98,6 +98,17 @@ struct smtp_server {
 	bool				 paused;	/* body buffer upstream is full */
 	bool				 draining;	/* shutdown: close when idle */
 	bool				 write_blocked;	/* stopped reading: replies not read */
+
+	/*
+	 * Time limits on the client, in mono_ms(). They move only later as
+	 * the client makes progress, so the timer is armed on entering a
+	 * state and re-armed when it fires early (client_deadline()).
+	 */
+	struct event			*deadline;
+	long long			 phase_at;	/* greeted, TLS started, or body started */
+	long long			 line_at;	/* ready for the next command line */
+	long long			 paused_at;	/* body paused for the upstream since, or 0 */
+	long long			 paused_ms;	/* body paused for the upstream in all */
 	struct txn			*txn;		/* NULL outside MAIL ... end of data */
 	unsigned			 txn_count;
 	unsigned long			 messages;
@@ -108,6 +119,7 @@ static void smtp_process_input(struct smtp_server *s);
 static void smtp_read_cb(struct bufferevent *bev, void *arg);
 static void smtp_write_cb(struct bufferevent *bev, void *arg);
 static void smtp_event_cb(struct bufferevent *bev, short what, void *arg);
+static void client_timed_out(struct smtp_server *s, const char *limit);
 
 const struct upstream_ops upstream_default_ops = {
 	.open = upstream_new,
@@ -619,6 +631,7 @@ process_body(struct smtp_server *s)
 			if (s->env->ops->body_full(t->up)) {
 				/* Backpressure: the client waits until the upstream drains. */
 				s->paused = true;
+				s->paused_at = mono_ms();
 				return false;
 			}
 			out = s->env->ops->body(t->up);
@@ -725,6 +738,8 @@ smtp_process_input(struct smtp_server *s)
 		}
 		handle_line(s, line, len);
 		free(line);
+		/* command_timeout runs for each whole line, from here. */
+		s->line_at = mono_ms();
 	}
 	if (s->bev != NULL && s->state != SMTP_S_CLOSED) {
 		if (reading_allowed(s))
@@ -734,6 +749,17 @@ smtp_process_input(struct smtp_server *s)
 		/* smtp_write_cb takes up reading once the client has read its replies. */
 		s->write_blocked = output_full(s);
 	}
+}
+
+/* The upstream took the body again: time waiting for it was not the client's. */
+static void
+body_resumed(struct smtp_server *s)
+{
+	if (s->paused_at != 0) {
+		s->paused_ms += mono_ms() - s->paused_at;
+		s->paused_at = 0;
+	}
+	s->paused = false;
 }
 
 /* The upstream transaction speaks: answer the command that waits for it. */
@@ -805,10 +831,10 @@ upstream_event(void *arg, enum upstream_event ev, const struct smtp_reply *r)
 		}
 		break;
 	case UPSTREAM_EV_WRITABLE:
-		s->paused = false;
+		body_resumed(s);
 		break;
 	case UPSTREAM_EV_LOST:
-		s->paused = false;
+		body_resumed(s);
 		s->env->ops->free(t->up);
 		t->up = NULL;
 		t->up_failed = true;
@@ -896,10 +922,89 @@ flush_check(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(s->flush_timer, &tv);
 }
 
+/*
+ * When the client's time in this state is up (mono_ms), naming the limit,
+ * or 0 when none runs (the session waits for the upstream, which has
+ * limits of its own). Whole command lines, the wait for HELO and the
+ * whole body are timed here: a bufferevent timeout restarts on every
+ * byte, so a client dripping one byte at a time would never reach it.
+ */
+static long long
+client_deadline(const struct smtp_server *s, const char **limit)
+{
+	const struct conf *c = s->conf;
+	long long line = s->line_at + 1000LL * c->server_command_timeout;
+
+	switch (s->state) {
+	case SMTP_S_GREETED: {
+		long long helo = s->phase_at + 1000LL * c->server_helo_timeout;
+
+		*limit = helo <= line ? "helo_timeout" : "command_timeout";
+		return helo <= line ? helo : line;
+	}
+	case SMTP_S_IDLE:
+	case SMTP_S_MAIL:
+		*limit = "command_timeout";
+		return line;
+	case SMTP_S_TLS:
+		*limit = "command_timeout";
+		return s->phase_at + 1000LL * c->server_command_timeout;
+	case SMTP_S_BODY:
+	case SMTP_S_BODY_DISCARD: {
+		long long paused = s->paused_ms + (s->paused_at != 0 ? mono_ms() - s->paused_at : 0);
+
+		/* data_deadline, one more second per data_min_rate bytes read. */
+		*limit = "data_deadline";
+		return s->phase_at + 1000LL * c->server_data_deadline + paused +
+		    (long long)(s->txn->filter.bytes_in * 1000 / c->server_data_min_rate);
+	}
+	default:
+		return 0;
+	}
+}
+
+static void
+deadline_arm(struct smtp_server *s)
+{
+	const char *limit = NULL;
+	long long at = client_deadline(s, &limit), left;
+	struct timeval tv;
+
+	if (at == 0) {
+		evtimer_del(s->deadline);
+		return;
+	}
+	left = at - mono_ms();
+	if (left < 0)
+		left = 0;
+	tv.tv_sec = left / 1000;
+	tv.tv_usec = (left % 1000) * 1000;
+	evtimer_add(s->deadline, &tv);
+}
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server *s = arg;
+	const char *limit = NULL;
+	long long at = client_deadline(s, &limit);
+
+	(void)fd;
+	(void)what;
+	if (at == 0)
+		return;
+	if (at > mono_ms()) {
+		deadline_arm(s);	/* the client made progress meanwhile */
+		return;
+	}
+	client_timed_out(s, limit);
+}
+
 static void
 smtp_enter_state(struct smtp_server *s, enum smtp_state next)
 {
 	struct timeval tv = { 0, 0 };
+	enum smtp_state prev = s->state;
 
 	if (s->state == SMTP_S_CLOSED)
 		return;
@@ -914,16 +1019,26 @@ smtp_enter_state(struct smtp_server *s, enum smtp_state next)
 			smtp_server_shutdown(s);
 			break;
 		}
+		/* Reading is timed per whole line (client_deadline), writing
+		 * per stall: a client that reads nothing is cut as well. */
 		tv.tv_sec = s->conf->server_command_timeout;
-		bufferevent_set_timeouts(s->bev, &tv, &tv);
+		bufferevent_set_timeouts(s->bev, NULL, &tv);
+		s->line_at = mono_ms();
+		if (next == SMTP_S_GREETED)
+			s->phase_at = s->line_at;
 		break;
 	case SMTP_S_BODY:
 	case SMTP_S_BODY_DISCARD:
 		tv.tv_sec = s->conf->server_data_timeout;
 		bufferevent_set_timeouts(s->bev, &tv, &tv);
+		if (prev != SMTP_S_BODY && prev != SMTP_S_BODY_DISCARD) {
+			s->phase_at = mono_ms();
+			s->paused_ms = s->paused_at = 0;
+		}
 		break;
 	case SMTP_S_TLS:
 		tv.tv_sec = s->conf->server_command_timeout;
+		s->phase_at = mono_ms();
 		tls_handshake_start(s);
 		if (s->bev != NULL)
 			bufferevent_set_timeouts(s->bev, &tv, &tv);
@@ -945,6 +1060,9 @@ smtp_enter_state(struct smtp_server *s, enum smtp_state next)
 	default:
 		break;
 	}
+	/* After a nested change (IDLE -> QUIT when draining) the inner call armed it. */
+	if (s->state == next)
+		deadline_arm(s);
 }
 
 static void
@@ -971,6 +1089,16 @@ smtp_write_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
+/* A client limit ran out: 421, and the client keeps whatever it had not finished. */
+static void
+client_timed_out(struct smtp_server *s, const char *limit)
+{
+	log_notice("session=%s event=client_timeout state=%s client=%s limit=%s", s->id,
+	    state_names[s->state], s->ip, limit);
+	reply(s, 421, "4.4.2", "%s Timeout, closing connection", s->env->rt->hostname);
+	smtp_enter_state(s, SMTP_S_QUIT);
+}
+
 static void
 smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 {
@@ -995,10 +1123,9 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		if (s->state != SMTP_S_QUIT) {
-			log_notice("session=%s event=client_timeout state=%s client=%s", s->id,
-			    state_names[s->state], s->ip);
-			reply(s, 421, "4.4.2", "%s Timeout, closing connection", s->env->rt->hostname);
-			smtp_enter_state(s, SMTP_S_QUIT);
+			client_timed_out(s, (what & BEV_EVENT_WRITING) ? "write_stalled" :
+			    (s->state == SMTP_S_BODY || s->state == SMTP_S_BODY_DISCARD) ? "data_timeout" :
+			    "command_timeout");
 			return;
 		}
 	} else if (s->state == SMTP_S_TLS) {
@@ -1030,6 +1157,7 @@ reap(evutil_socket_t fd, short what, void *arg)
 		bufferevent_free(s->bev);
 	event_free(s->reaper);
 	event_free(s->flush_timer);
+	event_free(s->deadline);
 	free(s);
 }
 
@@ -1086,6 +1214,7 @@ smtp_server_new(const struct smtp_server_env *env, evutil_socket_t fd, const str
 	netaddr_ntop(peer, s->ip, sizeof(s->ip));
 	s->reaper = event_new(env->rt->base, -1, 0, reap, s);
 	s->flush_timer = evtimer_new(env->rt->base, flush_check, s);
+	s->deadline = evtimer_new(env->rt->base, deadline_cb, s);
 	s->bev = bufferevent_socket_new(env->rt->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL)
 		fatalx("bufferevent_socket_new failed");
