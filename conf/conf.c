@@ -110,9 +110,14 @@ static const struct conf_key conf_keys[] = {
 	  "Client networks allowed to relay, as ADDRESS/PREFIX (or a single address). Every other client gets "
 	  "554 5.7.1 at connect: stsproxy is never an open relay." },
 	{ "server", "max_connections", CONF_T_COUNT, "500", OFF(server_max_connections), 1, 100000, NULL, NULL,
-	  "Most client connections at once; more get 421 4.7.0 at connect." },
+	  "Most client connections at once (per worker), lowered at start with a warning when the descriptor "
+	  "limit cannot hold them (see LIMITS in stsproxy(8)). When full, the oldest connection still waiting "
+	  "for HELO/EHLO after a second is closed with 421 4.7.0 to make room; without one, the new client "
+	  "gets 421 4.7.0 at connect." },
 	{ "server", "max_connections_per_client", CONF_T_COUNT, "50", OFF(server_max_per_client), 1, 100000, NULL, NULL,
-	  "Most connections at once from one client address; more get 421 4.7.0 at connect." },
+	  "Most connections at once from one client address. When reached, that address's oldest connection "
+	  "still waiting for HELO/EHLO is closed to make room as for max_connections; without one, the new "
+	  "client gets 421 4.7.0 at connect." },
 	{ "server", "max_message_size", CONF_T_SIZE, "50M", OFF(server_max_message_size), 65536, 1ULL << 32, NULL, NULL,
 	  "Largest message accepted, advertised as SIZE; larger ones get 552 5.3.4." },
 	{ "server", "max_recipients", CONF_T_COUNT, "1000", OFF(server_max_recipients), 100, 100000, NULL, NULL,

@@ -42,6 +42,11 @@
  * at net.core.somaxconn).
  */
 #define LISTEN_BACKLOG		511
+/*
+ * A connection this young may still be about to send EHLO (MTAs do at
+ * once): it is not closed to make room, the newcomer gets 421 instead.
+ */
+#define EVICT_MIN_IDLE_MS	1000
 /* Memory goes back to the system this long after sessions closed ... */
 #define TRIM_DELAY_SECONDS	2
 /* ... when this many fewer are open than at the peak since, or none is. */
@@ -50,6 +55,8 @@
 struct session_slot {
 	struct smtp_server	*session;
 	struct session_slot	*prev, *next;
+	long long		 since;		/* accepted (mono_ms) */
+	bool			 leaving;	/* evicted, flushing its 421 */
 };
 
 struct listener {
@@ -59,8 +66,10 @@ struct listener {
 	size_t				 nsocks;
 	struct netaddr_cidr		*allow;
 	size_t				 nallow;
-	struct session_slot		*sessions;
+	struct session_slot		*sessions;	/* oldest first */
+	struct session_slot		*newest;
 	unsigned			 nsessions;
+	unsigned			 nleaving;	/* evicted ones among them */
 	bool				 shutting_down;
 
 	/*
@@ -114,9 +123,35 @@ sessions_from(const struct listener *l, const struct sockaddr *sa)
 	unsigned n = 0;
 
 	for (const struct session_slot *s = l->sessions; s; s = s->next)
-		if (netaddr_same_host(smtp_server_peer(s->session), sa))
+		if (!s->leaving && netaddr_same_host(smtp_server_peer(s->session), sa))
 			n++;
 	return n;
+}
+
+/*
+ * The relay is full: rather than refuse a client, close the oldest
+ * connection that has not said HELO/EHLO (from sa's host only when sa is
+ * set) and has been idle for EVICT_MIN_IDLE_MS at least. Real MTAs send
+ * EHLO at once; such a connection only holds a slot. true when one was
+ * closed.
+ */
+static bool
+make_room(struct listener *l, const struct sockaddr *sa, const char *why)
+{
+	long long now = mono_ms();
+
+	/* Oldest first: once one is too young, so are all that follow. */
+	for (struct session_slot *s = l->sessions; s && now - s->since >= EVICT_MIN_IDLE_MS; s = s->next) {
+		if (s->leaving || !smtp_server_awaiting_helo(s->session))
+			continue;
+		if (sa != NULL && !netaddr_same_host(smtp_server_peer(s->session), sa))
+			continue;
+		smtp_server_evict(s->session, why, (unsigned)((now - s->since) / 1000));
+		s->leaving = true;
+		l->nleaving++;
+		return true;
+	}
+	return false;
 }
 
 struct slot_owner {
@@ -137,6 +172,10 @@ slot_closed(void *arg, struct smtp_server *session)
 		l->sessions = o->slot.next;
 	if (o->slot.next)
 		o->slot.next->prev = o->slot.prev;
+	else
+		l->newest = o->slot.prev;
+	if (o->slot.leaving)
+		l->nleaving--;
 	l->nsessions--;
 	if (!evtimer_pending(l->trim, NULL)) {
 		struct timeval tv = { TRIM_DELAY_SECONDS, 0 };
@@ -191,7 +230,8 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa, in
 		l->episode_failures = l->episode_refused = 0;
 	}
 	max = limits_max_connections(l->conf);
-	if (l->shutting_down || l->nsessions >= max) {
+	if (l->shutting_down || (l->nsessions - l->nleaving >= max &&
+	    !make_room(l, NULL, "max_connections reached"))) {
 		metrics_add("stsproxy_connections_refused_total", "reason=\"max_connections\"", 1);
 		log_warnx("event=client_refused client=%s reason=\"max_connections (%u) reached\"", ip, max);
 		snprintf(line, sizeof(line), "421 4.7.0 %s Too many connections, try again later\r\n",
@@ -199,7 +239,8 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa, in
 		refuse(fd, line);
 		return;
 	}
-	if (sessions_from(l, sa) >= l->conf->server_max_per_client) {
+	if (sessions_from(l, sa) >= l->conf->server_max_per_client &&
+	    !make_room(l, sa, "max_connections_per_client reached")) {
 		metrics_add("stsproxy_connections_refused_total", "reason=\"max_per_client\"", 1);
 		log_warnx("event=client_refused client=%s reason=\"max_connections_per_client (%u) reached\"",
 		    ip, l->conf->server_max_per_client);
@@ -219,10 +260,13 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa, in
 	o = xcalloc(1, sizeof(*o));
 	o->listener = l;
 	o->slot.session = smtp_server_new(l->env, fd, sa, slot_closed, o);
-	o->slot.next = l->sessions;
-	if (l->sessions)
-		l->sessions->prev = &o->slot;
-	l->sessions = &o->slot;
+	o->slot.since = mono_ms();
+	o->slot.prev = l->newest;
+	if (l->newest)
+		l->newest->next = &o->slot;
+	else
+		l->sessions = &o->slot;
+	l->newest = &o->slot;
 	l->nsessions++;
 	if (l->nsessions > l->peak)
 		l->peak = l->nsessions;

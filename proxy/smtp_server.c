@@ -1184,6 +1184,24 @@ smtp_server_shutdown(struct smtp_server *s)
 	}
 }
 
+bool
+smtp_server_awaiting_helo(const struct smtp_server *s)
+{
+	return s->state == SMTP_S_GREETED;
+}
+
+void
+smtp_server_evict(struct smtp_server *s, const char *why, unsigned idle_seconds)
+{
+	if (s->state != SMTP_S_GREETED)
+		return;
+	log_notice("session=%s event=client_evicted client=%s idle=%us reason=%s", s->id, s->ip,
+	    idle_seconds, log_quote(why));
+	reply(s, 421, "4.7.0", "%s Too many connections; closing this one, idle before EHLO",
+	    s->env->rt->hostname);
+	smtp_enter_state(s, SMTP_S_QUIT);
+}
+
 void
 smtp_server_abort(struct smtp_server *s)
 {
