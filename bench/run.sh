@@ -34,7 +34,7 @@ done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 SIZE=4096
 SINK_ADDR=127.0.5.1
-RELAY=127.0.0.1:10025
+RELAY=127.0.0.1:8461
 PF_ADDR=127.0.3.1
 
 world_init
@@ -171,7 +171,7 @@ if want 1 || want 2; then
 		# Postfix is the bottleneck of both paths and a 2-core machine is
 		# noisy: measure the baseline again right before, same queue state.
 		run_source "smtp-source -> Postfix -> sink (baseline)" 20 "$N" "$PF_ADDR:25" postfix_pids; B2=$RATE
-		set_postfix_route "[127.0.0.1]:10025"
+		set_postfix_route "[127.0.0.1]:8461"
 		run_source "smtp-source -> Postfix -> stsproxy -> sink" 20 "$N" "$PF_ADDR:25" postfix_pids; R2=$RATE
 		set_postfix_route "[$SINK_ADDR]:25"
 		echo "ratio: $(calc "$R2 / $B2") x"
@@ -199,7 +199,7 @@ if want 4; then
 	echo "## 4. scale"
 	start_relay
 	before=$(rss_kib $(relay_pids))
-	"$DEBPY" "$BENCH_DIR/idle.py" 127.0.0.1 10025 5000 "$W/idle.ready" &
+	"$DEBPY" "$BENCH_DIR/idle.py" 127.0.0.1 8461 5000 "$W/idle.ready" &
 	IDLE=$!
 	for _ in $(seq 600); do [ -e "$W/idle.ready" ] && break; sleep 0.1; done
 	sleep 0.5

@@ -19,4 +19,10 @@ void clock_set_offset(long long seconds);
 /** Read STSPROXY_TEST_TIME_OFFSET; -1 if it is set but not an integer. */
 int clock_init_from_env(void);
 
+/**
+ * t as ISO 8601 UTC, "2026-11-23T10:46:00Z", or "-" for 0: the one form
+ * of a time in log lines, notes and command output. Returns buf.
+ */
+const char *clock_format(time_t t, char *buf, size_t len);
+
 #endif

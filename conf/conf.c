@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/ssl.h>
 
@@ -58,6 +59,9 @@ static const char *check_cidr(const char *item, char **owned);
 static const char *check_hostname(const char *item, char **owned);
 static const char *check_relay(const char *item, char **owned);
 static const char *check_mode(const char *item, char **owned);
+static const char *check_contact(const char *item, char **owned);
+static const char *check_abs_path(const char *item, char **owned);
+static const char *check_selector(const char *item, char **owned);
 
 #define OFF(f) offsetof(struct conf, f)
 
@@ -79,7 +83,8 @@ static const struct conf_key conf_keys[] = {
 	  "mail|daemon|local0|local1|local2|local3|local4|local5|local6|local7", NULL,
 	  "Syslog facility when log_target = syslog." },
 	{ "", "log_format", CONF_T_ENUM, "kv", OFF(log_format), 0, 0, "kv|json", NULL,
-	  "kv: key=value lines; json: one JSON object per line with the same keys plus ts and level." },
+	  "kv: key=value lines; json: one JSON object per line with the same keys plus ts (ISO 8601) and "
+	  "level, counts and sizes as JSON numbers (stsproxy(8), LOGGING)." },
 	{ "", "pid_file", CONF_T_PATH, "", OFF(pid_file), 0, 0, NULL, NULL,
 	  "Write the process id of serve here at start (before switching user) and remove it at exit. Empty: none." },
 	{ "", "metrics_listen", CONF_T_STRING, "", OFF(metrics_listen), 0, 0, NULL, check_relay,
@@ -99,9 +104,13 @@ static const struct conf_key conf_keys[] = {
 	{ "", "allow_root", CONF_T_BOOL, "no", OFF(allow_root), 0, 0, NULL, NULL,
 	  "yes: keep running as root instead of switching to user. Not recommended." },
 
-	{ "server", "listen", CONF_T_LIST, "127.0.0.1:10025", OFF(server_listen), 0, 0, NULL, check_listen,
+	{ "server", "listen", CONF_T_LIST, "127.0.0.1:8461", OFF(server_listen), 0, 0, NULL, check_listen,
 	  "Addresses the relay accepts clients on, as ADDRESS:PORT, [IPV6]:PORT or unix:/PATH "
-	  "(a Unix-domain socket for local MTAs; access is by file permission, see unix_mode)." },
+	  "(a Unix-domain socket for local MTAs; access is by file permission, see unix_mode). "
+	  "The default port 8461 (after RFC 8461) is one no common mail-stack component uses: not 25, 465, "
+	  "587 or 2525, not the amavisd-new ports 10024 to 10027 (10025 is where Postfix hosts re-inject "
+	  "filtered mail, so a relay there clashes or loops), nor rspamd, spamd, clamd, LMTP, ManageSieve "
+	  "or the OpenDKIM and OpenDMARC milters." },
 	{ "server", "unix_mode", CONF_T_STRING, "0660", OFF(server_unix_mode), 0, 0, NULL, check_mode,
 	  "Permissions of unix: listen sockets (octal)." },
 	{ "server", "unix_group", CONF_T_STRING, "", OFF(server_unix_group), 0, 0, NULL, NULL,
@@ -109,6 +118,11 @@ static const struct conf_key conf_keys[] = {
 	{ "server", "allow_clients", CONF_T_LIST, "127.0.0.0/8 ::1/128", OFF(server_allow_clients), 0, 0, NULL, check_cidr,
 	  "Client networks allowed to relay, as ADDRESS/PREFIX (or a single address). Every other client gets "
 	  "554 5.7.1 at connect: stsproxy is never an open relay." },
+	{ "server", "allow_open_relay", CONF_T_BOOL, "no", OFF(server_allow_open_relay), 0, 0, NULL, NULL,
+	  "stsproxy refuses to start when allow_clients contains 0.0.0.0/0 or ::/0 and a listen address is "
+	  "not loopback: whoever reaches that address could relay mail through it (an open relay). "
+	  "yes: start anyway, with a warning at every start; only for a relay that a firewall or a "
+	  "private network already shields." },
 	{ "server", "max_connections", CONF_T_COUNT, "500", OFF(server_max_connections), 1, 100000, NULL, NULL,
 	  "Most client connections at once (per worker), lowered at start with a warning when the descriptor "
 	  "limit cannot hold them (see LIMITS in stsproxy(8)). When full, the oldest connection still waiting "
@@ -122,6 +136,11 @@ static const struct conf_key conf_keys[] = {
 	  "Largest message accepted, advertised as SIZE; larger ones get 552 5.3.4." },
 	{ "server", "max_recipients", CONF_T_COUNT, "1000", OFF(server_max_recipients), 100, 100000, NULL, NULL,
 	  "Most recipients in one transaction (RFC 5321 requires at least 100); more get 452 4.5.3." },
+	{ "server", "allow_bare_newline", CONF_T_BOOL, "no", OFF(server_allow_bare_newline), 0, 0, NULL, NULL,
+	  "no: a command line that ends in a bare LF instead of CR LF (RFC 5321 section 2.3.8) gets "
+	  "550 5.5.2 Error: bare <LF> received and the connection is closed, as Postfix does with "
+	  "smtpd_forbid_bare_newline. yes: accept such commands, for a legacy client that cannot be fixed. "
+	  "The message body is unaffected: there bare LF and bare CR are always normalised to CR LF." },
 	{ "server", "command_timeout", CONF_T_DURATION, "5m", OFF(server_command_timeout), 1, 3600, NULL, NULL,
 	  "Time a client may take for a whole command line, counted from when stsproxy is ready for it (RFC 5321 "
 	  "section 4.5.3.2 asks for at least 5 minutes); bytes trickling in do not extend it. Then 421 4.4.2." },
@@ -169,7 +188,9 @@ static const struct conf_key conf_keys[] = {
 
 	{ "dns", "forwarders", CONF_T_LIST, "", OFF(dns_forwarders), 0, 0, NULL, check_forwarder,
 	  "Recursive resolvers to forward queries to, as ADDRESS or ADDRESS@PORT. "
-	  "Empty: full recursion from the root. Loopback forwarders are allowed." },
+	  "Empty: full recursion from the root (/etc/resolv.conf is not read). Loopback forwarders are "
+	  "allowed. Special-use names (test., invalid., onion., home.arpa., private reverse zones) are "
+	  "resolved like any other name; only localhost. is answered locally." },
 	{ "dns", "trust_anchor_file", CONF_T_PATH, DEFAULT_ROOT_ANCHOR, OFF(dns_trust_anchor_file), 0, 0, NULL, NULL,
 	  "DNSSEC trust anchor file (DS or DNSKEY records in zone-file format). "
 	  "The default is Debian's dns-root-data root anchor." },
@@ -208,19 +229,22 @@ static const struct conf_key conf_keys[] = {
 	  "Maximum size of the TLS-RPT database (<state_dir>/reports.mdb, the LMDB map size)." },
 	{ "report", "organization", CONF_T_STRING, "", OFF(report_organization), 0, 0, NULL, NULL,
 	  "organization-name of the reports (RFC 8460 section 4.4). Empty: the host name." },
-	{ "report", "contact", CONF_T_STRING, "", OFF(report_contact), 0, 0, NULL, NULL,
-	  "contact-info of the reports, an email address. Empty: postmaster@ the host name." },
+	{ "report", "contact", CONF_T_STRING, "", OFF(report_contact), 0, 0, NULL, check_contact,
+	  "contact-info of the reports, and the sender (MAIL FROM and From:) of mailed reports: an email "
+	  "address, user@example.com; the form mailto:user@example.com is accepted and used without its "
+	  "scheme. Empty: postmaster@ the host name." },
 	{ "report", "submitter", CONF_T_STRING, "", OFF(report_submitter), 0, 0, NULL, NULL,
-	  "Submitter domain (file names, TLS-Report-Submitter). Empty: the domain of contact (RPT-15)." },
+	  "Submitter domain (file names, TLS-Report-Submitter). Empty: the domain of contact, which "
+	  "RFC 8460 requires the submitter to be." },
 	{ "report", "send_success_only_reports", CONF_T_BOOL, "no", OFF(report_send_success_only), 0, 0, NULL, NULL,
 	  "Also send reports for days without any failure." },
 	{ "report", "retry_interval", CONF_T_DURATION, "10m", OFF(report_retry_interval), 1, 21600, NULL, NULL,
 	  "First wait after a failed report delivery; each further failure doubles it, up to 6 hours, "
 	  "for 24 hours after the first attempt (RFC 8460 section 5.5)." },
-	{ "report", "dkim_key", CONF_T_LIST, "", OFF(report_dkim_key), 0, 0, NULL, NULL,
-	  "PEM private keys (RSA and/or Ed25519) that sign mailed reports, one DKIM-Signature each "
+	{ "report", "dkim_key", CONF_T_LIST, "", OFF(report_dkim_key), 0, 0, NULL, check_abs_path,
+	  "PEM private keys (RSA and/or Ed25519, at most 4) that sign mailed reports, one DKIM-Signature each "
 	  "(RFC 8460 section 3 requires a signature). Paired in order with dkim_selector." },
-	{ "report", "dkim_selector", CONF_T_LIST, "", OFF(report_dkim_selector), 0, 0, NULL, NULL,
+	{ "report", "dkim_selector", CONF_T_LIST, "", OFF(report_dkim_selector), 0, 0, NULL, check_selector,
 	  "DKIM selector of each dkim_key, in the same order. Publish each public key with s=tlsrpt "
 	  "or s=email:tlsrpt (RFC 8460 section 3)." },
 	{ "report", "dkim_domain", CONF_T_STRING, "", OFF(report_dkim_domain), 0, 0, NULL, check_hostname,
@@ -309,6 +333,56 @@ static const char *
 check_relay(const char *item, char **owned)
 {
 	return item[0] == '\0' ? NULL : check_listen(item, owned);
+}
+
+/*
+ * The contact is also the envelope sender and From: of mailed reports, so
+ * it must be a plain address; a URI there used to reach the MX verbatim
+ * (MAIL FROM:<mailto:x@y>, refused with 501) and every report bounced.
+ * mailto: is what RFC 8460 rua= uses, so that form is accepted and
+ * rpt_identity_init() drops the scheme.
+ */
+static const char *
+check_contact(const char *item, char **owned)
+{
+	const char *addr = item, *at;
+	char *norm = NULL;
+	bool ok;
+
+	if (item[0] == '\0')
+		return NULL;
+	if (strncasecmp(addr, "mailto:", 7) == 0)
+		addr += 7;
+	at = strrchr(addr, '@');
+	ok = at != NULL && at != addr && strcspn(addr, " \t<>()[]\\,;:\"%?") == strlen(addr) &&
+	    (norm = domain_normalize(at + 1)) != NULL && strchr(norm, '.') != NULL;
+	free(norm);
+	if (ok)
+		return NULL;
+	*owned = xasprintf("'%s' is not an email address; mailed reports are sent from it (MAIL FROM "
+	    "and From:), so write it as user@example.com (mailto:user@example.com is accepted too)", item);
+	return *owned;
+}
+
+static const char *
+check_abs_path(const char *item, char **owned)
+{
+	if (item[0] == '/')
+		return NULL;
+	*owned = xasprintf("'%s' is not an absolute path", item);
+	return *owned;
+}
+
+/* A DKIM selector is a sub-domain: letters, digits, '-', '.' (RFC 6376 3.1). */
+static const char *
+check_selector(const char *item, char **owned)
+{
+	for (const char *p = item; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' && *p != '_') {
+			*owned = xasprintf("'%s' is not a DKIM selector (letters, digits, '-' and '.')", item);
+			return *owned;
+		}
+	return NULL;
 }
 
 static const char *
@@ -561,8 +635,16 @@ conf_set(struct conf *conf, const struct conf_key *k, const char *value,
 
 		strlist_clear(l);
 		for (char *tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+			/* "10.0.0.0/8, 192.168.0.0/16" is the commonest list typo. */
+			if (tok[strlen(tok) - 1] == ',') {
+				add_error(errors, file, line, k, "'%s': lists are space-separated; "
+				    "remove the comma", tok);
+				rc = -1;
+				continue;
+			}
 			if (k->check != NULL && (why = k->check(tok, &owned)) != NULL) {
-				add_error(errors, file, line, k, "%s", why);
+				add_error(errors, file, line, k, "%s%s", why, strchr(tok, ',') ?
+				    " (lists are space-separated, not comma-separated)" : "");
 				free(owned);
 				owned = NULL;
 				rc = -1;
@@ -595,16 +677,154 @@ section_known(const char *section)
 	return false;
 }
 
+/* ---- "did you mean": suggestions for names that are not ours ---------- */
+
+#define SUGGEST_MAX_LEN	64
+#define CONF_MAX_HINTS	32	/* unknown names per file that get a "did you mean" */
+
+/*
+ * Edit distance between two names, ASCII case ignored, where swapping two
+ * neighbours counts as one edit (optimal string alignment): "listne" is
+ * one edit from "listen". SIZE_MAX for names too long to be ours, or
+ * whose lengths alone put them more than limit edits apart.
+ */
+static size_t
+edit_distance(const char *a, const char *b, size_t limit)
+{
+	unsigned short d[SUGGEST_MAX_LEN + 1][SUGGEST_MAX_LEN + 1];
+	size_t la = strlen(a), lb = strlen(b);
+
+	if (la > SUGGEST_MAX_LEN || lb > SUGGEST_MAX_LEN || (la > lb ? la - lb : lb - la) > limit)
+		return SIZE_MAX;
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = (unsigned short)i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = (unsigned short)j;
+	for (size_t i = 1; i <= la; i++)
+		for (size_t j = 1; j <= lb; j++) {
+			int ca = tolower((unsigned char)a[i - 1]), cb = tolower((unsigned char)b[j - 1]);
+			unsigned short v = (unsigned short)(d[i - 1][j - 1] + (ca != cb));
+
+			if (d[i - 1][j] + 1 < v)
+				v = (unsigned short)(d[i - 1][j] + 1);
+			if (d[i][j - 1] + 1 < v)
+				v = (unsigned short)(d[i][j - 1] + 1);
+			if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
+			    tolower((unsigned char)a[i - 2]) == cb && d[i - 2][j - 2] + 1 < v)
+				v = (unsigned short)(d[i - 2][j - 2] + 1);
+			d[i][j] = v;
+		}
+	return d[la][lb];
+}
+
+/* How far a typo may be from the name it stands for: a third of it, 1 to 3 edits. */
+static size_t
+suggest_limit(const char *typed)
+{
+	size_t n = strlen(typed) / 3;
+
+	return n < 1 ? 1 : n > 3 ? 3 : n;
+}
+
+/* " ([server] listen)": how a key is named where it lives. */
+static void
+key_place(struct strbuf *sb, const struct conf_key *k)
+{
+	if (k->section[0] != '\0')
+		strbuf_printf(sb, "[%s] %s", k->section, k->name);
+	else
+		strbuf_printf(sb, "%s (a top-level key, before any [section])", k->name);
+}
+
+/* "; did you mean ...?" for an unknown key in section, or "". Caller frees. */
+static char *
+key_hint(const char *section, const char *key)
+{
+	const struct conf_key *best = NULL;
+	size_t best_d = SIZE_MAX;
+	struct strbuf sb;
+
+	/*
+	 * The nearest name, this section winning ties: a typo ("listne"), or
+	 * the right name in the wrong place (listen written above [server],
+	 * distance 0 in another section).
+	 */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < NKEYS; i++) {
+			const struct conf_key *k = &conf_keys[i];
+			size_t d;
+
+			if ((strcmp(k->section, section) == 0) != (pass == 0))
+				continue;
+			if ((d = edit_distance(key, k->name, suggest_limit(key))) < best_d) {
+				best_d = d;
+				best = k;
+			}
+		}
+	strbuf_init(&sb);
+	if (best != NULL && best_d <= suggest_limit(key)) {
+		strbuf_printf(&sb, "; did you mean ");
+		if (strcmp(best->section, section) == 0)
+			strbuf_printf(&sb, "%s", best->name);
+		else
+			key_place(&sb, best);
+		strbuf_printf(&sb, "?");
+	}
+	return sb.data != NULL ? strbuf_steal(&sb) : xstrdup("");
+}
+
+/* "; did you mean [server]?" for an unknown section, or "". Caller frees. */
+static char *
+section_hint(const char *section)
+{
+	const char *best = NULL;
+	size_t best_d = SIZE_MAX;
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		size_t d = edit_distance(section, conf_keys[i].section, suggest_limit(section));
+
+		if (conf_keys[i].section[0] != '\0' && d < best_d) {
+			best_d = d;
+			best = conf_keys[i].section;
+		}
+	}
+	if (best != NULL && best_d <= suggest_limit(section))
+		return xasprintf("; did you mean [%s]?", best);
+	return xstrdup("");
+}
+
+/* ---- loading ------------------------------------------------------------ */
+
 static struct conf *
 conf_defaults(void)
 {
 	struct conf *conf = xcalloc(1, sizeof(*conf));
 	struct strlist errors = { 0 };
 
+	conf->origins = xcalloc(NKEYS, sizeof(*conf->origins));
 	for (size_t i = 0; i < NKEYS; i++)
 		if (conf_set(conf, &conf_keys[i], conf_keys[i].def, "defaults", 0, &errors) < 0)
 			fatalx("embedded default invalid: %s", errors.items[0]);
 	return conf;
+}
+
+/* Remember where key k got its value; where is owned by the conf from now on. */
+static void
+set_origin(struct conf *conf, const struct conf_key *k, char *where)
+{
+	size_t idx = (size_t)(k - conf_keys);
+
+	free(conf->origins[idx]);
+	conf->origins[idx] = where;
+}
+
+static const char *
+origin_of(const struct conf *conf, const char *section, const char *name)
+{
+	const struct conf_key *k = conf_key_find(section, name);
+	const char *o = k != NULL ? conf->origins[k - conf_keys] : NULL;
+
+	return o != NULL ? o : "defaults";
 }
 
 static char *
@@ -620,19 +840,20 @@ trim(char *s)
 	return s;
 }
 
-struct conf *
-conf_parse_buffer(const char *name, const char *buf, size_t len, struct strlist *errors)
+/* Parse buf into conf (over its defaults). 0, or -1 with errors appended. */
+static int
+parse_into(struct conf *conf, const char *name, const char *buf, size_t len, struct strlist *errors)
 {
-	struct conf *conf = conf_defaults();
 	int seen_line[NKEYS] = { 0 };
 	char section[64] = "";
 	size_t nerr = errors->count;
 	int lineno = 0;
+	/* Suggestions cost an edit distance per known key: bounded per file. */
+	int hints_left = CONF_MAX_HINTS;
 
 	if (len > CONF_MAX_FILE_SIZE) {
 		add_error(errors, name, 0, NULL, "file is larger than %d bytes", CONF_MAX_FILE_SIZE);
-		conf_free(conf);
-		return NULL;
+		return -1;
 	}
 	for (size_t pos = 0; pos < len;) {
 		const char *nl = memchr(buf + pos, '\n', len - pos);
@@ -675,8 +896,12 @@ conf_parse_buffer(const char *name, const char *buf, size_t len, struct strlist 
 			}
 			*close = '\0';
 			snprintf(section, sizeof(section), "%s", trim(p + 1));
-			if (!section_known(section))
-				add_error(errors, name, lineno, NULL, "unknown section [%s]", section);
+			if (!section_known(section)) {
+				char *hint = hints_left-- > 0 ? section_hint(section) : xstrdup("");
+
+				add_error(errors, name, lineno, NULL, "unknown section [%s]%s", section, hint);
+				free(hint);
+			}
 			free(line);
 			continue;
 		}
@@ -690,9 +915,14 @@ conf_parse_buffer(const char *name, const char *buf, size_t len, struct strlist 
 		const struct conf_key *k = conf_key_find(section, key);
 
 		if (k == NULL) {
-			if (section_known(section))
-				add_error(errors, name, lineno, NULL, "%s%s%sunknown key '%s'",
-				    section[0] ? "[" : "", section, section[0] ? "] " : "", key);
+			/* Keys under an unknown section were reported with the section. */
+			if (section_known(section)) {
+				char *hint = hints_left-- > 0 ? key_hint(section, key) : xstrdup("");
+
+				add_error(errors, name, lineno, NULL, "%s%s%sunknown key '%s'%s",
+				    section[0] ? "[" : "", section, section[0] ? "] " : "", key, hint);
+				free(hint);
+			}
 			free(line);
 			continue;
 		}
@@ -703,10 +933,89 @@ conf_parse_buffer(const char *name, const char *buf, size_t len, struct strlist 
 			continue;
 		}
 		seen_line[idx] = lineno;
-		conf_set(conf, k, value, name, lineno, errors);
+		if (conf_set(conf, k, value, name, lineno, errors) == 0)
+			set_origin(conf, k, xasprintf("%s:%d", name, lineno));
 		free(line);
 	}
-	if (errors->count != nerr) {
+	return errors->count == nerr ? 0 : -1;
+}
+
+static bool
+loopback_listen(const char *item)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (strncmp(item, "unix:", 5) == 0)
+		return true;
+	if (netaddr_parse_hostport(item, &ss, &len) != NULL)
+		return false;
+	if (ss.ss_family == AF_INET)
+		return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+	{
+		const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+}
+
+/*
+ * Rules between keys, once the file and the environment are in: each
+ * error is reported where the deciding key was set.
+ */
+static int
+conf_check_keys(struct conf *conf, struct strlist *errors)
+{
+	size_t nerr = errors->count;
+	const char *everyone = NULL, *exposed = NULL;
+
+	for (size_t i = 0; i < conf->server_allow_clients.count; i++) {
+		struct netaddr_cidr c;
+
+		if (netaddr_parse_cidr(conf->server_allow_clients.items[i], &c) == NULL && c.prefix == 0)
+			everyone = conf->server_allow_clients.items[i];
+	}
+	for (size_t i = 0; i < conf->server_listen.count && exposed == NULL; i++)
+		if (!loopback_listen(conf->server_listen.items[i]))
+			exposed = conf->server_listen.items[i];
+	if (everyone != NULL && exposed != NULL && !conf->server_allow_open_relay)
+		add_error(errors, origin_of(conf, "server", "allow_clients"), 0,
+		    conf_key_find("server", "allow_clients"),
+		    "%s with listen %s (not loopback) makes an open relay: any host that reaches %s "
+		    "could send mail anywhere through it; list your clients' networks, or set "
+		    "[server] allow_open_relay = yes if a firewall or a private network shields it",
+		    everyone, exposed, exposed);
+	else if (everyone != NULL && exposed != NULL)
+		strlist_add(&conf->warnings, "OPEN RELAY: [server] allow_clients contains 0.0.0.0/0 or ::/0 "
+		    "and listen has an address that is not loopback; any host that reaches it can relay "
+		    "mail (allowed by [server] allow_open_relay = yes)");
+
+	if (conf->report_dkim_key.count != conf->report_dkim_selector.count) {
+		bool keys_set = conf->origins[conf_key_find("report", "dkim_key") - conf_keys] != NULL;
+
+		add_error(errors, origin_of(conf, "report", keys_set ? "dkim_key" : "dkim_selector"), 0,
+		    conf_key_find("report", keys_set ? "dkim_key" : "dkim_selector"),
+		    "%zu key%s but %zu selector%s in dkim_selector: give one selector per key, in the same order",
+		    conf->report_dkim_key.count, conf->report_dkim_key.count == 1 ? "" : "s",
+		    conf->report_dkim_selector.count, conf->report_dkim_selector.count == 1 ? "" : "s");
+	} else if (conf->report_dkim_key.count > 4)
+		add_error(errors, origin_of(conf, "report", "dkim_key"), 0, conf_key_find("report", "dkim_key"),
+		    "%zu keys; at most 4 sign a report", conf->report_dkim_key.count);
+
+	/* Without a certificate the key would be ignored and STARTTLS silently off. */
+	if (conf->server_tls_key_file[0] != '\0' && conf->server_tls_cert_file[0] == '\0')
+		add_error(errors, origin_of(conf, "server", "tls_key_file"), 0,
+		    conf_key_find("server", "tls_key_file"),
+		    "set, but tls_cert_file is empty: STARTTLS needs both");
+	return errors->count == nerr ? 0 : -1;
+}
+
+struct conf *
+conf_parse_buffer(const char *name, const char *buf, size_t len, struct strlist *errors)
+{
+	struct conf *conf = conf_defaults();
+
+	if (parse_into(conf, name, buf, len, errors) < 0 || conf_check_keys(conf, errors) < 0) {
 		conf_free(conf);
 		return NULL;
 	}
@@ -720,32 +1029,37 @@ conf_load(const char *path, struct strlist *errors)
 	struct strbuf sb;
 	char chunk[8192];
 	size_t n;
-	struct conf *conf;
+	struct conf *conf = conf_defaults();
+	int rc;
 
-	if (path == NULL) {
-		conf = conf_defaults();
-		return conf_apply_env(conf, errors) < 0 ? (conf_free(conf), NULL) : conf;
-	}
-	if ((f = fopen(path, "r")) == NULL) {
-		add_error(errors, path, 0, NULL, "cannot open: %s", strerror(errno));
-		return NULL;
-	}
-	strbuf_init(&sb);
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-		strbuf_append(&sb, chunk, n);
-		if (sb.len > CONF_MAX_FILE_SIZE)
-			break;
-	}
-	if (ferror(f)) {
-		add_error(errors, path, 0, NULL, "read error: %s", strerror(errno));
+	if (path != NULL) {
+		if ((f = fopen(path, "r")) == NULL) {
+			add_error(errors, path, 0, NULL, "cannot open: %s", strerror(errno));
+			conf_free(conf);
+			return NULL;
+		}
+		strbuf_init(&sb);
+		while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+			strbuf_append(&sb, chunk, n);
+			if (sb.len > CONF_MAX_FILE_SIZE)
+				break;
+		}
+		if (ferror(f)) {
+			add_error(errors, path, 0, NULL, "read error: %s", strerror(errno));
+			fclose(f);
+			strbuf_free(&sb);
+			conf_free(conf);
+			return NULL;
+		}
 		fclose(f);
+		rc = parse_into(conf, path, sb.data ? sb.data : "", sb.len, errors);
 		strbuf_free(&sb);
-		return NULL;
+		if (rc < 0) {
+			conf_free(conf);
+			return NULL;
+		}
 	}
-	fclose(f);
-	conf = conf_parse_buffer(path, sb.data ? sb.data : "", sb.len, errors);
-	strbuf_free(&sb);
-	if (conf != NULL && conf_apply_env(conf, errors) < 0) {
+	if (conf_apply_env(conf, errors) < 0 || conf_check_keys(conf, errors) < 0) {
 		conf_free(conf);
 		return NULL;
 	}
@@ -762,6 +1076,55 @@ conf_env_name(const char *section, const char *name)
 	return v;
 }
 
+/*
+ * STSPROXY_* variables that are not configuration: the test clock read by
+ * the binary (STSPROXY_TEST_TIME_OFFSET) and those of the build and test
+ * scripts, which share the prefix.
+ */
+static const char *const env_not_keys[] = {
+	"STSPROXY_TEST_", "STSPROXY_SKIP_", "STSPROXY_BUILD_", "STSPROXY_EXIM_",
+};
+
+/* A STSPROXY_* variable that sets nothing is most likely a typo: say so. */
+static void
+warn_unknown_env(struct conf *conf)
+{
+	for (char **e = environ; e != NULL && *e != NULL; e++) {
+		const char *eq = strchr(*e, '=');
+		char var[128], *best = NULL;
+		size_t best_d = SIZE_MAX;
+		bool known = false;
+
+		if (strncmp(*e, "STSPROXY_", 9) != 0 || eq == NULL)
+			continue;
+		snprintf(var, sizeof(var), "%.*s", (int)(eq - *e), *e);
+		for (size_t i = 0; i < sizeof(env_not_keys) / sizeof(env_not_keys[0]); i++)
+			known |= strncmp(var, env_not_keys[i], strlen(env_not_keys[i])) == 0;
+		for (size_t i = 0; i < NKEYS && !known; i++) {
+			char *name = conf_env_name(conf_keys[i].section, conf_keys[i].name);
+			size_t d = edit_distance(var + 9, name + 9, suggest_limit(var + 9));
+
+			known = strcmp(name, var) == 0;
+			if (d < best_d) {
+				best_d = d;
+				free(best);
+				best = name;
+			} else
+				free(name);
+		}
+		if (!known) {
+			char *w = xasprintf("environment %s sets no key and is ignored%s%s%s", var,
+			    best != NULL && best_d <= suggest_limit(var + 9) ? "; did you mean " : "",
+			    best != NULL && best_d <= suggest_limit(var + 9) ? best : "",
+			    best != NULL && best_d <= suggest_limit(var + 9) ? "?" : "");
+
+			strlist_add(&conf->warnings, w);
+			free(w);
+		}
+		free(best);
+	}
+}
+
 int
 conf_apply_env(struct conf *conf, struct strlist *errors)
 {
@@ -775,11 +1138,14 @@ conf_apply_env(struct conf *conf, struct strlist *errors)
 		if (value != NULL) {
 			/* Containers configure through the environment; it wins over the file. */
 			where = xasprintf("environment %s", var);
-			conf_set(conf, k, value, where, 0, errors);
-			free(where);
+			if (conf_set(conf, k, value, where, 0, errors) == 0)
+				set_origin(conf, k, where);
+			else
+				free(where);
 		}
 		free(var);
 	}
+	warn_unknown_env(conf);
 	return errors->count == nerr ? 0 : -1;
 }
 
@@ -803,7 +1169,11 @@ conf_free(struct conf *conf)
 		default:
 			break;
 		}
+		if (conf->origins != NULL)
+			free(conf->origins[i]);
 	}
+	free(conf->origins);
+	strlist_clear(&conf->warnings);
 	free(conf);
 }
 
@@ -859,6 +1229,77 @@ conf_print(const struct conf *conf, FILE *out)
 		fprintf(out, "%s = %s\n", k->name, sb.data ? sb.data : "");
 		strbuf_free(&sb);
 	}
+}
+
+size_t
+conf_key_count(void)
+{
+	return NKEYS;
+}
+
+const char *
+conf_key_label(size_t i, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s%s%s", conf_keys[i].section[0] ? "[" : "", conf_keys[i].section,
+	    conf_keys[i].section[0] ? "] " : "", conf_keys[i].name);
+	return buf;
+}
+
+bool
+conf_key_equal(const struct conf *a, const struct conf *b, size_t i)
+{
+	const struct conf_key *k = &conf_keys[i];
+	const void *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
+
+	switch (k->type) {
+	case CONF_T_STRING:
+	case CONF_T_PATH:
+	case CONF_T_ENUM:
+		return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
+	case CONF_T_BOOL:
+		return *(const bool *)fa == *(const bool *)fb;
+	case CONF_T_DURATION:
+	case CONF_T_COUNT:
+		return *(const unsigned *)fa == *(const unsigned *)fb;
+	case CONF_T_SIZE:
+		return *(const size_t *)fa == *(const size_t *)fb;
+	case CONF_T_LIST:
+		return strlist_equal(fa, fb);
+	}
+	return false;
+}
+
+size_t
+conf_print_changed(const struct conf *conf, FILE *out)
+{
+	struct conf *def = conf_defaults();
+	const char *section = "";
+	size_t n = 0;
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct conf_key *k = &conf_keys[i];
+		struct strbuf now, was;
+
+		strbuf_init(&now);
+		strbuf_init(&was);
+		format_value(conf, k, &now);
+		format_value(def, k, &was);
+		if (strcmp(now.data ? now.data : "", was.data ? was.data : "") != 0) {
+			if (strcmp(section, k->section) != 0) {
+				section = k->section;
+				fprintf(out, "%s[%s]\n", n > 0 ? "\n" : "", section);
+			}
+			fprintf(out, "%s = %s", k->name, now.data ? now.data : "");
+			if (conf->origins != NULL && conf->origins[i] != NULL)
+				fprintf(out, "   # %s", conf->origins[i]);
+			fputc('\n', out);
+			n++;
+		}
+		strbuf_free(&now);
+		strbuf_free(&was);
+	}
+	conf_free(def);
+	return n;
 }
 
 static const char *

@@ -44,6 +44,7 @@ struct conf {
 	unsigned	 server_max_per_client;
 	size_t		 server_max_message_size;
 	unsigned	 server_max_recipients;
+	bool		 server_allow_bare_newline;	/* commands may end in a bare LF */
 	unsigned	 server_command_timeout;	/* seconds, for a whole command line */
 	unsigned	 server_helo_timeout;	/* seconds from the greeting to HELO/EHLO */
 	unsigned	 server_data_timeout;	/* seconds the body may stay idle */
@@ -52,6 +53,7 @@ struct conf {
 	unsigned	 server_shutdown_timeout;	/* seconds */
 	char		*server_tls_cert_file;	/* empty: no STARTTLS */
 	char		*server_tls_key_file;
+	bool		 server_allow_open_relay;	/* allow_clients 0/0 with a public listen */
 
 	/* [upstream]: the MX-facing leg */
 	unsigned	 upstream_port;
@@ -97,16 +99,29 @@ struct conf {
 	struct strlist	 report_dkim_selector;	/* one per key */
 	char		*report_dkim_domain;	/* empty: submitter */
 	char		*report_submission_relay; /* "addr:port", empty: MX */
+
+	/* Not keys: what conf_load() learnt on the way. */
+	struct strlist	 warnings;	/* dubious but accepted: shown by check-config, logged by serve */
+	char		**origins;	/* per key of the table: "file:line", "environment VAR", or NULL
+					 * for the default; private to conf.c */
 };
 
 /**
  * Load the configuration from path, or the embedded defaults when path is
- * NULL. Every problem is appended to errors as "file:line: [section] key:
- * reason"; on any error the result is NULL. Caller owns the result.
+ * NULL, then the STSPROXY_* environment, then check the keys against each
+ * other (an open relay, DKIM keys without selectors). Every problem is
+ * appended to errors as "file:line: [section] key: reason", with the fix
+ * when one can be guessed (a misspelled key, a key of another section,
+ * commas in a list); on any error the result is NULL. What is accepted
+ * but dubious (an unknown STSPROXY_* variable, allow_open_relay in use)
+ * is in conf->warnings. Caller owns the result.
  */
 struct conf *conf_load(const char *path, struct strlist *errors);
 
-/** The same from a buffer; name stands in for the file name in errors. */
+/**
+ * The same from a buffer, without the environment; name stands in for the
+ * file name in errors.
+ */
 struct conf *conf_parse_buffer(const char *name, const char *buf, size_t len,
     struct strlist *errors);
 
@@ -124,6 +139,22 @@ char *conf_env_name(const char *section, const char *name);
 
 /** Write the effective configuration in the file's own syntax. */
 void conf_print(const struct conf *conf, FILE *out);
+
+/** The number of keys in the table; keys are numbered 0 to this - 1. */
+size_t conf_key_count(void);
+
+/** "[section] name" of key i, written to buf (len bytes); returns buf. */
+const char *conf_key_label(size_t i, char *buf, size_t len);
+
+/** true if key i has the same value in a and b (compared as its type). */
+bool conf_key_equal(const struct conf *a, const struct conf *b, size_t i);
+
+/**
+ * Write only the keys whose value differs from the embedded default, each
+ * with a comment saying where it was set (like postconf -n). Returns how
+ * many were written.
+ */
+size_t conf_print_changed(const struct conf *conf, FILE *out);
 
 /** Write the KEYS section of stsproxy.conf(5), generated from the table. */
 void conf_print_man_keys(FILE *out);

@@ -134,9 +134,50 @@ log_set_json(bool json)
 }
 
 /*
+ * Keys whose values are counts, sizes, seconds or ids of the system: a
+ * JSON number in log_format = json. A list and not the value's shape,
+ * because an all-digit value is not always a number (a policy id, a
+ * session id). Keep it sorted (bsearch) and in step with stsproxy(8).
+ */
+static const char *const numeric_keys[] = {
+	"after_unanswered", "attempts", "bare_cr", "bare_lf", "count", "domains", "due",
+	"errors", "evicted", "exit_status", "gid", "http_status", "lost_records", "max_age",
+	"messages", "mx_count", "parked", "pid", "qtype", "rcpts", "records", "sessions", "signal", "size", "size_over", "uid", "unanswered", "with_failures",
+	"worker", "workers",
+};
+
+static int
+key_cmp(const void *a, const void *b)
+{
+	return strcmp(a, *(const char *const *)b);
+}
+
+bool
+log_key_numeric(const char *key)
+{
+	return bsearch(key, numeric_keys, sizeof(numeric_keys) / sizeof(numeric_keys[0]),
+	    sizeof(numeric_keys[0]), key_cmp) != NULL;
+}
+
+/* A member's value: a JSON integer for a numeric key with an integer value. */
+static json_t *
+json_value(const char *key, const char *val, size_t vl)
+{
+	size_t i = val[0] == '-' ? 1 : 0;
+
+	if (vl > i && vl - i <= 18 && log_key_numeric(key)) {
+		while (i < vl && val[i] >= '0' && val[i] <= '9')
+			i++;
+		if (i == vl)
+			return json_integer(strtoll(val, NULL, 10));
+	}
+	return json_stringn(val, vl);
+}
+
+/*
  * The line as a JSON object: every key=value pair becomes a member
- * (quoted values unescaped as log_quote() wrote them). A line that does
- * not parse goes out whole as "msg".
+ * (quoted values unescaped as log_quote() wrote them; numeric keys as
+ * numbers). A line that does not parse goes out whole as "msg".
  */
 static char *
 kv_to_json(const char *ts, const char *level, const char *line)
@@ -185,7 +226,7 @@ kv_to_json(const char *ts, const char *level, const char *line)
 				val[vl++] = *p++;
 		}
 		val[vl] = '\0';
-		json_object_set_new(o, key, json_stringn(val, vl));
+		json_object_set_new(o, key, json_value(key, val, vl));
 		while (*p == ' ')
 			p++;
 	}
@@ -298,4 +339,13 @@ log_quote(const char *value)
 	out[o++] = '"';
 	out[o] = '\0';
 	return out;
+}
+
+const char *
+log_quote_address(const char *address)
+{
+	char buf[512];
+
+	snprintf(buf, sizeof(buf), "<%s>", address);
+	return log_quote(buf);
 }

@@ -34,8 +34,14 @@ int log_set_file(const char *path, const char **why);
 int log_reopen(const char **why);
 /** The current log file, or NULL. Owned by log.c. */
 const char *log_file_name(void);
-/** One JSON object per line instead of key=value (for log shippers). */
+/**
+ * One JSON object per line instead of key=value (for log shippers): the
+ * pairs as members, ts as ISO 8601 UTC with milliseconds, numeric keys
+ * (log_key_numeric) as JSON numbers, everything else as strings.
+ */
 void log_set_json(bool json);
+/** true if key's values are numbers (a JSON number in log_format = json). */
+bool log_key_numeric(const char *key);
 enum log_level log_get_level(void);
 
 /*
@@ -105,5 +111,13 @@ void log_write(enum log_subsystem sub, enum log_level level, const char *fmt, ..
  * of static buffers (valid for the next 7 calls); long values are cut.
  */
 const char *log_quote(const char *value);
+
+/**
+ * An e-mail address as Postfix logs it, "<address>" ("<>" for the null
+ * path), quoted like log_quote() when it needs to be; for to= and from=,
+ * so grepping an address from the client's queue finds every line about
+ * it. Same ring of buffers as log_quote().
+ */
+const char *log_quote_address(const char *address);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * netaddr.h - socket addresses and CIDR networks as written in the
- * configuration ("127.0.0.1:10025", "[::1]:10025", "10.0.0.0/8").
+ * configuration ("127.0.0.1:8461", "[::1]:8461", "10.0.0.0/8").
  *
  * Lives in conf/ because the configuration validates them at load time;
  * the listener and the access check use the parsed forms.

@@ -366,11 +366,12 @@ lookup_fetch_failed(struct policy_lookup *l, enum rpt_result_type type, const ch
 	    log_quote(reason), (l->flags & POLICY_F_REFRESH) ? "yes" : "no",
 	    held ? sts_mode_name(e->policy->mode) : "none");
 	if (held)
+		/* STS-19 */
 		lookup_set_note(l, "policy fetch failed (%s); the cached policy id %s stays in force "
-		    "until it expires (STS-19)", reason, e->id);
+		    "until it expires: a failed fetch never removes a cached policy", reason, e->id);
 	else
 		lookup_set_note(l, "policy fetch failed (%s) and no policy is cached: delivering "
-		    "as if the domain had no MTA-STS policy (STS-19)", reason);
+		    "as if the domain had no MTA-STS policy", reason);
 }
 
 static void
@@ -404,13 +405,28 @@ lookup_fetch_done(void *arg, const struct fetch_result *fr)
 	}
 	metrics_add("stsproxy_policy_fetches_total", "result=\"ok\"", 1);
 	const char *id = lookup_fetch_id(l);
+	size_t tolerated = policy_diags_tolerated(&l->diags);
+
+	/* Read as the publisher meant it; said once per fetch, for whoever
+	 * wonders why a stricter tool calls the policy invalid. */
+	if (tolerated > 0) {
+		const struct policy_diag *d = l->diags.items;
+		char *first;
+
+		while (!d->tolerated)
+			d++;
+		first = xasprintf("line %d: %s", d->line, d->message);
+		log_info("event=policy_tolerated domain=%s id=%s deviations=%zu first=%s",
+		    l->domain, log_quote(id), tolerated, log_quote(first));
+		free(first);
+	}
 	bool had = policy_cache_entry_live(e, now);
 	bool changed = !had || strcmp(e->id, id) != 0 || e->policy->mode != pol->mode;
 
 	/* A change of id or mode is what an operator wants to see (notice);
 	 * a routine refresh is info. */
 	log_msg(changed ? LOG_LEVEL_NOTICE : LOG_LEVEL_INFO,
-	    "event=policy_%s domain=%s id=%s mode=%s max_age=%lu mx=%zu old_id=%s old_mode=%s",
+	    "event=policy_%s domain=%s id=%s mode=%s max_age=%lu mx_count=%zu old_id=%s old_mode=%s",
 	    changed ? "changed" : "refreshed", l->domain, log_quote(id), sts_mode_name(pol->mode),
 	    pol->max_age, pol->mx.count, had ? log_quote(e->id) : "-",
 	    had ? sts_mode_name(e->policy->mode) : "-");
@@ -429,7 +445,9 @@ lookup_fetch_done(void *arg, const struct fetch_result *fr)
 	e->fail_type = RPT_RESULT_NONE;
 	lookup_store(l);
 	if (pol->mode == STS_MODE_NONE)
-		lookup_set_note(l, "fetched policy id %s has mode none: no active policy (STS-35)", id);
+		/* STS-35 */
+		lookup_set_note(l, "fetched policy id %s has mode none: no active policy, and no "
+		    "earlier policy applies any more", id);
 	else
 		lookup_set_note(l, "fetched policy id %s (mode %s, max_age %lu)", id,
 		    sts_mode_name(pol->mode), pol->max_age);
@@ -442,12 +460,15 @@ lookup_use_cache(struct policy_lookup *l, const char *why)
 {
 	time_t now = clock_now();
 
+	char when[32];
+
+	clock_format(l->entry->expires_at, when, sizeof(when));
 	if (policy_cache_entry_live(l->entry, now))
-		lookup_set_note(l, "%s; the cached policy id %s applies until %lld", why,
-		    l->entry->id, (long long)l->entry->expires_at);
+		lookup_set_note(l, "%s; the cached policy id %s applies until %s", why,
+		    l->entry->id, when);
 	else if (l->entry->policy != NULL)
-		lookup_set_note(l, "%s; the cached policy expired at %lld: no policy applies", why,
-		    (long long)l->entry->expires_at);
+		lookup_set_note(l, "%s; the cached policy expired at %s: no policy applies", why,
+		    when);
 	else
 		lookup_set_note(l, "%s; no policy is cached: no policy applies", why);
 }
@@ -507,7 +528,7 @@ lookup_txt_answer(void *arg, const struct dns_answer *ans)
 	time_t now = clock_now();
 	const char **recs = NULL;
 	size_t *lens = NULL;
-	char why[300];
+	char why[640];	/* a note: reason, cause and rule */
 	enum policy_action action;
 
 	l->txt_query = NULL;
@@ -560,26 +581,35 @@ lookup_txt_answer(void *arg, const struct dns_answer *ans)
 	case POLICY_ACTION_FETCH:
 		lookup_enter_state(l, LOOKUP_S_FETCH);
 		return;
-	case POLICY_ACTION_BACKOFF:
+	case POLICY_ACTION_BACKOFF: {
+		char when[32];
+
 		r->backoff = true;
 		r->next_fetch_at = l->entry->fail_at + POLICY_FETCH_BACKOFF;
 		lookup_set_failure(l, l->entry->fail_type, l->entry->fail_reason);
-		snprintf(why, sizeof(why), "policy id %s failed to fetch %llds ago (%s); next "
-		    "attempt no sooner than %lld (STS-18)", r->txt.id,
+		/* STS-18 */
+		snprintf(why, sizeof(why), "policy id %s failed to fetch %llds ago (%s); the same "
+		    "id is fetched again 5 minutes after a failure at the earliest, so not before %s",
+		    r->txt.id,
 		    (long long)(now - l->entry->fail_at), l->entry->fail_reason,
-		    (long long)r->next_fetch_at);
+		    clock_format(r->next_fetch_at, when, sizeof(when)));
 		lookup_use_cache(l, why);
 		break;
+	}
 	case POLICY_ACTION_USE_CACHE:
 		if (!dns_failed && r->txt.status == STS_RECORD_VALID && l->flags == 0 && ans->ttl > 0 &&
 		    policy_cache_entry_live(l->entry, now))
 			memo_store(l, ans->ttl, now);
 		if (dns_failed)
-			snprintf(why, sizeof(why), "%s (STS-10)", r->txt.reason);
+			/* STS-10 */
+			snprintf(why, sizeof(why), "%s: a failed TXT lookup counts as no live "
+			    "policy, so only a cached one can apply", r->txt.reason);
 		else if (r->txt.status == STS_RECORD_VALID)
 			snprintf(why, sizeof(why), "TXT id %s matches the cached policy", r->txt.id);
 		else
-			snprintf(why, sizeof(why), "%s (STS-7, STS-32)", r->txt.reason);
+			/* STS-7, STS-32 */
+			snprintf(why, sizeof(why), "%s: without exactly one valid TXT record only a "
+			    "cached policy can apply", r->txt.reason);
 		lookup_use_cache(l, why);
 		break;
 	}
@@ -646,7 +676,9 @@ policy_engine_resolve(struct policy_engine *e, const char *domain, unsigned flag
 
 	if (is_address_literal(domain) || (l->domain = domain_normalize(domain)) == NULL) {
 		l->entry = policy_cache_entry_new(domain);
-		lookup_set_note(l, "'%s' is not a domain name: no policy applies (STS-2)", domain);
+		/* STS-2 */
+		lookup_set_note(l, "'%s' is not a domain name: MTA-STS policies belong to domain "
+		    "names, and an address literal has none", domain);
 		lookup_enter_state(l, LOOKUP_S_DONE);
 		return l;
 	}

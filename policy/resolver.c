@@ -3,6 +3,7 @@
 #define LOG_SUBSYSTEM LOG_SUB_DNS
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -70,6 +71,8 @@ struct resolver {
 	unsigned		 unanswered;	/* timeouts and local errors in a row */
 	struct kept_answer	*kept[ANSWER_SLOTS];
 	char			 health[160];
+	char			*path_down;	/* why the start-up probe failed, or NULL */
+	char			 health_text[512];	/* what resolver_health() returns */
 };
 
 /* After this many timeouts in a row with no answer between, /healthz says not ready. */
@@ -194,6 +197,44 @@ resolver_readable(evutil_socket_t fd, short what, void *arg)
 		log_warnx("event=dns_process_failed error=%s", log_quote(ub_strerror(rc)));
 }
 
+/*
+ * Special-use names that libunbound answers by itself by default (an
+ * empty "static" local zone: NXDOMAIN for every name under it). A lab or
+ * CI world built on such names serves them through [dns] forwarders, and
+ * a local NXDOMAIN there bounces its mail with 550 5.1.2. "transparent"
+ * sends the queries on to the forwarders or to recursion, which answer
+ * as the DNS really is (the public root has none of these names).
+ * localhost. and its reverse zones stay local. "nodefault" would be the
+ * natural setting, but libunbound 1.17 silently ignores it through
+ * ub_ctx_set_option(). The last two zones are defaults from unbound 1.19
+ * and 1.22 on; naming a zone that is not a default changes nothing.
+ */
+static const char *const special_use_zones[] = {
+	"test.",		/* RFC 6761 */
+	"invalid.",		/* RFC 6761 */
+	"onion.",		/* RFC 7686 */
+	"home.arpa.",		/* RFC 8375 */
+	"resolver.arpa.",	/* RFC 9462 */
+	"service.arpa.",	/* RFC 9665 */
+};
+
+static int
+resolver_open_special_zones(struct ub_ctx *ctx, int *rc)
+{
+	char zone[64];
+
+	for (size_t i = 0; i < sizeof(special_use_zones) / sizeof(special_use_zones[0]); i++) {
+		snprintf(zone, sizeof(zone), "%s transparent", special_use_zones[i]);
+		if ((*rc = ub_ctx_set_option(ctx, "local-zone:", zone)) != 0)
+			return -1;
+	}
+	/* The private-address reverse zones of RFC 6303 (AS112): no default
+	 * local zone at all, so they resolve like any other name. */
+	if ((*rc = ub_ctx_set_option(ctx, "unblock-lan-zones:", "yes")) != 0)
+		return -1;
+	return 0;
+}
+
 struct resolver *
 resolver_new(struct event_base *base, const struct conf *conf, char **err)
 {
@@ -218,6 +259,8 @@ resolver_new(struct event_base *base, const struct conf *conf, char **err)
 	for (size_t i = 0; i < conf->dns_forwarders.count; i++)
 		if ((rc = ub_ctx_set_fwd(r->ctx, conf->dns_forwarders.items[i])) != 0)
 			goto fail;
+	if (resolver_open_special_zones(r->ctx, &rc) != 0)
+		goto fail;
 	if (conf->dns_dnssec) {
 		struct stat sb;
 
@@ -253,6 +296,83 @@ fail:
 	return NULL;
 }
 
+/* Records in a zone-file trust anchor that can anchor validation. */
+static long
+count_anchor_records(FILE *f)
+{
+	char line[4096];
+	long n = 0;
+
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *save = NULL, *semi = strchr(line, ';');
+
+		if (semi != NULL)
+			*semi = '\0';
+		for (char *tok = strtok_r(line, " \t\r\n", &save); tok; tok = strtok_r(NULL, " \t\r\n", &save))
+			if (strcasecmp(tok, "DS") == 0 || strcasecmp(tok, "DNSKEY") == 0) {
+				n++;
+				break;
+			}
+	}
+	return n;
+}
+
+int
+resolver_check_trust_anchor(const struct conf *conf, char **err)
+{
+	const char *path = conf->dns_trust_anchor_file;
+	struct ub_ctx *ctx;
+	char *logbuf = NULL;
+	size_t loglen = 0;
+	FILE *f, *log;
+	int rc;
+
+	if (!conf->dns_dnssec)
+		return 0;
+	if ((f = fopen(path, "r")) == NULL) {
+		*err = xasprintf("[dns] trust_anchor_file %s: %s (install dns-root-data, or set dnssec = no)",
+		    path, strerror(errno));
+		return -1;
+	}
+	if (count_anchor_records(f) == 0) {
+		fclose(f);
+		*err = xasprintf("[dns] trust_anchor_file %s holds no DS or DNSKEY record: DNSSEC would "
+		    "validate nothing", path);
+		return -1;
+	}
+	fclose(f);
+	if ((ctx = ub_ctx_create()) == NULL) {
+		*err = xstrdup("cannot create the libunbound context");
+		return -1;
+	}
+	/* Catch libunbound's own explanation instead of letting it reach stderr. */
+	if ((log = open_memstream(&logbuf, &loglen)) != NULL)
+		ub_ctx_debugout(ctx, log);
+	rc = ub_ctx_add_ta_file(ctx, path);
+	/*
+	 * Anchors are read when the context is finalised, which the public
+	 * API does on the first query or on a change of local data; removing
+	 * data that is not there finalises without a query and changes nothing.
+	 */
+	if (rc == 0)
+		rc = ub_ctx_data_remove(ctx, "stsproxy-trust-anchor-check.invalid.");
+	ub_ctx_delete(ctx);
+	if (log != NULL)
+		fclose(log);
+	if (rc != 0) {
+		/* "[ts] libunbound[pid:0] error: parse error in FILE:2:7 : ...": keep the first reason. */
+		const char *why = logbuf != NULL ? strstr(logbuf, "error: ") : NULL;
+		size_t wl = why != NULL ? strcspn(why + 7, "\n") : 0;
+
+		if (why != NULL)
+			*err = xasprintf("[dns] trust_anchor_file %s: %.*s", path, (int)wl, why + 7);
+		else
+			*err = xasprintf("[dns] trust_anchor_file %s: %s", path, ub_strerror(rc));
+	}
+	free(logbuf);
+	return rc == 0 ? 0 : -1;
+}
+
 void
 resolver_free(struct resolver *r)
 {
@@ -268,6 +388,7 @@ resolver_free(struct resolver *r)
 	}
 	for (unsigned i = 0; i < ANSWER_SLOTS; i++)
 		kept_release(r->kept[i]);
+	free(r->path_down);
 	event_free(r->ev);
 	ub_ctx_delete(r->ctx);
 	free(r);
@@ -282,7 +403,13 @@ result_label(const struct dns_answer *ans)
 	case DNS_STATUS_NODATA: return "NODATA";
 	default: break;
 	}
-	switch (ans->rcode) {
+	return dns_rcode_name(ans->rcode);
+}
+
+const char *
+dns_rcode_name(int rcode)
+{
+	switch (rcode) {
 	case DNS_RCODE_NOERROR: return "NOERROR";
 	case DNS_RCODE_FORMERR: return "FORMERR";
 	case DNS_RCODE_SERVFAIL: return "SERVFAIL";
@@ -294,10 +421,18 @@ result_label(const struct dns_answer *ans)
 }
 
 /* Count the answer and keep the resolver's health: answers of any kind
- * (even NXDOMAIN) prove the path works; only silence does not. */
+ * (even NXDOMAIN) prove the path works; only silence does not. A failed
+ * start-up probe needs more: a definite answer (SERVFAIL is what
+ * libunbound also says when it reaches nobody). */
 static void
 account(struct resolver *r, const struct dns_answer *ans)
 {
+	if (r->path_down != NULL && (ans->status == DNS_STATUS_OK ||
+	    ans->status == DNS_STATUS_NODATA || ans->status == DNS_STATUS_NXDOMAIN)) {
+		log_notice("event=resolver_healthy reason=\"a DNS answer arrived after the start-up "
+		    "probe failed\" qname=%s", ans->qname);
+		resolver_set_path_down(r, NULL);
+	}
 	char labels[64];
 
 	snprintf(labels, sizeof(labels), "result=\"%s\",security=\"%s\"", result_label(ans),
@@ -318,10 +453,26 @@ account(struct resolver *r, const struct dns_answer *ans)
 	}
 }
 
-const char *
-resolver_health(const struct resolver *r)
+void
+resolver_set_path_down(struct resolver *r, const char *why)
 {
-	return r->unanswered >= UNANSWERED_UNHEALTHY ? r->health : NULL;
+	free(r->path_down);
+	r->path_down = why ? xstrdup(why) : NULL;
+}
+
+const char *
+resolver_health(struct resolver *r)
+{
+	if (r->unanswered >= UNANSWERED_UNHEALTHY && r->path_down != NULL)
+		snprintf(r->health_text, sizeof(r->health_text), "%s; %s", r->health,
+		    r->path_down);
+	else if (r->unanswered >= UNANSWERED_UNHEALTHY)
+		snprintf(r->health_text, sizeof(r->health_text), "%s", r->health);
+	else if (r->path_down != NULL)
+		snprintf(r->health_text, sizeof(r->health_text), "%s", r->path_down);
+	else
+		return NULL;
+	return r->health_text;
 }
 
 static void

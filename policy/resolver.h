@@ -64,6 +64,15 @@ struct resolver *resolver_new(struct event_base *base, const struct conf *conf, 
 void resolver_free(struct resolver *resolver);
 
 /**
+ * With [dns] dnssec on, load [dns] trust_anchor_file the way a resolver
+ * will on its first query, and check it holds at least one DS or DNSKEY
+ * record. resolver_new() cannot tell: libunbound reads the file lazily,
+ * so a broken one would only fail every lookup later. 0, or -1 with *err
+ * set (caller frees) naming the file and libunbound's reason.
+ */
+int resolver_check_trust_anchor(const struct conf *conf, char **err);
+
+/**
  * Look up name/type; cb runs exactly once, later, on the loop (never from
  * inside this call). Returns a handle for resolver_cancel(), which is dead
  * once cb has started. NULL only on a local failure, with no callback.
@@ -73,9 +82,17 @@ struct resolver_query *resolver_query(struct resolver *resolver, const char *nam
 
 /**
  * NULL while the resolver answers; otherwise why not (several queries in a
- * row timed out), for readiness checks. Owned by the resolver.
+ * row timed out, or the start-up probe found no working path), for
+ * readiness checks. Owned by the resolver, valid until the next call.
  */
-const char *resolver_health(const struct resolver *resolver);
+const char *resolver_health(struct resolver *resolver);
+
+/**
+ * Mark the resolution path as not working, with why (copied), until a
+ * definite answer (data, NODATA or NXDOMAIN) arrives or this is called
+ * with NULL. Used by the start-up probe (policy/dns_probe.h).
+ */
+void resolver_set_path_down(struct resolver *resolver, const char *why);
 
 /** Stop a pending query; its callback will not run. */
 void resolver_cancel(struct resolver_query *query);
@@ -94,6 +111,8 @@ int dns_txt_join(const unsigned char *rdata, int len, struct strbuf *out);
 int dns_name_from_wire(const unsigned char *wire, int len, char *out, size_t outlen);
 
 const char *dns_status_name(enum dns_status status);
+/** "NOERROR", "SERVFAIL", "REFUSED" ... for a DNS RCODE; "other" for the rest. */
+const char *dns_rcode_name(int rcode);
 const char *dns_security_name(enum dns_security security);
 
 #endif

@@ -26,7 +26,34 @@ struct parse_state {
 	struct policy_diags	*diags;
 	char			*first_error;
 	int			 seen_line[FIELD_COUNT];
+	int			 first_field_line;	/* after any BOM, comments, blank lines */
 };
+
+static void
+diag_add(struct parse_state *st, int line, enum policy_diag_severity sev, bool tolerated,
+    const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+
+static void
+diag_add(struct parse_state *st, int line, enum policy_diag_severity sev, bool tolerated,
+    const char *fmt, va_list ap)
+{
+	char *msg = xvasprintf(fmt, ap);
+
+	if (sev == POLICY_DIAG_ERROR && !tolerated && st->first_error == NULL)
+		st->first_error = line > 0 ? xasprintf("line %d: %s", line, msg) : xstrdup(msg);
+	if (st->diags != NULL) {
+		struct policy_diags *d = st->diags;
+
+		d->items = xrealloc(d->items, (d->count + 1) * sizeof(*d->items));
+		d->items[d->count].line = line;
+		d->items[d->count].severity = sev;
+		d->items[d->count].tolerated = tolerated;
+		d->items[d->count].message = msg;
+		d->count++;
+	} else {
+		free(msg);
+	}
+}
 
 static void
 diag(struct parse_state *st, int line, enum policy_diag_severity sev, const char *fmt, ...)
@@ -36,24 +63,47 @@ static void
 diag(struct parse_state *st, int line, enum policy_diag_severity sev, const char *fmt, ...)
 {
 	va_list ap;
-	char *msg;
 
 	va_start(ap, fmt);
-	msg = xvasprintf(fmt, ap);
+	diag_add(st, line, sev, false, fmt, ap);
 	va_end(ap);
-	if (sev == POLICY_DIAG_ERROR && st->first_error == NULL)
-		st->first_error = line > 0 ? xasprintf("line %d: %s", line, msg) : xstrdup(msg);
-	if (st->diags != NULL) {
-		struct policy_diags *d = st->diags;
+}
 
-		d->items = xrealloc(d->items, (d->count + 1) * sizeof(*d->items));
-		d->items[d->count].line = line;
-		d->items[d->count].severity = sev;
-		d->items[d->count].message = msg;
-		d->count++;
-	} else {
-		free(msg);
-	}
+/* Outside the grammar, but read as the publisher meant it (sender leniency). */
+static void
+diag_tolerated(struct parse_state *st, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+diag_tolerated(struct parse_state *st, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	diag_add(st, line, POLICY_DIAG_ERROR, true, fmt, ap);
+	va_end(ap);
+}
+
+/* A value for a message: at most 60 bytes of it (lines have no length
+ * limit any more, and messages end up in logs and the cache). */
+static const char *
+shown(const char *v, char *buf, size_t buflen)
+{
+	size_t n = strlen(v);
+
+	if (n + 1 <= buflen && n <= 60)
+		return v;
+	snprintf(buf, buflen, "%.60s...", v);
+	return buf;
+}
+
+static bool
+is_blank_line(const char *line, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (line[i] != ' ' && line[i] != '\t')
+			return false;
+	return true;
 }
 
 static bool
@@ -95,12 +145,8 @@ parse_line(struct parse_state *st, struct sts_policy *pol, int lineno,
 	const char *value, *vend;
 	enum known_field f = FIELD_UNKNOWN;
 	size_t nlen, vlen;
-	char *v;
+	char *v, sbuf[80];
 
-	if (len == 0) {
-		diag(st, lineno, POLICY_DIAG_ERROR, "empty line");
-		return;
-	}
 	if (colon == NULL) {
 		diag(st, lineno, POLICY_DIAG_ERROR, "expected 'name: value'");
 		return;
@@ -148,14 +194,16 @@ parse_line(struct parse_state *st, struct sts_policy *pol, int lineno,
 	switch (f) {
 	case FIELD_VERSION:
 		if (strcmp(v, "STSv1") != 0)
-			diag(st, lineno, POLICY_DIAG_ERROR, "version: '%s' is not STSv1", v);
+			diag(st, lineno, POLICY_DIAG_ERROR, "version: '%s' is not STSv1",
+			    shown(v, sbuf, sizeof(sbuf)));
 		break;
 	case FIELD_MODE: {
 		int m = sts_mode_parse(v);
 
 		if (m < 0)
 			diag(st, lineno, POLICY_DIAG_ERROR,
-			    "mode: '%s' is not enforce, testing or none (case matters)", v);
+			    "mode: '%s' is not enforce, testing or none (case matters)",
+			    shown(v, sbuf, sizeof(sbuf)));
 		else
 			pol->mode = (enum sts_mode)m;
 		break;
@@ -167,7 +215,8 @@ parse_line(struct parse_state *st, struct sts_policy *pol, int lineno,
 		for (i = 0; v[i] && isdigit((unsigned char)v[i]); i++)
 			;
 		if (i == 0 || v[i] != '\0' || i > 10) {
-			diag(st, lineno, POLICY_DIAG_ERROR, "max_age: '%s' is not 1 to 10 digits", v);
+			diag(st, lineno, POLICY_DIAG_ERROR, "max_age: '%s' is not 1 to 10 digits",
+			    shown(v, sbuf, sizeof(sbuf)));
 			break;
 		}
 		age = strtoull(v, NULL, 10);
@@ -184,11 +233,16 @@ parse_line(struct parse_state *st, struct sts_policy *pol, int lineno,
 		const char *why;
 
 		if (!mx_pattern_valid(v, &why)) {
-			diag(st, lineno, POLICY_DIAG_ERROR, "mx: '%s' is not a valid pattern: %s", v, why);
+			diag(st, lineno, POLICY_DIAG_ERROR, "mx: '%s' is not a valid pattern: %s",
+			    shown(v, sbuf, sizeof(sbuf)), why);
 			break;
 		}
+		/* The name meant is unambiguous, and refusing the policy would
+		 * turn MTA-STS off for the domain: match it without the dot. */
 		if (v[strlen(v) - 1] == '.')
-			diag(st, lineno, POLICY_DIAG_WARNING, "mx: '%s' has a trailing dot", v);
+			diag_tolerated(st, lineno, "mx: '%s' has a trailing dot, which the grammar (an "
+			    "RFC 5321 domain) does not allow; stsproxy matches it without the dot, "
+			    "stricter senders reject the policy", v);
 		if (v[0] == '*' && strchr(v + 2, '.') == NULL)
 			diag(st, lineno, POLICY_DIAG_WARNING,
 			    "mx: '%s' covers every host under a top-level domain", v);
@@ -207,6 +261,7 @@ sts_policy_parse(const char *buf, size_t len, size_t max_len, struct policy_diag
 {
 	struct parse_state st = { .diags = diags };
 	struct sts_policy *pol = xcalloc(1, sizeof(*pol));
+	size_t content_end;
 	int lineno = 0;
 
 	pol->mode = STS_MODE_NONE;
@@ -217,30 +272,58 @@ sts_policy_parse(const char *buf, size_t len, size_t max_len, struct policy_diag
 		    len, max_len);
 		goto out;
 	}
+	/* Editors on Windows save "UTF-8 with BOM". */
+	if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) {
+		diag_tolerated(&st, 1, "UTF-8 byte order mark before the first field, which the "
+		    "grammar does not allow; stsproxy skips it, stricter senders reject the policy");
+		buf += 3;
+		len -= 3;
+	}
 	if (len == 0) {
 		diag(&st, 0, POLICY_DIAG_ERROR, "policy is empty");
 		goto out;
 	}
+	/* Where the last line with something on it ends: blank lines after it
+	 * are the common case (an editor's extra newline) and get their own words. */
+	for (content_end = len; content_end > 0; content_end--) {
+		char c = buf[content_end - 1];
+
+		if (c != ' ' && c != '\t' && c != '\r' && c != '\n')
+			break;
+	}
 	for (size_t pos = 0; pos < len;) {
-		const char *nl = memchr(buf + pos, '\n', len - pos);
-		size_t ll = nl ? (size_t)(nl - (buf + pos)) : len - pos;
+		const char *line = buf + pos;
+		const char *nl = memchr(line, '\n', len - pos);
+		size_t ll = nl ? (size_t)(nl - line) : len - pos;
 		size_t next = pos + ll + 1;
 
 		lineno++;
-		/* LF or CRLF, mixed freely (STS-22). */
-		if (ll > 0 && buf[pos + ll - 1] == '\r')
+		/* LF or CRLF, mixed freely (STS-22); a CR is a line break only
+		 * right before LF (sts-policy-term = LF / CRLF). */
+		if (nl != NULL && ll > 0 && line[ll - 1] == '\r')
 			ll--;
-		if (memchr(buf + pos, '\r', ll) != NULL || memchr(buf + pos, '\0', ll) != NULL) {
-			diag(&st, lineno, POLICY_DIAG_ERROR, "stray CR or NUL byte");
-		} else if (ll > STS_POLICY_MAX_LINE) {
-			diag(&st, lineno, POLICY_DIAG_ERROR, "line longer than %d bytes",
-			    STS_POLICY_MAX_LINE);
+		if (memchr(line, '\r', ll) != NULL || memchr(line, '\0', ll) != NULL) {
+			diag(&st, lineno, POLICY_DIAG_ERROR, "stray CR or NUL byte (a line ends with LF "
+			    "or CRLF; a CR alone is not a line break)");
+		} else if (is_blank_line(line, ll)) {
+			diag_tolerated(&st, lineno, "blank line%s, which the format does not have; "
+			    "stsproxy skips it, stricter senders reject the policy",
+			    pos >= content_end ? " at the end" : "");
+		} else if (line[0] == '#') {
+			diag_tolerated(&st, lineno, "'#' comment line, which the format does not have; "
+			    "stsproxy skips it, stricter senders reject the policy");
 		} else {
-			char *copy = xstrndup(buf + pos, ll);
+			char *copy = xstrndup(line, ll);
 
+			if (ll > STS_POLICY_LONG_LINE)
+				diag(&st, lineno, POLICY_DIAG_WARNING, "line of %zu bytes: the grammar sets "
+				    "no limit, but parsers with a line limit (1024 bytes is common) reject "
+				    "the policy", ll);
 			strlist_add(&pol->lines, copy);
 			free(copy);
-			parse_line(&st, pol, lineno, buf + pos, ll);
+			if (st.first_field_line == 0)
+				st.first_field_line = lineno;
+			parse_line(&st, pol, lineno, line, ll);
 		}
 		if (nl == NULL)
 			diag(&st, lineno, POLICY_DIAG_WARNING, "no line break after the last line");
@@ -248,7 +331,7 @@ sts_policy_parse(const char *buf, size_t len, size_t max_len, struct policy_diag
 	}
 	if (st.seen_line[FIELD_VERSION] == 0)
 		diag(&st, 0, POLICY_DIAG_ERROR, "required field 'version' is missing");
-	else if (st.seen_line[FIELD_VERSION] != 1)
+	else if (st.seen_line[FIELD_VERSION] != st.first_field_line)
 		diag(&st, st.seen_line[FIELD_VERSION], POLICY_DIAG_WARNING,
 		    "'version' is not the first line; the RFC allows it, some parsers do not");
 	if (st.seen_line[FIELD_MODE] == 0)
@@ -337,6 +420,17 @@ policy_diags_count(const struct policy_diags *diags, enum policy_diag_severity s
 
 	for (size_t i = 0; i < diags->count; i++)
 		if (diags->items[i].severity == severity)
+			n++;
+	return n;
+}
+
+size_t
+policy_diags_tolerated(const struct policy_diags *diags)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < diags->count; i++)
+		if (diags->items[i].severity == POLICY_DIAG_ERROR && diags->items[i].tolerated)
 			n++;
 	return n;
 }

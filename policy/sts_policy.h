@@ -2,6 +2,14 @@
  * sts_policy.h - the MTA-STS policy file (RFC 8461 section 3.2) and the
  * parsed policy that the relay applies.
  *
+ * One parser serves both readers. As a sender it is lenient: cosmetic
+ * mistakes that real publishers make and other senders accept (blank
+ * lines, a UTF-8 byte order mark, '#' comment lines, a trailing dot on an
+ * mx pattern) never turn MTA-STS off for a domain. As a linter (`stsproxy
+ * policy --file`) it reports each of them as an error, marked tolerated,
+ * so publishers fix them for stricter senders. docs/policy-engine.md has
+ * the case-by-case decisions with the RFC text behind each.
+ *
  * A struct sts_policy is a plain value: whoever holds the pointer owns it
  * and frees it with sts_policy_free(); sts_policy_dup() makes a copy.
  */
@@ -15,8 +23,12 @@
 
 /** max_age ceiling (STS-27); larger values are capped, not rejected. */
 #define STS_MAX_AGE_LIMIT	31557600UL
-/** Longest line considered in a policy file. */
-#define STS_POLICY_MAX_LINE	1024
+/**
+ * Lines longer than this get a lint warning. The grammar sets no limit
+ * and neither does the parser: the body limit ([policy] max_body) bounds
+ * every line.
+ */
+#define STS_POLICY_LONG_LINE	1024
 
 enum sts_mode {
 	STS_MODE_NONE,
@@ -39,10 +51,15 @@ enum policy_diag_severity {
 struct policy_diag {
 	int				 line;	/* 1-based; 0 for the whole file */
 	enum policy_diag_severity	 severity;
+	bool				 tolerated;	/* an error the sender reads past */
 	char				*message;
 };
 
-/** Diagnostics collected by a parse: errors make the policy invalid. */
+/**
+ * Diagnostics collected by a parse: errors make the policy invalid,
+ * except tolerated ones (outside the grammar, but the sender reads the
+ * policy as the publisher meant it).
+ */
 struct policy_diags {
 	struct policy_diag	*items;
 	size_t			 count;
@@ -50,10 +67,11 @@ struct policy_diags {
 
 /**
  * Parse a policy body of len bytes. Returns the policy, or NULL when it is
- * invalid (STS-30); *reason (if not NULL) then gets the first error as
- * "line N: ...", owned by the caller. When diags is not NULL every error
- * and lint warning is appended to it (warnings never invalidate).
- * Bodies longer than max_len are rejected without being read.
+ * invalid (STS-30); *reason (if not NULL) then gets the first error that
+ * is not tolerated as "line N: ...", owned by the caller. When diags is
+ * not NULL every error (tolerated or not) and lint warning is appended to
+ * it; warnings and tolerated errors never invalidate. Bodies longer than
+ * max_len are rejected without being read.
  */
 struct sts_policy *sts_policy_parse(const char *buf, size_t len, size_t max_len,
     struct policy_diags *diags, char **reason);
@@ -66,6 +84,9 @@ const char *sts_mode_name(enum sts_mode mode);
 int sts_mode_parse(const char *name);
 
 void policy_diags_clear(struct policy_diags *diags);
+/** Diagnostics of that severity, tolerated errors included. */
 size_t policy_diags_count(const struct policy_diags *diags, enum policy_diag_severity severity);
+/** Errors the sender reads past. */
+size_t policy_diags_tolerated(const struct policy_diags *diags);
 
 #endif

@@ -2,6 +2,7 @@
 
 #define LOG_SUBSYSTEM LOG_SUB_UPSTREAM
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -98,8 +99,12 @@ tls_client_ctx_new(const struct conf *conf, char **err)
 	SSL_CTX_sess_set_new_cb(ctx, remember_session);
 	if (file != NULL || path != NULL) {
 		if (SSL_CTX_load_verify_locations(ctx, file, path) != 1) {
-			*err = xasprintf("cannot load CA certificates from %s: %s",
-			    file ? file : path, ERR_reason_error_string(ERR_get_error()));
+			/* A missing file is a system error, which has no OpenSSL reason string. */
+			const char *why = ERR_reason_error_string(ERR_peek_error());
+
+			*err = xasprintf("[tls] %s %s: cannot load CA certificates: %s",
+			    file ? "ca_file" : "ca_path", file ? file : path,
+			    why ? why : errno ? strerror(errno) : "no certificate found");
 			ERR_clear_error();
 			SSL_CTX_free(ctx);
 			return NULL;

@@ -86,24 +86,28 @@ refresh_one_done(void *arg, const struct policy_result *r)
 	event_base_loopexit(st->rt->base, NULL);
 }
 
-static void
-cache_usage(void)
+void
+cmd_cache_usage(FILE *out)
 {
-	fprintf(stderr, "usage: stsproxy cache list\n"
+	fprintf(out, "usage: stsproxy cache list\n"
 	    "       stsproxy cache show DOMAIN\n"
 	    "       stsproxy cache purge DOMAIN | --all\n"
-	    "       stsproxy cache refresh [DOMAIN]\n");
+	    "       stsproxy cache refresh [DOMAIN]\n"
+	    "\n"
+	    "The policy cache in state_dir/policy.mdb, shared with the running relay:\n"
+	    "list every entry, show one with its policy text, forget one or all, or fetch\n"
+	    "again every policy older than [policy] refresh_interval (or DOMAIN now).\n");
 }
 
 int
-cmd_cache(const struct conf *conf, int argc, char **argv)
+cmd_cache(const struct conf *conf, const char *path, int argc, char **argv)
 {
 	struct runtime *rt;
 	time_t now = clock_now();
 	int rc = 0;
 
 	if (argc < 2 || argc > 3) {
-		cache_usage();
+		cmd_cache_usage(stderr);
 		return EXIT_ERROR;
 	}
 	if ((rt = runtime_new(conf)) == NULL)
@@ -114,6 +118,9 @@ cmd_cache(const struct conf *conf, int argc, char **argv)
 		runtime_free(rt);
 		return EXIT_ERROR;
 	}
+	/* What was read comes with where from; purge and refresh say what they did. */
+	if (strcmp(argv[1], "list") == 0 || strcmp(argv[1], "show") == 0)
+		format_config_header(stdout, conf, path);
 	if (strcmp(argv[1], "list") == 0 && argc == 2) {
 		printf("%-32s %-32s %-8s %-9s %-20s %-20s %s\n", "DOMAIN", "ID", "MODE", "STATE",
 		    "FETCHED", "EXPIRES", "LAST-FAILURE");
@@ -162,7 +169,7 @@ cmd_cache(const struct conf *conf, int argc, char **argv)
 		printf("refreshed %ld, failed %ld\n", st.ok, st.failed);
 		rc = st.failed > 0 ? EXIT_NO_POLICY : 0;
 	} else {
-		cache_usage();
+		cmd_cache_usage(stderr);
 		rc = EXIT_ERROR;
 	}
 	runtime_free(rt);

@@ -8,14 +8,17 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "conf/idna.h"
 #include "conf/log.h"
 #include "policy/mx_match.h"
+#include "proxy/cli_args.h"
 #include "proxy/commands.h"
 #include "proxy/format.h"
 #include "proxy/runtime.h"
 
 struct policy_cmd {
 	struct runtime	*rt;
+	const char	*path;		/* the configuration file, NULL: embedded defaults */
 	bool		 json;
 	int		 status;
 };
@@ -44,12 +47,54 @@ json_string_or_null(const char *s)
 	return s ? json_string(s) : json_null();
 }
 
+/* Which configuration, state_dir and DNS the answer came from. */
+static json_t *
+json_config(const struct conf *conf, const char *path)
+{
+	return json_pack("{s:s?, s:s, s:o, s:b}", "file", path, "state_dir", conf->state_dir,
+	    "dns_forwarders", json_strlist(&conf->dns_forwarders), "dnssec", conf->dns_dnssec);
+}
+
+/*
+ * Why the lookup itself failed, leaving nothing to act on, or NULL: the
+ * TXT query got no usable answer (SERVFAIL, timeout, DNSSEC bogus), or the
+ * record announced a policy whose host gave no HTTP answer at all. Not a
+ * failure: a definite answer (no record, HTTP 404, a bad certificate or
+ * policy), or a cached policy that applies meanwhile (STS-10, STS-19).
+ */
+static const char *
+lookup_failure(const struct policy_result *r, char *buf, size_t len)
+{
+	if (r->source != POLICY_SOURCE_NONE)
+		return NULL;
+	switch (r->txt_status) {
+	case DNS_STATUS_SERVFAIL:
+	case DNS_STATUS_TIMEOUT:
+	case DNS_STATUS_BOGUS:
+	case DNS_STATUS_ERROR:
+		snprintf(buf, len, "the TXT lookup of _mta-sts.%s failed (%s)", r->domain,
+		    dns_status_name(r->txt_status));
+		return buf;
+	default:
+		break;
+	}
+	if (r->fetch != NULL && !r->fetch->ok && r->fetch->http_status == 0 && !r->fetch->tls_done &&
+	    r->fetch->type == RPT_RESULT_STS_POLICY_FETCH_ERROR) {
+		snprintf(buf, len, "the policy fetch from %s got no answer (%s)", r->fetch->url,
+		    r->fetch->reason);
+		return buf;
+	}
+	return NULL;
+}
+
 static void
-print_json(const struct policy_result *r)
+print_json(const struct policy_cmd *pc, const struct policy_result *r)
 {
 	json_t *o = json_object(), *txt = json_object(), *v = json_object();
-	char *txtname = xasprintf("_mta-sts.%s", r->domain);
+	char *txtname = xasprintf("_mta-sts.%s", r->domain), failed[1024];
+	const char *why = lookup_failure(r, failed, sizeof(failed));
 
+	json_object_set_new(o, "config", json_config(pc->rt->conf, pc->path));
 	json_object_set_new(o, "domain", json_string(r->domain));
 	json_object_set_new(v, "mode", json_string(r->source == POLICY_SOURCE_NONE ? "no-policy" :
 	    sts_mode_name(r->mode)));
@@ -57,6 +102,7 @@ print_json(const struct policy_result *r)
 	json_object_set_new(v, "id", json_string_or_null(r->id));
 	json_object_set_new(v, "override", json_string_or_null(r->override_mode));
 	json_object_set_new(v, "note", json_string_or_null(r->note));
+	json_object_set_new(v, "lookup_failed", json_string_or_null(why));
 	json_object_set_new(o, "verdict", v);
 
 	json_object_set_new(txt, "name", json_string(txtname));
@@ -137,6 +183,7 @@ print_json(const struct policy_result *r)
 		json_object_set_new(x, "line", json_integer(pd->line));
 		json_object_set_new(x, "severity", json_string(pd->severity == POLICY_DIAG_ERROR ?
 		    "error" : "warning"));
+		json_object_set_new(x, "tolerated", json_boolean(pd->tolerated));
 		json_object_set_new(x, "message", json_string(pd->message));
 		json_array_append_new(d, x);
 	}
@@ -148,10 +195,12 @@ print_json(const struct policy_result *r)
 }
 
 static void
-print_text(const struct policy_result *r)
+print_text(const struct policy_cmd *pc, const struct policy_result *r)
 {
-	char t1[32], t2[32];
+	char t1[32], t2[32], failed[1024];
+	const char *why = lookup_failure(r, failed, sizeof(failed));
 
+	format_config_header(stdout, pc->rt->conf, pc->path);
 	printf("domain:   %s\n", r->domain);
 	printf("txt:      _mta-sts.%s  status=%s dnssec=%s%s%s\n", r->domain,
 	    dns_status_name(r->txt_status), dns_security_name(r->txt_security),
@@ -180,7 +229,8 @@ print_text(const struct policy_result *r)
 	}
 	for (size_t i = 0; r->parse_diags && i < r->parse_diags->count; i++)
 		printf("  policy line %d: %s: %s\n", r->parse_diags->items[i].line,
-		    r->parse_diags->items[i].severity == POLICY_DIAG_ERROR ? "error" : "warning",
+		    r->parse_diags->items[i].severity == POLICY_DIAG_WARNING ? "warning" :
+		    r->parse_diags->items[i].tolerated ? "error (tolerated)" : "error",
 		    r->parse_diags->items[i].message);
 	if (r->policy != NULL) {
 		printf("policy:   id=%s mode=%s max_age=%lu fetched=%s expires=%s\n", r->id,
@@ -195,6 +245,14 @@ print_text(const struct policy_result *r)
 		    r->failure_reason ? r->failure_reason : "",
 		    r->backoff ? " (back-off)" : "", r->failure_reportable ? "" : " (not reported)");
 	printf("cache:    %s\n", r->cache_enabled ? "enabled" : "disabled");
+	if (why != NULL) {
+		/* Not the engine's note, which says what a sender does: "no policy applies". */
+		/* STS-10, STS-19 */
+		printf("verdict:  unknown: %s; nothing is cached, so until it answers senders deliver "
+		    "without MTA-STS (a lookup or fetch that fails never holds mail back by itself)\n",
+		    why);
+		return;
+	}
 	printf("verdict:  %s%s%s (%s)\n", r->source == POLICY_SOURCE_NONE ? "no policy" :
 	    sts_mode_name(r->mode), r->override_mode ? " by override, policy says " : "",
 	    r->override_mode ? sts_mode_name(r->policy->mode) : "", policy_source_name(r->source));
@@ -206,25 +264,66 @@ static void
 policy_done(void *arg, const struct policy_result *r)
 {
 	struct policy_cmd *pc = arg;
+	char failed[1024];
+	const char *why = lookup_failure(r, failed, sizeof(failed));
 
 	if (pc->json)
-		print_json(r);
+		print_json(pc, r);
 	else
-		print_text(r);
-	pc->status = (r->source != POLICY_SOURCE_NONE && r->mode != STS_MODE_NONE) ?
-	    EXIT_POLICY : EXIT_NO_POLICY;
+		print_text(pc, r);
+	/* "No policy" would be a guess: say the lookup failed, and why. */
+	if (why != NULL) {
+		fprintf(stderr, "stsproxy: %s: lookup failed: %s\n", r->domain, why);
+		pc->status = EXIT_ERROR;
+	} else
+		pc->status = (r->source != POLICY_SOURCE_NONE && r->mode != STS_MODE_NONE) ?
+		    EXIT_POLICY : EXIT_NO_POLICY;
 	event_base_loopexit(pc->rt->base, NULL);
 }
 
+/* The linter's findings as one JSON document, for scripts and CI. */
+static void
+lint_json(const char *path, const struct sts_policy *pol, const struct policy_diags *diags,
+    const struct strlist *mx)
+{
+	json_t *o = json_object(), *d = json_array(), *m = json_array();
+	size_t errors = policy_diags_count(diags, POLICY_DIAG_ERROR);
+
+	json_object_set_new(o, "file", json_string(path));
+	/* valid: every sender takes it; readable: stsproxy as a sender does (lenient). */
+	json_object_set_new(o, "valid", json_boolean(pol != NULL && errors == 0));
+	json_object_set_new(o, "readable_by_stsproxy", json_boolean(pol != NULL));
+	json_object_set_new(o, "mode", pol ? json_string(sts_mode_name(pol->mode)) : json_null());
+	json_object_set_new(o, "max_age", pol ? json_integer((json_int_t)pol->max_age) : json_null());
+	json_object_set_new(o, "mx_patterns", json_strlist(pol ? &pol->mx : NULL));
+	for (size_t i = 0; i < diags->count; i++)
+		json_array_append_new(d, json_pack("{s:o, s:s, s:s}", "line",
+		    diags->items[i].line > 0 ? json_integer(diags->items[i].line) : json_null(),
+		    "severity", diags->items[i].severity == POLICY_DIAG_ERROR ? "error" : "warning",
+		    "message", diags->items[i].message));
+	json_object_set_new(o, "diagnostics", d);
+	for (size_t i = 0; pol != NULL && i < mx->count; i++) {
+		const char *matched = NULL;
+		bool ok = mx_match_any(&pol->mx, mx->items[i], &matched);
+
+		json_array_append_new(m, json_pack("{s:s, s:b, s:s?}", "host", mx->items[i], "allowed", ok,
+		    "pattern", ok ? matched : NULL));
+	}
+	json_object_set_new(o, "mx", m);
+	json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	fputc('\n', stdout);
+	json_decref(o);
+}
+
 static int
-lint_file(const struct conf *conf, const char *path, char **mx, int nmx)
+lint_file(const struct conf *conf, const char *path, const struct strlist *mx, bool json)
 {
 	FILE *f = fopen(path, "rb");
 	struct policy_diags diags = { 0 };
 	struct sts_policy *pol;
 	struct strbuf sb;
 	char chunk[4096];
-	size_t n;
+	size_t n, errors, warnings;
 	int rc = EXIT_POLICY;
 	/* Lint accepts a larger file than senders do, to say by how much. */
 	size_t limit = conf->policy_max_body;
@@ -238,6 +337,18 @@ lint_file(const struct conf *conf, const char *path, char **mx, int nmx)
 		strbuf_append(&sb, chunk, n);
 	fclose(f);
 	pol = sts_policy_parse(sb.data ? sb.data : "", sb.len, limit, &diags, NULL);
+	errors = policy_diags_count(&diags, POLICY_DIAG_ERROR);
+	warnings = policy_diags_count(&diags, POLICY_DIAG_WARNING);
+	/* Strict as a linter: what stsproxy reads past, others may not. */
+	if (pol == NULL || errors > 0)
+		rc = EXIT_NO_POLICY;
+	for (size_t i = 0; pol != NULL && i < mx->count; i++)
+		if (!mx_match_any(&pol->mx, mx->items[i], NULL))
+			rc = EXIT_NO_POLICY;
+	if (json) {
+		lint_json(path, pol, &diags, mx);
+		goto out;
+	}
 	for (size_t i = 0; i < diags.count; i++) {
 		const struct policy_diag *d = &diags.items[i];
 
@@ -250,83 +361,128 @@ lint_file(const struct conf *conf, const char *path, char **mx, int nmx)
 	}
 	if (pol == NULL) {
 		printf("%s: INVALID: %zu error%s, %zu warning%s; senders will treat the fetch as "
-		    "failed (sts-policy-invalid)\n", path,
-		    policy_diags_count(&diags, POLICY_DIAG_ERROR),
-		    policy_diags_count(&diags, POLICY_DIAG_ERROR) == 1 ? "" : "s",
-		    policy_diags_count(&diags, POLICY_DIAG_WARNING),
-		    policy_diags_count(&diags, POLICY_DIAG_WARNING) == 1 ? "" : "s");
-		rc = EXIT_NO_POLICY;
+		    "failed (sts-policy-invalid)\n", path, errors, errors == 1 ? "" : "s",
+		    warnings, warnings == 1 ? "" : "s");
+	} else if (errors > 0) {
+		printf("%s: OUTSIDE THE GRAMMAR: %zu error%s, %zu warning%s; stsproxy as a sender "
+		    "reads it as mode %s, max_age %lu, %zu mx pattern%s, but stricter senders treat "
+		    "the fetch as failed (sts-policy-invalid): fix the errors\n", path, errors,
+		    errors == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s",
+		    sts_mode_name(pol->mode), pol->max_age, pol->mx.count,
+		    pol->mx.count == 1 ? "" : "s");
 	} else {
 		printf("%s: valid: mode %s, max_age %lu, %zu mx pattern%s, %zu warning%s\n", path,
 		    sts_mode_name(pol->mode), pol->max_age, pol->mx.count,
-		    pol->mx.count == 1 ? "" : "s", policy_diags_count(&diags, POLICY_DIAG_WARNING),
-		    policy_diags_count(&diags, POLICY_DIAG_WARNING) == 1 ? "" : "s");
-		for (int i = 0; i < nmx; i++) {
-			const char *matched = NULL;
-
-			if (mx_match_any(&pol->mx, mx[i], &matched)) {
-				printf("mx %s: allowed (pattern %s)\n", mx[i], matched);
-			} else {
-				printf("mx %s: NOT allowed by any mx pattern\n", mx[i]);
-				rc = EXIT_NO_POLICY;
-			}
-		}
+		    pol->mx.count == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s");
 	}
+	for (size_t i = 0; pol != NULL && i < mx->count; i++) {
+		const char *matched = NULL;
+
+		if (mx_match_any(&pol->mx, mx->items[i], &matched))
+			printf("mx %s: allowed (pattern %s)\n", mx->items[i], matched);
+		else
+			printf("mx %s: NOT allowed by any mx pattern\n", mx->items[i]);
+	}
+out:
 	sts_policy_free(pol);
 	policy_diags_clear(&diags);
 	strbuf_free(&sb);
 	return rc;
 }
 
-static void
-policy_usage(void)
+void
+cmd_policy_usage(FILE *out)
 {
-	fprintf(stderr, "usage: stsproxy policy DOMAIN [--json] [--no-cache]\n"
-	    "       stsproxy policy --file FILE [--mx HOST...]\n");
+	fprintf(out, "usage: stsproxy policy DOMAIN [--json] [--no-cache]\n"
+	    "       stsproxy policy --file FILE [--mx HOST]... [--json]\n"
+	    "\n"
+	    "The MTA-STS policy a sender applies to DOMAIN now: TXT record, fetch, policy,\n"
+	    "failure and verdict. DOMAIN may also be an email address (user@example.com)\n"
+	    "or the policy URL (https://mta-sts.example.com/.well-known/mta-sts.txt).\n"
+	    "With --file, lint a policy file before publishing it; each --mx HOST (repeat\n"
+	    "it, or give several hosts after one) is checked against its mx patterns.\n"
+	    "\n"
+	    "  --json      one JSON document instead of text\n"
+	    "  --no-cache  neither read nor write the policy cache\n"
+	    "\n"
+	    "Exit status: 0 a policy in enforce or testing applies (the file is valid and\n"
+	    "allows every --mx host), 1 no policy applies (the file is invalid or a host is\n"
+	    "not allowed), 2 usage or configuration error, or the lookup itself failed\n"
+	    "(DNS timeout, SERVFAIL or bogus, policy host not answering) with nothing cached.\n");
 }
 
 int
-cmd_policy(const struct conf *conf, int argc, char **argv)
+cmd_policy(const struct conf *conf, const char *path, int argc, char **argv)
 {
-	struct policy_cmd pc = { .status = EXIT_ERROR };
-	const char *domain = NULL, *file = NULL;
+	struct policy_cmd pc = { .status = EXIT_ERROR, .path = path };
+	const char *target = NULL, *file = NULL, *how, *why;
 	unsigned flags = 0;
-	char **mx = NULL;
-	int nmx = 0;
+	struct strlist mx = { 0 };
+	char *domain = NULL;
+	int rc;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0)
 			pc.json = true;
 		else if (strcmp(argv[i], "--no-cache") == 0)
 			flags |= POLICY_F_NO_CACHE;
-		else if (strcmp(argv[i], "--file") == 0 && i + 1 < argc)
+		else if (strcmp(argv[i], "--file") == 0 && i + 1 < argc && file == NULL)
 			file = argv[++i];
-		else if (strcmp(argv[i], "--mx") == 0 && i + 1 < argc) {
-			mx = &argv[i + 1];
-			for (nmx = 0; i + 1 < argc && argv[i + 1][0] != '-'; i++)
-				nmx++;
-		} else if (argv[i][0] != '-' && domain == NULL)
-			domain = argv[i];
+		else if (strcmp(argv[i], "--mx") == 0 && i + 1 < argc && argv[i + 1][0] != '-') {
+			/* --mx a --mx b and --mx a b both add up. */
+			while (i + 1 < argc && argv[i + 1][0] != '-')
+				strlist_add(&mx, argv[++i]);
+		} else if (argv[i][0] != '-' && target == NULL)
+			target = argv[i];
 		else {
-			policy_usage();
+			cmd_policy_usage(stderr);
+			strlist_clear(&mx);
 			return EXIT_ERROR;
 		}
 	}
 	if (file != NULL) {
-		if (domain != NULL || pc.json || flags) {
-			policy_usage();
+		if (target != NULL || flags) {
+			cmd_policy_usage(stderr);
+			strlist_clear(&mx);
 			return EXIT_ERROR;
 		}
-		return lint_file(conf, file, mx, nmx);
+		rc = lint_file(conf, file, &mx, pc.json);
+		strlist_clear(&mx);
+		return rc;
 	}
-	if (domain == NULL || nmx > 0) {
-		policy_usage();
+	if (target == NULL || mx.count > 0) {
+		cmd_policy_usage(stderr);
+		strlist_clear(&mx);
 		return EXIT_ERROR;
 	}
-	if ((pc.rt = runtime_new(conf)) == NULL)
+	if ((why = cli_policy_domain(target, &domain, &how)) != NULL) {
+		fprintf(stderr, "stsproxy: %s: %s\n", target, why);
 		return EXIT_ERROR;
+	}
+	if (idna_is_utf8(domain)) {
+		/* The policy of bücher.example is that of xn--bcher-kva.example. */
+		char *alabel = idna_to_alabel(domain, &why);
+
+		if (alabel == NULL) {
+			fprintf(stderr, "stsproxy: %s: not a valid internationalised domain name: %s\n",
+			    target, why);
+			free(domain);
+			return EXIT_ERROR;
+		}
+		free(domain);
+		domain = alabel;
+		if (how == NULL)
+			how = "the A-label form of";
+	}
+	if (how != NULL)
+		fprintf(stderr, "stsproxy: looking up %s, %s %s\n", domain, how, target);
+	if ((pc.rt = runtime_new(conf)) == NULL) {
+		free(domain);
+		return EXIT_ERROR;
+	}
 	policy_engine_resolve(pc.rt->engine, domain, flags, policy_done, &pc);
 	event_base_dispatch(pc.rt->base);
 	runtime_free(pc.rt);
+	free(domain);
 	return pc.status;
 }

@@ -15,6 +15,7 @@
 #include "conf/clock.h"
 #include "conf/log.h"
 #include "proxy/commands.h"
+#include "proxy/format.h"
 #include "proxy/report_mailer.h"
 #include "proxy/runtime.h"
 #include "proxy/upstream.h"
@@ -65,12 +66,16 @@ list_visit(void *arg, const char *day, const char *domain, json_t *rec)
 		st->row.failures += json_integer_value(json_object_get(d, "failed-session-count"));
 }
 
-static void
-usage(void)
+void
+cmd_report_usage(FILE *out)
 {
-	fprintf(stderr, "usage: stsproxy report list [--day YYYY-MM-DD]\n"
+	fprintf(out, "usage: stsproxy report list [--day YYYY-MM-DD]\n"
 	    "       stsproxy report show DOMAIN [--day YYYY-MM-DD] [--json | --mail ADDRESS]\n"
-	    "       stsproxy report send [--day YYYY-MM-DD] [--domain DOMAIN] [--dry-run]\n");
+	    "       stsproxy report send [--day YYYY-MM-DD] [--domain DOMAIN] [--dry-run]\n"
+	    "\n"
+	    "TLS-RPT (RFC 8460) from state_dir/reports.mdb: the traffic recorded per UTC day\n"
+	    "and policy domain, the report for a domain exactly as it would be sent (default\n"
+	    "yesterday; --mail prints the signed message), or deliver the day's reports now.\n");
 }
 
 /* ---- report send: one job per domain, one POST per https destination ---- */
@@ -307,7 +312,7 @@ report_send(const struct conf *conf, struct rpt_store *store, const char *day,
 }
 
 int
-cmd_report(const struct conf *conf, int argc, char **argv)
+cmd_report(const struct conf *conf, const char *path, int argc, char **argv)
 {
 	const char *day = NULL, *domain = NULL, *verb = argc > 1 ? argv[1] : NULL, *mail_to = NULL;
 	char yesterday[11], hostname[256];
@@ -329,14 +334,14 @@ cmd_report(const struct conf *conf, int argc, char **argv)
 		else if (argv[i][0] != '-' && domain == NULL)
 			domain = argv[i];
 		else {
-			usage();
+			cmd_report_usage(stderr);
 			return EXIT_ERROR;
 		}
 	}
 	if (verb == NULL || (strcmp(verb, "list") != 0 && strcmp(verb, "show") != 0 &&
 	    strcmp(verb, "send") != 0) ||
 	    (strcmp(verb, "show") == 0 && domain == NULL)) {
-		usage();
+		cmd_report_usage(stderr);
 		return EXIT_ERROR;
 	}
 	if (day != NULL && rpt_day_start(day) < 0) {
@@ -345,6 +350,9 @@ cmd_report(const struct conf *conf, int argc, char **argv)
 	}
 	if ((store = rpt_store_open(conf, NULL)) == NULL)
 		return EXIT_ERROR;
+	/* The JSON report and the mail message are printed alone, to be piped. */
+	if (!json && mail_to == NULL)
+		format_config_header(stdout, conf, path);
 	if (strcmp(verb, "send") == 0) {
 		if (day == NULL) {
 			rpt_day(clock_now() - 86400, yesterday);

@@ -22,11 +22,13 @@
 #include <event2/event.h>
 
 #include "conf/log.h"
+#include "policy/dns_probe.h"
 #include "policy/tls.h"
 #include "proxy/commands.h"
 #include "proxy/limits.h"
 #include "proxy/listener.h"
 #include "proxy/metrics_http.h"
+#include "proxy/preflight.h"
 #include "proxy/runtime.h"
 #include "policy/resolver.h"
 #include "proxy/report_mailer.h"
@@ -52,6 +54,7 @@ struct serve {
 	struct rpt_sender	*sender;
 	struct rpt_mailer	 mailer;
 	struct metrics_http	*metrics;
+	struct dns_probe	*probe;		/* worker 0: the start-up look at the DNS path */
 	bool			 stopping;
 };
 
@@ -263,6 +266,8 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	warn_restart_keys(sv->conf, conf);
+	for (size_t i = 0; i < conf->warnings.count; i++)
+		log_warnx("event=config_warning warning=%s", log_quote(conf->warnings.items[i]));
 	sv->retired[sv->nretired++] = conf;
 	sv->conf = conf;
 	sv->rt->conf = conf;
@@ -328,6 +333,16 @@ struct serve_args {
 
 static int serve_worker(const struct conf *conf, void *arg);
 
+void
+cmd_serve_usage(FILE *out)
+{
+	fprintf(out, "usage: stsproxy [-c FILE] [-d] serve [--foreground]\n"
+	    "\n"
+	    "Run the relay in the foreground (for systemd, containers and supervisors;\n"
+	    "--foreground is accepted so scripts can say so). It makes the checks of\n"
+	    "check-config first and does not start when one fails.\n");
+}
+
 int
 cmd_serve(const struct conf *conf, const char *path, int argc, char **argv)
 {
@@ -337,13 +352,16 @@ cmd_serve(const struct conf *conf, const char *path, int argc, char **argv)
 	/* serve always stays in the foreground (systemd, containers, supervisors);
 	 * --foreground is accepted so scripts can say so. */
 	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--foreground") != 0)) {
-		fprintf(stderr, "usage: stsproxy [-c FILE] [-d] serve [--foreground]\n");
+		cmd_serve_usage(stderr);
 		return EXIT_ERROR;
 	}
 	args.path = path;
 	args.debug_flag = log_get_level() >= LOG_LEVEL_DEBUG;
 	signal(SIGPIPE, SIG_IGN);
 	if (apply_logging(conf, args.debug_flag) < 0)
+		return EXIT_ERROR;
+	/* The same checks as check-config, before anything is bound or forked. */
+	if (preflight_serve(conf) < 0)
 		return EXIT_ERROR;
 	if ((n = workers_count(conf)) > 1)
 		return workers_supervise(conf, path, n, serve_worker, &args);
@@ -426,8 +444,12 @@ serve_worker(const struct conf *conf, void *arg)
 	sv.drain = evtimer_new(sv.rt->base, drain_check, &sv);
 	evsignal_add(sv.sigterm, NULL);
 	evsignal_add(sv.sigint, NULL);
-	log_notice("event=started version=%s hostname=%s starttls=%s worker=%u", PACKAGE_VERSION,
-	    sv.rt->hostname, env.tls_ctx ? "yes" : "no", worker_index());
+	log_notice("event=started version=%s config=%s hostname=%s starttls=%s worker=%u", PACKAGE_VERSION,
+	    log_quote(path ? path : "embedded defaults"), sv.rt->hostname, env.tls_ctx ? "yes" : "no",
+	    worker_index());
+	/* Worker 0 serves /healthz; one probe (and one warning) is enough. */
+	if (worker_index() == 0)
+		sv.probe = dns_probe_start(sv.rt->base, conf, sv.rt->resolver);
 	event_base_dispatch(sv.rt->base);
 	log_notice("event=stopped");
 	rc = 0;
@@ -439,6 +461,7 @@ out:
 	if (sv.sigusr1) event_free(sv.sigusr1);
 	if (sv.deadline) event_free(sv.deadline);
 	if (sv.drain) event_free(sv.drain);
+	dns_probe_free(sv.probe);
 	listener_free(sv.listener);
 	upstream_pool_free_all();
 	metrics_http_free(sv.metrics);

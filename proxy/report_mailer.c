@@ -40,7 +40,7 @@ job_finish(struct mail_job *job, bool sent, const struct smtp_reply *r, const ch
 	char *reason = xasprintf("%s%s%s", why, flat ? ": " : "", flat ? flat : "");
 
 	log_info("session=%s event=report_mail to=%s sent=%s reason=%s", job->session,
-	    log_quote(job->to), sent ? "yes" : "no", log_quote(reason));
+	    log_quote_address(job->to), sent ? "yes" : "no", log_quote(reason));
 	job->done(job->arg, sent, reason);
 	upstream_free(job->up);	/* deferred: safe inside its callback */
 	free(reason);
@@ -131,7 +131,8 @@ mailer_send(void *ctx, const char *from, const char *to, const char *msg, rpt_ma
 	job = xcalloc(1, sizeof(*job));
 	if (smtp_path_parse(marg, true, &mail, &err) < 0 ||
 	    smtp_path_parse(rarg, false, &job->rcpt, &err) < 0 || job->rcpt.domain[0] == '\0') {
-		log_warnx("event=report_mail_failed to=%s reason=%s", log_quote(to), log_quote(err.text));
+		log_warnx("event=report_mail_failed to=%s reason=%s", log_quote_address(to),
+		    log_quote(err.text));
 		free(marg);
 		free(rarg);
 		free(job);

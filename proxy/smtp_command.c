@@ -238,6 +238,9 @@ smtp_path_parse(const char *arg, bool is_mail, struct smtp_path *out, struct smt
 		if (at == out->address)
 			return fail(err, 501, bad_addr, "Empty local part");
 		if (dom[0] == '[') {
+			/* STS-2: no policy applies to an address literal,
+			 * and a relay by domain cannot route one. */
+			out->address_literal = !is_mail;
 			if (!is_mail)
 				return fail(err, 550, "5.1.2",
 				    "Address literals cannot be relayed: MTA-STS needs a domain name");

@@ -78,6 +78,7 @@ struct smtp_path {
 	char	domain[SMTP_DOMAIN_MAX + 1];	/* lower-cased; "" for <> and <postmaster> */
 	bool	null_path;			/* MAIL FROM:<> */
 	bool	utf8;				/* address has non-ASCII bytes */
+	bool	address_literal;		/* RCPT to user@[literal]: refused, address set */
 	struct smtp_param params[SMTP_PARAMS_MAX];
 	size_t	nparams;
 };

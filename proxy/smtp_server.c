@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <openssl/err.h>
 
+#include "conf/idna.h"
 #include "conf/log.h"
 #include "conf/metrics.h"
 #include "conf/netaddr.h"
@@ -57,19 +58,39 @@ enum smtp_state { SMTP_STATES(STATE_ENUM) };
 static const char *const state_names[] = { SMTP_STATES(STATE_NAME) };
 #undef STATE_NAME
 
-/* One MAIL ... end-of-data transaction: allocated at MAIL, freed at its
- * end, so that a session between transactions stays small (~20 KB less). */
+/*
+ * A recipient domain whose upstream failed in this transaction (no MX,
+ * policy, MAIL refused, lost before any recipient was accepted): its
+ * later recipients get the same reply, with its real reason.
+ */
+struct failed_domain {
+	char			*domain;
+	struct smtp_reply	 reply;
+};
+
+/*
+ * One MAIL ... end-of-data transaction. Its policy domain is the domain
+ * of the first recipient the upstream accepted: until then each domain
+ * in turn gets an upstream of its own, so one that fails never holds the
+ * message's other domains back (PRX: one domain per transaction).
+ * Allocated at MAIL and freed at its end, so that a session between
+ * transactions stays small (~20 KB less).
+ */
 struct txn {
 	struct smtp_path	 mail;
-	char			 domain[SMTP_DOMAIN_MAX + 1];	/* policy domain: first recipient's */
+	char			 domain[SMTP_DOMAIN_MAX + 1];	/* "" until a recipient is accepted */
 	struct upstream		*up;
+	char			 up_domain[SMTP_DOMAIN_MAX + 1]; /* the domain up was opened for */
 	bool			 up_ready;
-	bool			 up_failed;	/* fail_reply answers every RCPT */
+	bool			 up_failed;	/* domain's upstream lost: fail_reply answers */
 	struct smtp_reply	 fail_reply;
+	struct failed_domain	*failed;	/* domains that failed, in order */
+	size_t			 nfailed;
 	struct smtp_path	 rcpt;		/* the RCPT waiting for upstream */
 	bool			 rcpt_pending;
 	unsigned		 rcpts, rcpts_ok;
-	char			 first_rcpt[SMTP_PATH_MAX + 1];
+	char			 first_rcpt[SMTP_PATH_MAX + 1];	/* the first accepted */
+	struct strlist		 accepted;	/* accepted addresses, for the log */
 	struct data_filter	 filter;
 	struct smtp_reply	 discard_reply;	/* reply after a discarded body */
 	unsigned		 number;	/* transactions in this session */
@@ -167,6 +188,14 @@ reply(struct smtp_server *s, int code, const char *enhanced, const char *fmt, ..
 	va_start(ap, fmt);
 	text = xvasprintf(fmt, ap);
 	va_end(ap);
+	if (code / 100 == 4) {
+		/* A deferral names the session, so the client's queue entry
+		 * leads to this session's log lines. */
+		char *tagged = xasprintf("%s [stsproxy session %s]", text, s->id);
+
+		free(text);
+		text = tagged;
+	}
 	if (enhanced != NULL)
 		evbuffer_add_printf(out, "%d %s %s\r\n", code, enhanced, text);
 	else
@@ -199,6 +228,23 @@ client_error(struct smtp_server *s)
 	return true;
 }
 
+/* Let go of the upstream; it frees itself later, never on our stack. */
+static void
+txn_drop_upstream(struct smtp_server *s)
+{
+	struct txn *t = s->txn;
+
+	if (t == NULL)
+		return;
+	if (t->up != NULL) {
+		log_debug("session=%s event=txn_upstream action=drop domain=%s", s->id, t->up_domain);
+		s->env->ops->free(t->up);
+	}
+	t->up = NULL;
+	t->up_ready = false;
+	t->up_domain[0] = '\0';
+}
+
 static void
 txn_reset(struct smtp_server *s)
 {
@@ -206,12 +252,61 @@ txn_reset(struct smtp_server *s)
 
 	if (t == NULL)
 		return;
-	if (t->up != NULL)
-		s->env->ops->free(t->up);
+	txn_drop_upstream(s);
+	for (size_t i = 0; i < t->nfailed; i++) {
+		free(t->failed[i].domain);
+		smtp_reply_clear(&t->failed[i].reply);
+	}
+	free(t->failed);
+	strlist_clear(&t->accepted);
 	smtp_reply_clear(&t->fail_reply);
 	smtp_reply_clear(&t->discard_reply);
 	free(t);
 	s->txn = NULL;
+}
+
+static const struct smtp_reply *
+txn_domain_failure(const struct txn *t, const char *domain)
+{
+	for (size_t i = 0; i < t->nfailed; i++)
+		if (strcmp(t->failed[i].domain, domain) == 0)
+			return &t->failed[i].reply;
+	return NULL;
+}
+
+/*
+ * The upstream of a domain no recipient was accepted for failed as a
+ * whole: remember its reply for the domain's later recipients and drop
+ * it, so the next recipient of another domain can start its own.
+ */
+static void
+txn_domain_failed(struct smtp_server *s, const struct smtp_reply *r)
+{
+	struct txn *t = s->txn;
+	struct failed_domain *f;
+	char *flat = smtp_reply_flatten(r);
+
+	t->failed = xrealloc(t->failed, (t->nfailed + 1) * sizeof(*t->failed));
+	f = &t->failed[t->nfailed++];
+	f->domain = xstrdup(t->up_domain);
+	smtp_reply_init(&f->reply);
+	smtp_reply_copy(&f->reply, r);
+	log_info("session=%s event=domain_failed domain=%s reply=%s note=\"the transaction "
+	    "stays open for other domains\"", s->id, f->domain, log_quote(flat));
+	free(flat);
+	txn_drop_upstream(s);
+}
+
+static void
+log_rcpt(struct smtp_server *s, const char *address, const char *domain, const char *mx,
+    const struct smtp_reply *r, const char *note)
+{
+	char *flat = smtp_reply_flatten(r);
+
+	log_info("session=%s event=rcpt to=%s domain=%s mx=%s reply=%s%s%s", s->id,
+	    log_quote_address(address), domain, mx && *mx ? mx : "-", log_quote(flat),
+	    note ? " note=" : "", note ? log_quote(note) : "");
+	free(flat);
 }
 
 static void
@@ -338,7 +433,7 @@ cmd_mail(struct smtp_server *s, const struct smtp_command *cmd)
 	s->txn = xcalloc(1, sizeof(*s->txn));
 	s->txn->mail = path;
 	s->txn->number = ++s->txn_count;
-	log_info("session=%s event=mail from=%s", s->id, log_quote(path.address));
+	log_info("session=%s event=mail from=%s", s->id, log_quote_address(path.address));
 	reply(s, 250, "2.1.0", "Ok");
 	smtp_enter_state(s, SMTP_S_MAIL);
 }
@@ -388,12 +483,46 @@ check_rcpt_params(struct smtp_server *s, const struct smtp_path *p)
 
 static void upstream_event(void *arg, enum upstream_event ev, const struct smtp_reply *r);
 
+/*
+ * What the client wrote as the recipient address, for the log line of a
+ * RCPT that did not parse: between the angle brackets, or the argument.
+ */
+static void
+rcpt_written_address(const char *arg, char *out, size_t len)
+{
+	const char *p = strchr(arg, '<'), *end;
+
+	if (p == NULL) {
+		p = strchr(arg, ':') ? strchr(arg, ':') + 1 : arg;
+		while (*p == ' ')
+			p++;
+		end = p + strlen(p);
+	} else if ((end = strchr(++p, '>')) == NULL)
+		end = p + strlen(p);
+	snprintf(out, len, "%.*s", (int)(end - p), p);
+}
+
+/* A RCPT stsproxy answers itself, without asking an upstream. */
+static void
+refuse_rcpt(struct smtp_server *s, const char *address, int code, const char *enhanced,
+    const char *reason, const char *text)
+{
+	char *flat = xasprintf("%d %s %s", code, enhanced, text);
+
+	reply(s, code, enhanced, "%s", text);
+	log_info("session=%s event=rcpt_refused to=%s reply=%s reason=%s", s->id,
+	    log_quote_address(address), log_quote(flat), log_quote(reason));
+	free(flat);
+}
+
 static void
 cmd_rcpt(struct smtp_server *s, const struct smtp_command *cmd)
 {
 	struct txn *t = s->txn;
+	const struct smtp_reply *failed;
 	struct smtp_path path;
 	struct smtp_error err;
+	const char *why;
 	char *domain;
 
 	if (s->state != SMTP_S_MAIL) {
@@ -402,25 +531,61 @@ cmd_rcpt(struct smtp_server *s, const struct smtp_command *cmd)
 		return;
 	}
 	if (smtp_path_parse(cmd->arg, false, &path, &err) < 0) {
-		reply(s, err.code, err.enhanced, "%s", err.text);
+		char written[SMTP_PATH_MAX + 1];
+
+		rcpt_written_address(cmd->arg, written, sizeof(written));
+		if (path.address_literal) {
+			/* STS-2: no policy can apply to an address literal, and
+			 * stsproxy routes by recipient domain only. */
+			refuse_rcpt(s, written, err.code, err.enhanced, "an address literal names no "
+			    "domain, so no MTA-STS policy applies to it; stsproxy relays to domain "
+			    "names only and does not route it: the client must deliver it itself",
+			    err.text);
+			return;
+		}
+		refuse_rcpt(s, written, err.code, err.enhanced, "syntax", err.text);
 		client_error(s);
 		return;
 	}
 	if (check_rcpt_params(s, &path) < 0) {
+		log_info("session=%s event=rcpt_refused to=%s reason=parameters", s->id,
+		    log_quote_address(path.address));
 		client_error(s);
 		return;
 	}
 	if (t->rcpts >= s->conf->server_max_recipients) {
 		/* SMTP-8: an implementation limit is a 452. */
-		reply(s, 452, "4.5.3", "Too many recipients");
+		refuse_rcpt(s, path.address, 452, "4.5.3", "[server] max_recipients reached",
+		    "Too many recipients");
 		return;
 	}
 	if (path.domain[0] == '\0') {
-		reply(s, 550, "5.1.1", "stsproxy has no local mailboxes; write to postmaster@domain");
+		refuse_rcpt(s, path.address, 550, "5.1.1", "no domain",
+		    "stsproxy has no local mailboxes; write to postmaster@domain");
 		return;
 	}
-	if ((domain = domain_normalize(path.domain)) == NULL) {
-		reply(s, 550, "5.1.2", "Recipient domain must be an ASCII (A-label) domain name");
+	/* DNS, policy, MX matching and TLS use the A-label form; the address
+	 * goes upstream as the client sent it (RFC 6531). */
+	if ((domain = idna_to_alabel(path.domain, &why)) == NULL) {
+		char *text = xasprintf("Recipient domain is not a valid %sdomain name: %s",
+		    idna_is_utf8(path.domain) ? "internationalised (IDNA2008) " : "", why);
+
+		refuse_rcpt(s, path.address, 553, "5.1.3", why, text);
+		free(text);
+		client_error(s);
+		return;
+	}
+	if (idna_is_utf8(path.domain))
+		log_info("session=%s event=rcpt_idn to=%s domain=%s a_label=%s", s->id,
+		    log_quote_address(path.address), log_quote(path.domain), domain);
+	if ((failed = txn_domain_failure(t, domain)) != NULL) {
+		/* The domain's upstream failed earlier in this transaction:
+		 * the same reply, with its real reason, never a 452. */
+		t->rcpts++;
+		reply_relay(s, failed);
+		log_rcpt(s, path.address, domain, NULL, failed, "the domain failed earlier in this "
+		    "transaction");
+		free(domain);
 		return;
 	}
 	if (t->domain[0] != '\0' && strcmp(t->domain, domain) != 0) {
@@ -429,27 +594,37 @@ cmd_rcpt(struct smtp_server *s, const struct smtp_command *cmd)
 		reply(s, 452, "4.5.3", "Recipient domain %s differs from %s in this transaction; "
 		    "send it in a new transaction", domain, t->domain);
 		log_info("session=%s event=rcpt_deferred_other_domain to=%s domain=%s txn_domain=%s",
-		    s->id, log_quote(path.address), domain, t->domain);
+		    s->id, log_quote_address(path.address), domain, t->domain);
 		free(domain);
 		return;
 	}
 	t->rcpts++;
 	if (t->up_failed) {
+		/* The accepted domain's upstream is gone: nothing more goes there. */
 		reply_relay(s, &t->fail_reply);
+		log_rcpt(s, path.address, domain, NULL, &t->fail_reply, "the upstream was lost");
 		free(domain);
 		return;
 	}
 	t->rcpt = path;
 	t->rcpt_pending = true;
-	if (t->first_rcpt[0] == '\0')
-		snprintf(t->first_rcpt, sizeof(t->first_rcpt), "%s", path.address);
-	if (t->domain[0] == '\0') {
-		snprintf(t->domain, sizeof(t->domain), "%s", domain);
+	if (t->up != NULL && strcmp(t->up_domain, domain) == 0) {
+		if (t->up_ready)
+			s->env->ops->rcpt(t->up, &t->rcpt);
+	} else {
+		/* No recipient accepted yet (t->domain would have matched): the
+		 * upstream of a domain that only refused recipients gives way. */
+		if (t->up != NULL)
+			log_info("session=%s event=domain_switch from_domain=%s domain=%s "
+			    "reason=\"no recipient of %s was accepted\"", s->id, t->up_domain, domain,
+			    t->up_domain);
+		txn_drop_upstream(s);
+		snprintf(t->up_domain, sizeof(t->up_domain), "%s", domain);
+		log_debug("session=%s event=txn_upstream action=open domain=%s", s->id, domain);
 		t->up = s->env->ops->open(s->env->rt, s->id, domain, &t->mail, upstream_event, s);
 		if (s->env->ops->first_rcpt != NULL)
 			s->env->ops->first_rcpt(t->up, &t->rcpt);
-	} else if (t->up_ready)
-		s->env->ops->rcpt(t->up, &t->rcpt);
+	}
 	free(domain);
 	smtp_enter_state(s, SMTP_S_RCPT_WAIT);
 }
@@ -477,6 +652,13 @@ cmd_data(struct smtp_server *s, const struct smtp_command *cmd)
 	}
 	if (t->rcpts_ok == 0) {
 		reply(s, 554, "5.5.1", "No valid recipients");
+		return;
+	}
+	if (t->up_failed) {
+		/* Recipients were accepted, then the upstream was lost. */
+		reply_relay(s, &t->fail_reply);
+		txn_reset(s);
+		smtp_enter_state(s, SMTP_S_IDLE);
 		return;
 	}
 	s->env->ops->data(t->up);
@@ -662,6 +844,8 @@ process_body(struct smtp_server *s)
 			if (t->filter.bare_lf || t->filter.bare_cr)
 				log_notice("session=%s event=bare_newlines_normalised bare_lf=%lu bare_cr=%lu",
 				    s->id, t->filter.bare_lf, t->filter.bare_cr);
+			if (t->filter.nul)
+				log_notice("session=%s event=nul_removed count=%lu", s->id, t->filter.nul);
 			if (s->state == SMTP_S_BODY_DISCARD) {
 				reply_relay(s, &t->discard_reply);
 				txn_reset(s);
@@ -702,6 +886,22 @@ reading_allowed(struct smtp_server *s)
 	}
 }
 
+
+/*
+ * true if the next command line in `in` ends in a bare LF. RFC 5321
+ * section 2.3.8 allows CR LF only; a client that ends lines otherwise
+ * is either broken or trying to make us and the upstream disagree on
+ * where a line ends (SMTP smuggling).
+ */
+static bool
+next_line_has_bare_lf(struct evbuffer *in)
+{
+	size_t eol_len = 0;
+	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+
+	return eol.pos != -1 && eol_len == 1;
+}
+
 /* Work through buffered input until it runs out or the session must wait. */
 static void
 smtp_process_input(struct smtp_server *s)
@@ -716,6 +916,16 @@ smtp_process_input(struct smtp_server *s)
 			if (!process_body(s) || evbuffer_get_length(in) == 0)
 				break;
 			continue;
+		}
+		if (!s->conf->server_allow_bare_newline && next_line_has_bare_lf(in)) {
+			/* As Postfix's smtpd_forbid_bare_newline: refuse and hang up,
+			 * since whatever the client pipelined behind it is suspect. */
+			reply(s, 550, "5.5.2", "%s Error: bare <LF> received; command lines must end "
+			    "in CR LF (RFC 5321 section 2.3.8)", s->env->rt->hostname);
+			log_notice("session=%s event=bare_lf_command client=%s state=%s", s->id, s->ip,
+			    state_names[s->state]);
+			smtp_enter_state(s, SMTP_S_QUIT);
+			break;
 		}
 		line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
 		if (line == NULL) {
@@ -776,10 +986,10 @@ upstream_event(void *arg, enum upstream_event ev, const struct smtp_reply *r)
 			fatalx("upstream refused RCPT when ready");
 		return;
 	case UPSTREAM_EV_FAILED:
-		t->up_failed = true;
-		smtp_reply_copy(&t->fail_reply, r);
-		s->env->ops->free(t->up);
-		t->up = NULL;
+		/* Only before READY, so before any recipient was accepted. */
+		if (s->state == SMTP_S_RCPT_WAIT)
+			log_rcpt(s, t->rcpt.address, t->up_domain, NULL, r, NULL);
+		txn_domain_failed(s, r);
 		if (s->state == SMTP_S_RCPT_WAIT) {
 			t->rcpt_pending = false;
 			reply_relay(s, r);
@@ -790,10 +1000,19 @@ upstream_event(void *arg, enum upstream_event ev, const struct smtp_reply *r)
 		switch (s->state) {
 		case SMTP_S_RCPT_WAIT:
 			t->rcpt_pending = false;
-			if (smtp_reply_class(r) == 2)
+			if (smtp_reply_class(r) == 2) {
 				t->rcpts_ok++;
-			log_info("session=%s event=rcpt to=%s mx=%s reply=%d", s->id,
-			    log_quote(t->rcpt.address), (t->up ? s->env->ops->mx_host(t->up) : "-"), r->code);
+				strlist_add(&t->accepted, t->rcpt.address);
+				if (t->domain[0] == '\0') {
+					/* The first accepted recipient fixes the domain. */
+					snprintf(t->domain, sizeof(t->domain), "%s", t->up_domain);
+					log_debug("session=%s event=txn_upstream action=fix domain=%s",
+					    s->id, t->domain);
+					snprintf(t->first_rcpt, sizeof(t->first_rcpt), "%s",
+					    t->rcpt.address);
+				}
+			}
+			log_rcpt(s, t->rcpt.address, t->up_domain, s->env->ops->mx_host(t->up), r, NULL);
 			reply_relay(s, r);
 			smtp_enter_state(s, SMTP_S_MAIL);
 			break;
@@ -811,10 +1030,13 @@ upstream_event(void *arg, enum upstream_event ev, const struct smtp_reply *r)
 		case SMTP_S_EOM_WAIT: {
 			char *flat = smtp_reply_flatten(r);
 
-			/* SMTP-10, PRX: the client hears 250 only because the upstream said it. */
-			log_notice("session=%s event=message domain=%s mx=%s size=%llu rcpts=%u reply=%s",
-			    s->id, t->domain, (t->up ? s->env->ops->mx_host(t->up) : "-"), t->filter.bytes_out,
-			    t->rcpts_ok, log_quote(flat));
+			/* SMTP-10, PRX: the client hears 250 only because the upstream said it.
+			 * One line per recipient, as Postfix logs them. */
+			for (size_t i = 0; i < t->accepted.count; i++)
+				log_notice("session=%s event=message to=%s domain=%s mx=%s size=%llu "
+				    "rcpts=%u reply=%s", s->id, log_quote_address(t->accepted.items[i]),
+				    t->domain, (t->up ? s->env->ops->mx_host(t->up) : "-"),
+				    t->filter.bytes_out, t->rcpts_ok, log_quote(flat));
 			free(flat);
 			s->messages++;
 			metrics_add("stsproxy_messages_total", smtp_reply_class(r) == 2 ?
@@ -835,10 +1057,16 @@ upstream_event(void *arg, enum upstream_event ev, const struct smtp_reply *r)
 		break;
 	case UPSTREAM_EV_LOST:
 		body_resumed(s);
-		s->env->ops->free(t->up);
-		t->up = NULL;
-		t->up_failed = true;
-		smtp_reply_copy(&t->fail_reply, r);
+		if (s->state == SMTP_S_RCPT_WAIT)
+			log_rcpt(s, t->rcpt.address, t->up_domain, NULL, r, NULL);
+		if (t->domain[0] == '\0') {
+			/* Nobody accepted yet: another domain may still be tried. */
+			txn_domain_failed(s, r);
+		} else {
+			txn_drop_upstream(s);
+			t->up_failed = true;
+			smtp_reply_copy(&t->fail_reply, r);
+		}
 		switch (s->state) {
 		case SMTP_S_RCPT_WAIT:
 			t->rcpt_pending = false;

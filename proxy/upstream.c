@@ -34,6 +34,8 @@
 #define QUIT_TIMEOUT	10
 /* Room for the per-MX failure list in a reply line (RFC 5321 §4.5.3.1.5). */
 #define FAILURES_MAX	400
+/* The recipient list on a log line; every recipient has its own line too. */
+#define TO_LOG_MAX	400
 
 #define UPSTREAM_STATES(X)		\
 	X(UPSTREAM_S_RESOLVING)		\
@@ -143,6 +145,8 @@ struct upstream {
 	bool			 mail_pipelined; /* MAIL already sent behind the pool's RSET */
 	struct smtp_path	 first_rcpt;	/* upstream_first_rcpt(), if given */
 	bool			 have_first_rcpt;
+	struct strbuf		 to;		/* "<a>,<b>": the recipients, for to= */
+	bool			 to_has_first;	/* first_rcpt is in to, not yet claimed */
 	bool			 rcpt_pipelined; /* its RCPT went out behind MAIL; not yet claimed */
 	bool			 opened_strict;	/* connected in the strict phase, with TLS */
 	unsigned		 conn_messages;	/* transactions this connection carried before */
@@ -177,6 +181,23 @@ notify(struct upstream *up, enum upstream_event ev, const struct smtp_reply *rep
 		up->cb(up->arg, ev, reply);
 }
 
+/* The recipients this transaction carries, for to= on its log lines. */
+static const char *
+recipients(const struct upstream *up)
+{
+	return log_quote(up->to.len ? up->to.data : "-");
+}
+
+static void
+note_recipient(struct upstream *up, const char *address)
+{
+	if (up->to.len > TO_LOG_MAX)
+		return;
+	strbuf_printf(&up->to, "%s<%s>", up->to.len ? "," : "", address);
+	if (up->to.len > TO_LOG_MAX)
+		strbuf_printf(&up->to, ",...");
+}
+
 static const char *
 mode_label(const struct upstream *up)
 {
@@ -209,6 +230,7 @@ record(struct upstream *up, const char *mx_host, enum outcome_action action, boo
 		.reason = reason,
 		.action = action,
 		.upstream_reply = up->last_reply,
+		.recipients = up->to.data,
 		.would_defer = up->would_defer,
 		/* RPT-18: a session that carries a TLS report stays out of the reports. */
 		.unreported = (up->flags & UPSTREAM_F_NO_RECORD) != 0,
@@ -281,6 +303,32 @@ set_last_reply(struct upstream *up, const struct smtp_reply *r)
 {
 	free(up->last_reply);
 	up->last_reply = smtp_reply_flatten(r);
+}
+
+/*
+ * A reply stsproxy makes for the client itself (spec §11), as opposed to
+ * one it relays from the MX unchanged (PRX). A deferral ends with the
+ * session id, so the client's queue entry leads to this session's log.
+ */
+static void
+own_reply(struct upstream *up, struct smtp_reply *r, int code, const char *enhanced,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void
+own_reply(struct upstream *up, struct smtp_reply *r, int code, const char *enhanced,
+    const char *fmt, ...)
+{
+	va_list ap;
+	char *text;
+
+	va_start(ap, fmt);
+	text = xvasprintf(fmt, ap);
+	va_end(ap);
+	if (code / 100 == 4)
+		smtp_reply_set(r, code, enhanced, "%s [stsproxy session %s]", text, up->session);
+	else
+		smtp_reply_set(r, code, enhanced, "%s", text);
+	free(text);
 }
 
 /*
@@ -485,6 +533,8 @@ upstream_first_rcpt(struct upstream *up, const struct smtp_path *rcpt)
 		return;
 	up->first_rcpt = *rcpt;
 	up->have_first_rcpt = true;
+	note_recipient(up, rcpt->address);
+	up->to_has_first = true;
 }
 
 int
@@ -494,10 +544,15 @@ upstream_rcpt(struct upstream *up, const struct smtp_path *rcpt)
 		/* sent behind MAIL already; its reply is on the way */
 		up->rcpt_pipelined = false;
 		up->have_first_rcpt = false;
+		up->to_has_first = false;
 		return 0;
 	}
 	if (up->state != UPSTREAM_S_READY)
 		return -1;
+	if (up->to_has_first)
+		up->to_has_first = false;	/* listed by upstream_first_rcpt() */
+	else
+		note_recipient(up, rcpt->address);
 	send_rcpt(up, rcpt);
 	upstream_enter_state(up, UPSTREAM_S_RCPT);
 	return 0;
@@ -540,6 +595,24 @@ upstream_body_end(struct upstream *up)
 	return 0;
 }
 
+/*
+ * The reply when the strict walk found no MX meeting the policy: what
+ * enforce gives the client, and what testing under simulate = enforce
+ * logs. STS-41/43: never 5xx for a policy failure.
+ */
+static void
+policy_defer_reply(struct upstream *up, struct smtp_reply *r)
+{
+	const char *why = up->failures.len ? up->failures.data : "no MX host could be tried";
+
+	if (up->fail_kinds == 1u << FAIL_STARTTLS)
+		own_reply(up, r, 451, "4.7.4", "MTA-STS: %s", why);
+	else if (up->fail_kinds & (1u << FAIL_POLICY | 1u << FAIL_STARTTLS))
+		own_reply(up, r, 451, "4.7.5", "MTA-STS: %s", why);
+	else
+		own_reply(up, r, 451, "4.4.1", "MTA-STS: no MX reachable: %s", why);
+}
+
 /* No MX left: the reply every recipient of this transaction gets (spec §11). */
 static void
 fail_transaction(struct upstream *up)
@@ -550,17 +623,11 @@ fail_transaction(struct upstream *up)
 	smtp_reply_init(&r);
 	if (up->phase == PHASE_STRICT && up->mode == STS_MODE_ENFORCE) {
 		metrics_add("stsproxy_policy_deferrals_total", "", 1);
-		/* STS-41/43: never 5xx for a policy failure. */
-		if (up->fail_kinds == 1u << FAIL_STARTTLS)
-			smtp_reply_set(&r, 451, "4.7.4", "MTA-STS: %s", why);
-		else if (up->fail_kinds & (1u << FAIL_POLICY | 1u << FAIL_STARTTLS))
-			smtp_reply_set(&r, 451, "4.7.5", "MTA-STS: %s", why);
-		else
-			smtp_reply_set(&r, 451, "4.4.1", "MTA-STS: no MX reachable: %s", why);
+		policy_defer_reply(up, &r);
 	} else
-		smtp_reply_set(&r, 451, "4.4.1", "No MX of %s reachable: %s", up->domain, why);
-	log_notice("session=%s event=deferred domain=%s mode=%s attempts=%u reason=%s",
-	    up->session, up->domain, up->have_policy ? sts_mode_name(up->mode) : "no-policy",
+		own_reply(up, &r, 451, "4.4.1", "No MX of %s reachable: %s", up->domain, why);
+	log_notice("session=%s event=deferred domain=%s to=%s mode=%s attempts=%u reason=%s",
+	    up->session, up->domain, recipients(up), up->have_policy ? sts_mode_name(up->mode) : "no-policy",
 	    up->attempts, log_quote(why));
 	up->state = UPSTREAM_S_FAILED;
 	notify(up, UPSTREAM_EV_FAILED, &r);
@@ -574,14 +641,21 @@ strict_phase_exhausted(struct upstream *up)
 	if (up->mode != STS_MODE_TESTING)
 		return false;
 	up->would_defer = true;
-	log_notice("session=%s event=would_defer domain=%s mode=testing policy_id=%s reason=%s",
-	    up->session, up->domain, up->policy_id ? up->policy_id : "-",
+	log_notice("session=%s event=would_defer domain=%s to=%s mode=testing policy_id=%s reason=%s",
+	    up->session, up->domain, recipients(up), up->policy_id ? up->policy_id : "-",
 	    log_quote(up->failures.len ? up->failures.data : "no MX"));
-	if (strcmp(up->conf->policy_simulate, "enforce") == 0)
-		log_notice("session=%s event=sts_simulate domain=%s mode=enforce result=defer "
-		    "reply=\"451 %s MTA-STS: %s\"", up->session, up->domain,
-		    up->fail_kinds == 1u << FAIL_STARTTLS ? "4.7.4" : "4.7.5",
-		    up->failures.len ? up->failures.data : "no MX");
+	if (strcmp(up->conf->policy_simulate, "enforce") == 0) {
+		struct smtp_reply r;
+		char *flat;
+
+		smtp_reply_init(&r);
+		policy_defer_reply(up, &r);
+		flat = smtp_reply_flatten(&r);
+		log_notice("session=%s event=sts_simulate domain=%s to=%s mode=enforce result=defer "
+		    "reply=%s", up->session, up->domain, recipients(up), log_quote(flat));
+		free(flat);
+		smtp_reply_clear(&r);
+	}
 	up->phase = PHASE_OPPORTUNISTIC;
 	up->host_i = up->addr_i = 0;
 	up->host_checked = false;
@@ -983,8 +1057,8 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 			return;
 		if (cls != 2) {
 			/* The upstream spoke for the domain: pass its word on (PRX). */
-			log_notice("session=%s event=mail_refused mx=%s reply=%s", up->session,
-			    up->mx_host, log_quote(flat));
+			log_notice("session=%s event=mail_refused domain=%s to=%s mx=%s reply=%s",
+			    up->session, up->domain, recipients(up), up->mx_host, log_quote(flat));
 			record_delivery(up, NULL);
 			up->state = UPSTREAM_S_FAILED;
 			notify(up, UPSTREAM_EV_FAILED, r);
@@ -1084,7 +1158,7 @@ upstream_enter_state(struct upstream *up, enum upstream_state next)
 			struct smtp_reply r;
 
 			smtp_reply_init(&r);
-			smtp_reply_set(&r, 553, "5.6.7",
+			own_reply(up, &r, 553, "5.6.7",
 			    "The message needs SMTPUTF8, which %s does not support", up->mx_host);
 			set_last_reply(up, &r);
 			record_delivery(up, NULL);
@@ -1126,12 +1200,43 @@ upstream_enter_state(struct upstream *up, enum upstream_state next)
 	}
 }
 
+/*
+ * SMTP-9 decides by class, but only among the classes the command can
+ * be answered with (RFC 5321 section 4.3.2). Anything else is a protocol
+ * error, never relayed: above all a 3xx to the end of data, which the
+ * client would take for the final reply, and a 2xx to DATA, after which
+ * the client would never send the message.
+ */
+static bool
+reply_fits(enum upstream_state state, const struct smtp_reply *r)
+{
+	int cls = smtp_reply_class(r);
+
+	switch (state) {
+	case UPSTREAM_S_DATA:
+		return r->code == 354 || cls == 4 || cls == 5;
+	case UPSTREAM_S_BANNER:
+	case UPSTREAM_S_EHLO:
+	case UPSTREAM_S_HELO:
+	case UPSTREAM_S_STARTTLS:
+	case UPSTREAM_S_EHLO_TLS:
+	case UPSTREAM_S_RSET:
+	case UPSTREAM_S_MAIL:
+	case UPSTREAM_S_RCPT:
+	case UPSTREAM_S_EOM:
+		return cls == 2 || cls == 4 || cls == 5;
+	default:
+		return true;
+	}
+}
+
 static void
 upstream_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct upstream *up = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	const char *why = NULL;
+	char misfit[64];
 
 	while (up->bev == bev) {
 		size_t n;
@@ -1172,6 +1277,16 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 			why = "more data after a complete reply (no command was pipelined)";
 			goto protocol_error;
 		}
+		if (!reply_fits(up->state, &up->reply)) {
+			snprintf(misfit, sizeof(misfit), "%d reply to %s", up->reply.code,
+			    up->state == UPSTREAM_S_EOM ? "the end of data" :
+			    up->state == UPSTREAM_S_BANNER ? "nothing (greeting)" :
+			    up->state == UPSTREAM_S_EHLO_TLS ? "EHLO" : state_names[up->state] +
+			    strlen("UPSTREAM_S_"));
+			why = misfit;
+			set_last_reply(up, &up->reply);	/* the outcome names what it said */
+			goto protocol_error;
+		}
 		{
 			struct smtp_reply r;
 
@@ -1195,9 +1310,9 @@ protocol_error:
 		struct smtp_reply r;
 
 		smtp_reply_init(&r);
-		smtp_reply_set(&r, 451, "4.4.2", "Upstream %s protocol error: %s", up->mx_host, why);
-		log_warnx("session=%s event=upstream_lost mx=%s reason=%s", up->session,
-		    up->mx_host, log_quote(why));
+		own_reply(up, &r, 451, "4.4.2", "Upstream %s protocol error: %s", up->mx_host, why);
+		log_warnx("session=%s event=upstream_lost domain=%s to=%s mx=%s reason=%s", up->session,
+		    up->domain, recipients(up), up->mx_host, log_quote(why));
 		set_last_reply(up, &r);
 		record_delivery(up, NULL);
 		upstream_enter_state(up, UPSTREAM_S_LOST);
@@ -1297,10 +1412,10 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 
 		/* SMTP-10: without a final 2xx the client keeps the message. */
 		smtp_reply_init(&r);
-		smtp_reply_set(&r, 451, "4.4.2", "Upstream %s %s; message not delivered",
+		own_reply(up, &r, 451, "4.4.2", "Upstream %s %s; message not delivered",
 		    up->mx_host, reason);
-		log_warnx("session=%s event=upstream_lost mx=%s ip=%s reason=%s", up->session,
-		    up->mx_host, up->ip, log_quote(reason));
+		log_warnx("session=%s event=upstream_lost domain=%s to=%s mx=%s ip=%s reason=%s",
+		    up->session, up->domain, recipients(up), up->mx_host, up->ip, log_quote(reason));
 		set_last_reply(up, &r);
 		record_delivery(up, NULL);
 		upstream_enter_state(up, UPSTREAM_S_LOST);
@@ -1331,18 +1446,18 @@ resolution_done(struct upstream *up)
 	case MX_STATUS_OK:
 		break;
 	case MX_STATUS_NULL_MX:
-		smtp_reply_set(&r, 556, "5.1.10", "Recipient domain %s accepts no mail (null MX)",
+		own_reply(up, &r, 556, "5.1.10", "Recipient domain %s accepts no mail (null MX)",
 		    up->domain);
 		break;
 	case MX_STATUS_NXDOMAIN:
-		smtp_reply_set(&r, 550, "5.1.2", "Recipient domain %s does not exist", up->domain);
+		own_reply(up, &r, 550, "5.1.2", "Recipient domain %s does not exist", up->domain);
 		break;
 	case MX_STATUS_NO_HOSTS:
-		smtp_reply_set(&r, 554, "5.4.4", "No usable MX for %s: %s", up->domain,
+		own_reply(up, &r, 554, "5.4.4", "No usable MX for %s: %s", up->domain,
 		    up->mx_reason);
 		break;
 	case MX_STATUS_TEMPFAIL:
-		smtp_reply_set(&r, 451, "4.4.3", "MX lookup for %s failed: %s", up->domain,
+		own_reply(up, &r, 451, "4.4.3", "MX lookup for %s failed: %s", up->domain,
 		    up->mx_reason);
 		break;
 	}
@@ -1353,8 +1468,8 @@ resolution_done(struct upstream *up)
 			snprintf(labels, sizeof(labels), "status=\"%s\"", mx_status_name(up->mx_status));
 			metrics_add("stsproxy_dns_failures_total", labels, 1);
 		}
-		log_notice("session=%s event=mx_lookup_failed domain=%s status=%s reason=%s",
-		    up->session, up->domain, mx_status_name(up->mx_status),
+		log_notice("session=%s event=mx_lookup_failed domain=%s to=%s status=%s reason=%s",
+		    up->session, up->domain, recipients(up), mx_status_name(up->mx_status),
 		    log_quote(up->mx_reason));
 		up->state = UPSTREAM_S_FAILED;
 		notify(up, UPSTREAM_EV_FAILED, &r);
@@ -1431,7 +1546,7 @@ on_policy(void *arg, const struct policy_result *res)
 			.mx_patterns = up->have_policy ? &up->patterns : NULL,
 			.policy_lines = up->have_policy ? &up->policy_lines : NULL,
 			.result = res->failure, .reason = res->failure_reason,
-			.action = OUTCOME_ACTION_POLICY,
+			.action = OUTCOME_ACTION_POLICY, .recipients = up->to.data,
 		};
 		outcome_record(&o);
 	}
@@ -1488,6 +1603,7 @@ reap(evutil_socket_t fd, short what, void *arg)
 	strlist_clear(&up->patterns);
 	strlist_clear(&up->policy_lines);
 	strbuf_free(&up->failures);
+	strbuf_free(&up->to);
 	live_upstreams--;
 	free(up);
 }
@@ -1518,6 +1634,7 @@ upstream_alloc(struct runtime *rt, const char *session, const char *domain,
 	up->state = UPSTREAM_S_RESOLVING;
 	up->mode = STS_MODE_NONE;
 	strbuf_init(&up->failures);
+	strbuf_init(&up->to);
 	smtp_reply_init(&up->reply);
 	smtp_reply_init(&up->ehlo);
 	evutil_gettimeofday(&up->started, NULL);

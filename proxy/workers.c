@@ -152,7 +152,7 @@ workers_supervise(const struct conf *conf, const char *path, unsigned n,
 						    WTERMSIG(status));
 					else
 						log_msg(stopping ? LOG_LEVEL_INFO : LOG_LEVEL_WARNING,
-						    "event=worker_exited worker=%u pid=%ld status=%d", i, (long)pid,
+						    "event=worker_exited worker=%u pid=%ld exit_status=%d", i, (long)pid,
 						    WEXITSTATUS(status));
 					if (stopping)
 						break;

@@ -52,6 +52,7 @@ struct delivery_outcome {
 	const char		*reason;	/* human-readable, with result */
 	enum outcome_action	 action;
 	const char		*upstream_reply; /* last reply that mattered, flattened */
+	const char		*recipients;	/* "<a>,<b>" the transaction carries, or NULL */
 	bool			 would_defer;	/* testing or simulate: enforce would not deliver */
 	bool			 unreported;	/* logged, not handed to the hook (RPT-18) */
 };

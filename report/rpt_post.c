@@ -99,7 +99,7 @@ post_finish(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	log_info("event=report_post url=%s status=%d delivered=%s reason=%s", p->url,
+	log_info("event=report_post url=%s http_status=%d delivered=%s reason=%s", p->url,
 	    p->result.http_status, p->result.delivered ? "yes" : "no",
 	    log_quote(p->result.delivered ? "-" : p->result.reason));
 	p->cb(p->arg, &p->result);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "report/rpt_report.h"
 
@@ -14,8 +15,11 @@ rpt_identity_init(struct rpt_identity *id, const struct conf *conf, const char *
 
 	snprintf(id->organization, sizeof(id->organization), "%s",
 	    conf->report_organization[0] ? conf->report_organization : hostname);
+	/* The contact is the envelope sender and From: of mailed reports, so
+	 * it must be a bare address; [report] contact accepts mailto: too. */
 	if (conf->report_contact[0])
-		snprintf(id->contact, sizeof(id->contact), "%s", conf->report_contact);
+		snprintf(id->contact, sizeof(id->contact), "%s",
+		    conf->report_contact + (strncasecmp(conf->report_contact, "mailto:", 7) == 0 ? 7 : 0));
 	else
 		snprintf(id->contact, sizeof(id->contact), "postmaster@%s", hostname);
 	/* RPT-15: the submitter is the domain of contact-info. */

@@ -418,7 +418,10 @@ tick(evutil_socket_t fd, short what, void *arg)
 
 		plan = json_pack("{s:s, s:I}", "state", "waiting", "send_at", (json_int_t)send_at);
 		rpt_store_meta_put(s->store, key, plan);
-		log_info("event=report_scheduled day=%s send_at=%lld", day, (long long)send_at);
+		char when[32];
+
+		log_info("event=report_scheduled day=%s send_at=%s", day,
+		    clock_format(send_at, when, sizeof(when)));
 	}
 	if (s->planning_day[0] == '\0' &&
 	    strcmp(json_string_value(json_object_get(plan, "state")), "waiting") == 0 &&

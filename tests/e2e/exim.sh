@@ -18,7 +18,7 @@ done
 [ -x "$EXIM" ] || { echo "SKIP: no Exim under $STSPROXY_EXIM_ROOT (contrib/bootstrap.sh unpacks it)"; exit 77; }
 getent passwd Debian-exim >/dev/null || { echo "SKIP: user Debian-exim missing"; exit 77; }
 
-RELAY=127.0.0.1:10025
+RELAY=127.0.0.1:8461
 world_init
 chmod 755 "$W"
 world_ca_init "$W/ca" "stsproxy test CA"
@@ -77,7 +77,7 @@ smarthost:
 begin transports
 remote_smtp:
   driver = smtp
-  port = 10025
+  port = 8461
 begin retry
 * * F,1m,1m
 CONF

@@ -141,11 +141,17 @@ check "STS-7: no fetch for a duplicated record" "$(world_fetches "mta-sts.dup.$Z
 check "STS-3 case 7: '-' in id is invalid" "$(stsq "badid.$ZONE" .txt.record_status)" invalid
 check "STS-3 case 8: V=STSv1 is not a record (case-sensitive)" "$(stsq "upper.$ZONE" .txt.record_status)" absent
 check "SMTP-1 NXDOMAIN: no policy" "$(stsq "nosuchname.$ZONE" '.txt.status + " " + .verdict.mode')" "nxdomain no-policy"
-out=$(sts policy "elsewhere.example" --json)
+sts policy "nosuchname.$ZONE" >/dev/null
+check "NXDOMAIN is a definite answer: exit 1 (no policy)" "$?" "1"
+out=$(sts policy "elsewhere.example" --json); rc=$?
 check "STS-10 SERVFAIL is reported as such" "$(jq -r .txt.status <<<"$out")" servfail
+check "a failed TXT lookup is not 'no policy': exit 2, with the reason (issue 11 §5)" \
+	"$rc $(jq -r .verdict.lookup_failed <<<"$out") $(cat "$W/last.err" | grep -c 'lookup failed: the TXT lookup of _mta-sts.elsewhere.example failed (servfail)')" \
+	"2 the TXT lookup of _mta-sts.elsewhere.example failed (servfail) 1"
 check "STS-10 SERVFAIL with no cache: deliver without MTA-STS, and say so" \
 	"$(jq -r .verdict.mode <<<"$out")" no-policy
-check_match "STS-10 the verdict names the rule" "$(jq -r .verdict.note <<<"$out")" "STS-10"
+check "STS-10 the verdict says the rule in words, without an opaque STS-n tag (issue 11 §7)" "$(jq -r .verdict.note <<<"$out")" \
+	"TXT lookup failed: servfail: a failed TXT lookup counts as no live policy, so only a cached one can apply; no policy is cached: no policy applies"
 out=$(sts policy "bogus.$ZONE" --json)
 check "DANE-1 bogus DNSSEC answer is never used" "$(jq -r '.txt.status + " " + .txt.dnssec' <<<"$out")" "bogus bogus"
 check "DANE-1 bogus TXT: no fetch" "$(world_fetches "mta-sts.bogus.$ZONE")" 0
@@ -166,6 +172,10 @@ start=$(date +%s)
 check_match "STS-17 a server that never answers times out" "$(stsq "slow.$ZONE" "$q")" "^sts-policy-fetch-error \| .*(within 2s|timed out).* \| no-policy$"
 check "STS-17 the timeout is the configured 2s, not more" "$(( $(date +%s) - start <= 4 ))" 1
 check_match "STS-19 connection refused is a fetch error" "$(stsq "refused.$ZONE" "$q")" "^sts-policy-fetch-error \| .*$DEAD_ADDR.* \| no-policy$"
+sts policy "refused.$ZONE" --no-cache >/dev/null
+check "a policy host that does not answer, nothing cached: the lookup failed, exit 2" "$?" "2"
+sts policy "expired.$ZONE" --no-cache >/dev/null
+check "a policy host with an expired certificate is a definite answer: exit 1" "$?" "1"
 check_match "STS-19 policy host without address" "$(stsq "noaddr.$ZONE" "$q")" "^sts-policy-fetch-error \| .*(nxdomain|no A or AAAA).* \| no-policy$"
 out=$(sts policy "invalid.$ZONE" --json)
 check_match "STS-24 case 23: mode Enforce makes the policy invalid" "$(jq -r "$q" <<<"$out")" "^sts-policy-invalid \| invalid policy: line 2: mode: 'Enforce'.* \| no-policy$"

@@ -3,7 +3,7 @@
 # Sourced by a test script. Builds, under a private work directory:
 #   - a CA and leaf certificates made here (never committed);
 #   - NSD on 127.0.1.53:53 serving the DNSSEC-signed zone "stsworld."
-#     (a private TLD: unbound blocks RFC 6761 names such as "test.");
+#     (a private TLD; labtest.sh builds the same world on "lab.test.");
 #   - nginx on 127.0.2.1:443 serving MTA-STS policies by SNI;
 #   - an stsproxy configuration pointing [dns] and [tls] at all of it.
 # Everything runs inside a network namespace made for the run when
@@ -135,6 +135,15 @@ world_dns_init() {
 	: > "$W/dns/records"
 }
 
+# world_dns_extra_zone NAME < zone-file lines: one more zone NSD serves,
+# unsigned (absolute names, or relative to NAME); call before world_dns_publish.
+world_dns_extra_zone() {
+	{ printf '$ORIGIN %s.\n$TTL 5\n' "$1"
+	  printf '@ IN SOA ns.%s. hostmaster.%s. 1 60 60 3600 5\n@ IN NS ns.%s.\n' "$ZONE" "$ZONE" "$ZONE"
+	  cat; } > "$W/dns/extra-$1.zone"
+	printf 'zone:\n\tname: "%s."\n\tzonefile: "%s"\n' "$1" "$W/dns/extra-$1.zone" >> "$W/dns/nsd-extra.conf"
+}
+
 # Replace the records of the zone with stdin (zone-file lines, relative names).
 world_dns_records() { cat > "$W/dns/records"; }
 # Add lines to the zone.
@@ -178,6 +187,7 @@ remote-control:
 zone:
 	name: "$ZONE."
 	zonefile: "$W/dns/zone.signed"
+$(cat "$W/dns/nsd-extra.conf" 2>/dev/null)
 CONF
 	rm -f "$W/nsd.pid"
 	nsd -c "$W/nsd.conf" || { cat "$W/nsd.log"; return 1; }

@@ -22,6 +22,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		__builtin_trap();
 	if (pol == NULL && reason == NULL)
 		__builtin_trap();
+	/* Sender leniency never hides a real error: a valid policy carries
+	 * only tolerated errors, an invalid one at least one that is not. */
+	if ((pol != NULL) != (policy_diags_count(&diags, POLICY_DIAG_ERROR) ==
+	    policy_diags_tolerated(&diags)))
+		__builtin_trap();
 	sts_policy_free(pol);
 	free(reason);
 	policy_diags_clear(&diags);

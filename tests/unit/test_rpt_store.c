@@ -233,6 +233,13 @@ test_report_identity(void **state)
 	assert_string_equal(id.contact, "postmaster@relay.example");
 	assert_string_equal(id.submitter, "relay.example");
 	conf_free(conf);
+	/* A mailto: contact is used without its scheme: it becomes MAIL FROM and From:. */
+	conf = conf_parse_buffer("t", "[report]\ncontact = MailTo:tls@r.example\n", 40, &errors);
+	assert_non_null(conf);
+	rpt_identity_init(&id, conf, "relay.example");
+	assert_string_equal(id.contact, "tls@r.example");
+	assert_string_equal(id.submitter, "r.example");
+	conf_free(conf);
 }
 
 int
