@@ -33,7 +33,7 @@ DIALOG="$DEBPY $E2E_DIR/smtpdialog.py"
 RSS_SLACK=0
 if ldd "$STSPROXY" 2>/dev/null | grep -q libasan; then
 	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=8"
-	RSS_SLACK=48000
+	RSS_SLACK=65536
 fi
 RSS_BOUND_KB=$((24 * 1024 + RSS_SLACK))
 
@@ -53,6 +53,7 @@ PIDS+=($!)
 for _ in $(seq 50); do grep -q ready "$W/mx.out" 2>/dev/null && break; sleep 0.1; done
 
 RELAY_PID=
+RELAY_LOGS=()
 # relay_start NAME PORT "[server] lines" [prlimit option] [top-level lines]:
 # a relay of its own on 127.0.0.1:PORT, logging to $W/NAME.log
 relay_start() {
@@ -66,6 +67,7 @@ $server
 connect_timeout = 3s"
 	printf 'hostname = relay.%s\n%s\n' "$ZONE" "$top" | cat - "$W/stsproxy.conf" > "$W/$name.conf"
 	RELAY_LOG=$W/$name.log
+	RELAY_LOGS+=("$RELAY_LOG")
 	RELAY=127.0.0.1:$port
 	# shellcheck disable=SC2086
 	prlimit ${limit:---nofile=8192} "$STSPROXY" -c "$W/$name.conf" serve > "$RELAY_LOG" 2>&1 &
@@ -288,6 +290,10 @@ relay_start raise 10037 "" --nofile=1024:4096
 check_match "issue 11 §8: the soft descriptor limit is raised to the hard one at start" \
 	"$(grep event=fd_limit "$RELAY_LOG")" 'level=notice event=fd_limit worker=0 soft=4096 hard=4096 .*max_connections=500 '
 relay_stop
+
+check "every relay stopped cleanly on SIGTERM, without sanitizer reports (under ASan: no leak)" \
+	"$(cat "${RELAY_LOGS[@]}" | grep -c 'event=stopped') $(cat "${RELAY_LOGS[@]}" | grep -cE 'ERROR: (Address|Leak)Sanitizer|runtime error:')" \
+	"${#RELAY_LOGS[@]} 0"
 
 world_note "figures: no-read client RSS $FIGURE_NOREAD; 3,000 idle $FIGURE_IDLE; EMFILE $FIGURE_EMFILE; slowloris command cut after ${FIGURE_SLOW_CMD} s, body after ${FIGURE_SLOW_BODY} s"
 world_summary
