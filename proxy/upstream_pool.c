@@ -15,6 +15,7 @@
 #include "conf/log.h"
 #include "conf/metrics.h"
 #include "conf/util.h"
+#include "proxy/limits.h"
 #include "proxy/upstream_pool.h"
 
 /* A parked connection that must answer QUIT or RSET within this. */
@@ -171,7 +172,7 @@ upstream_pool_put(struct event_base *base, const struct conf *conf, struct upstr
 	struct timeval rto = { POOL_REPLY_TIMEOUT, 0 };
 
 	(void)base;
-	while (parked >= conf->upstream_reuse_pool_size && head != NULL)
+	while (parked >= limits_pool_size(conf) && head != NULL)
 		drop(head, true, "reuse_pool_size reached");
 	e->conn = *conn;		/* moved in: the caller's copy is emptied */
 	memset(conn, 0, sizeof(*conn));

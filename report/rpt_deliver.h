@@ -6,6 +6,8 @@
  * `stsproxy report send` both call it, so a report reaches each
  * destination once, whoever sent it first.
  *
+ * The lookup is also what `stsproxy check` reads of a domain's record.
+ *
  * One delivery: claim the outbox entry (a destination that has the
  * report already is not sent it again unless forced; one another
  * process is sending right now is left to it), build the report from the
@@ -29,18 +31,43 @@
 #include "report/rpt_outbox.h"
 #include "report/rpt_report.h"
 #include "report/rpt_store.h"
+#include "report/tlsrpt_record.h"
 
 struct event_base;
 struct rpt_delivery;
+
+/** Everything a _smtp._tls lookup found; valid only during the callback. */
+struct rpt_record_facts {
+	const char				*domain;
+	enum dns_status				 dns_status;
+	enum dns_security			 security;
+	const char				*dns_why;	/* resolver's explanation, or NULL */
+	const struct strlist			*records;	/* every TXT record, joined (RPT-4) */
+	const struct tlsrpt_record_result	*record;	/* the selection (RPT-1 ... RPT-5) */
+};
+
+struct rpt_record_lookup;
+typedef void (*rpt_record_cb)(void *arg, const struct rpt_record_facts *facts);
+
+/**
+ * Look up _smtp._tls.<domain> on resolver (borrowed) and select the
+ * record. cb runs once, later, from the loop, unless cancelled first.
+ * NULL (no callback) when the query cannot start.
+ */
+struct rpt_record_lookup *rpt_record_lookup(struct resolver *resolver, const char *domain,
+    rpt_record_cb cb, void *arg);
+
+/** Abandon a lookup: the callback will not run. NULL is fine. */
+void rpt_record_lookup_cancel(struct rpt_record_lookup *lookup);
 
 /** The usable destinations of a domain's _smtp._tls record, or why none. */
 typedef void (*rpt_destinations_cb)(void *arg, const char *domain, const struct strlist *rua,
     const char *why_none);
 
 /**
- * Look up _smtp._tls.<domain> and select the record (RPT-1 ... RPT-5).
- * cb runs once, later, with rua NULL and a reason when there is none.
- * 0, or -1 (no callback) when the query cannot start.
+ * The destinations view of rpt_record_lookup(), for the report senders
+ * (RPT-1 ... RPT-5). cb runs once, later, with rua NULL and a reason when
+ * there is none. 0, or -1 (no callback) when the query cannot start.
  */
 int rpt_destinations_lookup(struct resolver *resolver, const char *domain,
     rpt_destinations_cb cb, void *arg);

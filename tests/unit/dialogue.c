@@ -35,7 +35,8 @@ dialogue_unescape(char *s)
 	for (char *p = s; *p; p++) {
 		if (*p == '\\' && p[1]) {
 			p++;
-			*o++ = *p == 'r' ? '\r' : *p == 'n' ? '\n' : *p == 't' ? '\t' : *p;
+			*o++ = *p == 'r' ? '\r' : *p == 'n' ? '\n' : *p == 't' ? '\t' :
+			    *p == '0' ? '\0' : *p;
 		} else
 			*o++ = *p;
 	}
@@ -92,7 +93,8 @@ by_name(const void *a, const void *b)
 }
 
 int
-dialogue_run_folder(const char *group, const char *folder, void (*run)(void **state))
+dialogue_run_folder(const char *group, const char *folder, void (*run)(void **state),
+    int (*teardown)(void **state))
 {
 	const char *srcdir = getenv("srcdir") ? getenv("srcdir") : ".";
 	char dir[4096];
@@ -121,7 +123,8 @@ dialogue_run_folder(const char *group, const char *folder, void (*run)(void **st
 	closedir(d);
 	qsort(names, n, sizeof(names[0]), by_name);
 	for (size_t i = 0; i < n; i++)
-		tests[i] = (struct CMUnitTest){ strrchr(names[i], '/') + 1, run, NULL, NULL, names[i] };
+		tests[i] = (struct CMUnitTest){ strrchr(names[i], '/') + 1, run, NULL, teardown,
+		    names[i] };
 	rc = _cmocka_run_group_tests(group, tests, n, NULL, NULL);
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);

@@ -25,7 +25,7 @@ struct dialogue_peer {
 /** Start over on fd (-1 for none): nothing buffered, not closed. */
 void dialogue_peer_reset(struct dialogue_peer *peer, int fd);
 
-/** Decode \r \n \t \\ escapes in place; returns the new length. */
+/** Decode \r \n \t \0 \\ escapes in place; returns the new length (a \0 makes a NUL byte). */
 size_t dialogue_unescape(char *s);
 
 /** Run the loop, wait up to ms for bytes from the other side, run the loop again. */
@@ -39,9 +39,11 @@ char *dialogue_line(struct dialogue_peer *peer);
 
 /**
  * Run one cmocka test per tests/data/<folder>/ *.dlg file, in name order,
- * under $srcdir; the test function gets the file's path as its state.
- * Returns the failures, or 1 when the folder cannot be read.
+ * under $srcdir; the test function gets the file's path as its state, and
+ * teardown (may be NULL) runs after each, failed or not. Returns the
+ * failures, or 1 when the folder cannot be read.
  */
-int dialogue_run_folder(const char *group, const char *folder, void (*run)(void **state));
+int dialogue_run_folder(const char *group, const char *folder, void (*run)(void **state),
+    int (*teardown)(void **state));
 
 #endif
