@@ -557,11 +557,15 @@ cmd_rcpt(struct smtp_server *s, const struct smtp_command *cmd)
 		/* SMTP-8: an implementation limit is a 452. */
 		refuse_rcpt(s, path.address, 452, "4.5.3", "[server] max_recipients reached",
 		    "Too many recipients");
+		/* A client that goes on past the limit is either broken or
+		 * flooding (one log line per refusal): it counts as an error. */
+		client_error(s);
 		return;
 	}
 	if (path.domain[0] == '\0') {
 		refuse_rcpt(s, path.address, 550, "5.1.1", "no domain",
 		    "stsproxy has no local mailboxes; write to postmaster@domain");
+		client_error(s);
 		return;
 	}
 	/* DNS, policy, MX matching and TLS use the A-label form; the address
