@@ -662,7 +662,6 @@ strict_phase_exhausted(struct upstream *up)
 	return true;
 }
 
-/* Choose the next MX address to try, or fail the transaction. */
 /*
  * Take an idle connection to this MX address from the pool, if one may
  * serve this transaction (upstream_pool.h: the policy boundary), and go
@@ -768,6 +767,7 @@ park(struct upstream *up)
 	return true;
 }
 
+/* Choose the next MX address to try, or fail the transaction. */
 static void
 next_mx(struct upstream *up)
 {
@@ -920,10 +920,7 @@ tls_established(struct upstream *up)
 	upstream_enter_state(up, UPSTREAM_S_EHLO_TLS);
 }
 
-/*
- * Decide the next state from a complete reply in the current state
- * (SMTP-9: by code only).
- */
+/* The command a reply in this state answers, for the latency metric. */
 static const char *
 command_of_state(enum upstream_state state)
 {
@@ -958,6 +955,10 @@ observe_reply_latency(struct upstream *up)
 	    (double)(now.tv_sec - up->cmd_sent.tv_sec) + (double)(now.tv_usec - up->cmd_sent.tv_usec) / 1e6);
 }
 
+/*
+ * Decide the next state from a complete reply in the current state
+ * (SMTP-9: by code only).
+ */
 static void
 upstream_response(struct upstream *up, const struct smtp_reply *r)
 {
