@@ -1661,3 +1661,30 @@ upstream_new_flags(struct runtime *rt, const char *session, const char *domain,
 		event_active(up->kick, EV_TIMEOUT, 0);
 	return up;
 }
+
+struct upstream *
+upstream_new_relay(struct runtime *rt, const char *session, const char *domain,
+    const struct smtp_path *mail, const char *relay, unsigned flags, upstream_cb cb, void *arg)
+{
+	struct mx_host host;
+	socklen_t len;
+
+	memset(&host, 0, sizeof(host));
+	snprintf(host.name, sizeof(host.name), "%s", relay);
+	if (netaddr_parse_hostport(relay, &host.addrs[0], &len) == NULL)
+		host.naddrs = 1;
+	return upstream_new_resolved(rt, session, domain, mail, &host, 1, STS_MODE_NONE, NULL,
+	    flags | UPSTREAM_F_NO_POLICY, cb, arg);
+}
+
+const struct upstream_ops upstream_default_ops = {
+	.open = upstream_new,
+	.rcpt = upstream_rcpt,
+	.data = upstream_data,
+	.body = upstream_body,
+	.body_full = upstream_body_full,
+	.body_end = upstream_body_end,
+	.free = upstream_free,
+	.mx_host = upstream_mx_host,
+	.first_rcpt = upstream_first_rcpt,
+};
