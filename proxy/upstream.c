@@ -25,6 +25,7 @@
 #include "policy/tls.h"
 #include "proxy/upstream.h"
 #include "proxy/upstream_internal.h"
+#include "proxy/upstream_conn.h"
 #include "proxy/upstream_pool.h"
 #include "report/outcome.h"
 
@@ -123,21 +124,12 @@ struct upstream {
 	bool			 plaintext;	/* this attempt is that retry: no STARTTLS */
 	struct event		*kick;		/* resolution finished without a callback */
 
-	/* the current connection */
-	struct bufferevent	*bev;
-	SSL			*ssl;		/* owned by bev once the filter exists */
+	/* the current attempt */
 	struct sockaddr_storage	 addr;
-	char			 ip[64];
-	char			 local_ip[64];	/* sending-mta-ip */
-	char			 mx_helo[256];	/* from the greeting */
 	const char		*mx_host;
-	struct smtp_reply	 reply;
-	struct smtp_reply	 ehlo;
-	bool			 starttls_offered;
-	bool			 tls_active;
-	struct tls_peer_info	 peer;
-	enum rpt_result_type	 tls_result;
-	char			 tls_reason[256];
+	struct upstream_conn	*conn;		/* NULL between attempts */
+	unsigned		 conn_seq;	/* changes whenever conn is let go */
+	struct smtp_reply	 reply;		/* the reply being read */
 	bool			 recorded;	/* outcome of this attempt recorded */
 	bool			 clean;		/* at a reply boundary: QUIT before hanging up */
 	bool			 want_writable;
@@ -148,8 +140,6 @@ struct upstream {
 	struct strbuf		 to;		/* "<a>,<b>": the recipients, for to= */
 	bool			 to_has_first;	/* first_rcpt is in to, not yet claimed */
 	bool			 rcpt_pipelined; /* its RCPT went out behind MAIL; not yet claimed */
-	bool			 opened_strict;	/* connected in the strict phase, with TLS */
-	unsigned		 conn_messages;	/* transactions this connection carried before */
 	struct timeval		 cmd_sent;	/* when the command now awaiting a reply went out */
 	char			*last_reply;	/* flattened, for the outcome */
 };
@@ -165,7 +155,7 @@ static void upstream_event_cb(struct bufferevent *bev, short what, void *arg);
 unsigned
 upstream_count(void)
 {
-	return live_upstreams;
+	return live_upstreams + upstream_conn_closing();
 }
 
 const char *
@@ -209,6 +199,8 @@ static void
 record(struct upstream *up, const char *mx_host, enum outcome_action action, bool sts_pass,
     enum rpt_result_type result, const char *reason)
 {
+	/* A skipped MX was never connected to. */
+	const struct upstream_conn *conn = action == OUTCOME_ACTION_SKIPPED ? NULL : up->conn;
 	struct delivery_outcome o = {
 		.session = up->session,
 		.when = clock_now(),
@@ -219,12 +211,12 @@ record(struct upstream *up, const char *mx_host, enum outcome_action action, boo
 		.mx_patterns = up->have_policy ? &up->patterns : NULL,
 		.policy_lines = up->have_policy ? &up->policy_lines : NULL,
 		.mx_host = mx_host,
-		.ip = action == OUTCOME_ACTION_SKIPPED ? NULL : up->ip,
-		.sending_ip = action == OUTCOME_ACTION_SKIPPED || !up->local_ip[0] ? NULL : up->local_ip,
-		.mx_helo = action == OUTCOME_ACTION_SKIPPED || !up->mx_helo[0] ? NULL : up->mx_helo,
-		.tls_version = up->tls_active ? up->peer.version : NULL,
-		.cipher = up->tls_active ? up->peer.cipher : NULL,
-		.starttls_offered = up->starttls_offered,
+		.ip = conn ? conn->ip : NULL,
+		.sending_ip = conn && conn->local_ip[0] ? conn->local_ip : NULL,
+		.mx_helo = conn && conn->mx_helo[0] ? conn->mx_helo : NULL,
+		.tls_version = conn && conn->tls_active ? conn->peer.version : NULL,
+		.cipher = conn && conn->tls_active ? conn->peer.cipher : NULL,
+		.starttls_offered = conn && conn->starttls_offered,
 		.sts_pass = sts_pass,
 		.result = result,
 		.reason = reason,
@@ -252,8 +244,8 @@ static bool
 attempt_verdict(const struct upstream *up, enum rpt_result_type *result, const char **reason)
 {
 	if (!up->have_policy || up->mode == STS_MODE_NONE) {
-		*result = up->tls_active ? RPT_RESULT_NONE : RPT_RESULT_STARTTLS_NOT_SUPPORTED;
-		*reason = up->tls_active ? "opportunistic TLS" : "no TLS";
+		*result = up->conn->tls_active ? RPT_RESULT_NONE : RPT_RESULT_STARTTLS_NOT_SUPPORTED;
+		*reason = up->conn->tls_active ? "opportunistic TLS" : "no TLS";
 		return false;
 	}
 	if (!mx_match_any(&up->patterns, up->mx_host, NULL)) {
@@ -261,14 +253,14 @@ attempt_verdict(const struct upstream *up, enum rpt_result_type *result, const c
 		*reason = "MX not in policy";
 		return false;
 	}
-	if (!up->tls_active) {
+	if (!up->conn->tls_active) {
 		*result = RPT_RESULT_STARTTLS_NOT_SUPPORTED;
-		*reason = up->starttls_offered ? "STARTTLS failed" : "does not offer STARTTLS";
+		*reason = up->conn->starttls_offered ? "STARTTLS failed" : "does not offer STARTTLS";
 		return false;
 	}
-	*result = up->tls_result;
-	*reason = up->tls_reason;
-	return up->tls_result == RPT_RESULT_NONE;
+	*result = up->conn->tls_result;
+	*reason = up->conn->tls_reason;
+	return up->conn->tls_result == RPT_RESULT_NONE;
 }
 
 /* The record of the connection that carried (or tried) the transaction. */
@@ -331,76 +323,32 @@ own_reply(struct upstream *up, struct smtp_reply *r, int code, const char *enhan
 	free(text);
 }
 
+/* Let go of the connection (conn_seq tells the read loop); the caller now owns it. */
+static struct upstream_conn *
+release_conn(struct upstream *up)
+{
+	struct upstream_conn *conn = up->conn;
+
+	up->conn = NULL;
+	up->conn_seq++;
+	up->clean = false;
+	smtp_reply_clear(&up->reply);
+	return conn;
+}
+
 /*
- * A connection we give up on at a clean point still gets a QUIT, as RFC
- * 5321 §4.1.1.10 asks, from a detached bufferevent that frees itself on
- * the reply, on EOF or after QUIT_TIMEOUT. Counted in live_upstreams so
- * a shutdown waits for it.
+ * Hang up. A connection at a clean point still gets a QUIT, as RFC 5321
+ * §4.1.1.10 asks (upstream_conn_close()).
  */
-static void
-farewell_done(struct bufferevent *bev)
-{
-	struct bufferevent *under = bufferevent_get_underlying(bev);
-
-	if (under != NULL) {
-		SSL *ssl = bufferevent_openssl_get_ssl(bev);
-
-		if (ssl != NULL)
-			SSL_shutdown(ssl);
-	}
-	bufferevent_free(bev);
-	live_upstreams--;
-}
-
-static void
-farewell_read(struct bufferevent *bev, void *arg)
-{
-	(void)arg;
-	if (evbuffer_search_eol(bufferevent_get_input(bev), NULL, NULL, EVBUFFER_EOL_CRLF).pos != -1 ||
-	    evbuffer_get_length(bufferevent_get_input(bev)) > SMTP_REPLY_LINE_MAX)
-		farewell_done(bev);
-}
-
-static void
-farewell_event(struct bufferevent *bev, short what, void *arg)
-{
-	(void)what;
-	(void)arg;
-	farewell_done(bev);
-}
-
-static void
-farewell(struct upstream *up)
-{
-	struct timeval tv = { QUIT_TIMEOUT, 0 };
-	struct bufferevent *bev = up->bev;
-
-	log_debug("session=%s upstream=%s >>> QUIT (giving up on this MX)", up->session, up->mx_host);
-	evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
-	bufferevent_setcb(bev, farewell_read, NULL, farewell_event, NULL);
-	bufferevent_set_timeouts(bev, &tv, &tv);
-	evbuffer_add(bufferevent_get_output(bev), "QUIT\r\n", 6);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
-	live_upstreams++;
-}
-
 static void
 close_connection(struct upstream *up)
 {
-	if (up->bev != NULL && up->clean) {
-		farewell(up);
-	} else if (up->bev != NULL) {
-		if (up->ssl != NULL && up->tls_active)
-			SSL_shutdown(up->ssl);	/* best effort close_notify */
-		bufferevent_free(up->bev);	/* frees the SSL too (CLOSE_ON_FREE) */
-	} else if (up->ssl != NULL)
-		SSL_free(up->ssl);
-	up->bev = NULL;
-	up->ssl = NULL;
-	up->tls_active = false;
-	up->clean = false;
-	smtp_reply_clear(&up->reply);
-	smtp_reply_clear(&up->ehlo);
+	bool polite = up->clean && up->conn != NULL && up->conn->bev != NULL;
+
+	if (polite)
+		log_debug("session=%s upstream=%s >>> QUIT (giving up on this MX)", up->session,
+		    up->mx_host);
+	upstream_conn_close(release_conn(up), polite);
 }
 
 /* The current attempt failed: record it, hang up, try the next MX. */
@@ -423,7 +371,7 @@ attempt_fail(struct upstream *up, enum fail_kind kind, enum rpt_result_type resu
 		return;
 	}
 	log_info("session=%s event=mx_failed domain=%s mx=%s ip=%s phase=%s reason=%s",
-	    up->session, up->domain, up->mx_host, up->ip,
+	    up->session, up->domain, up->mx_host, up->conn->ip,
 	    up->phase == PHASE_STRICT ? "strict" : "opportunistic", log_quote(reason));
 	/* Testing's fallback walk meets the MXs the strict walk already
 	 * recorded; counting them twice would inflate the TLS-RPT failures. */
@@ -443,7 +391,7 @@ send_line(struct upstream *up, const char *fmt, ...) __attribute__((format(print
 static void
 send_line(struct upstream *up, const char *fmt, ...)
 {
-	struct evbuffer *out = bufferevent_get_output(up->bev);
+	struct evbuffer *out = bufferevent_get_output(up->conn->bev);
 	va_list ap;
 	char *line;
 
@@ -459,9 +407,7 @@ send_line(struct upstream *up, const char *fmt, ...)
 static void
 set_timeout(struct upstream *up, unsigned seconds)
 {
-	struct timeval tv = { seconds, 0 };
-
-	bufferevent_set_timeouts(up->bev, &tv, &tv);
+	upstream_conn_set_timeouts(up->conn, seconds, seconds);
 }
 
 /* MAIL FROM with the client's parameters, adapted to the upstream's EHLO. */
@@ -474,19 +420,19 @@ send_mail(struct upstream *up)
 	strbuf_init(&cmd);
 	strbuf_printf(&cmd, "MAIL FROM:<%s>", up->mail.address);
 	if ((p = smtp_path_param(&up->mail, "SIZE")) != NULL &&
-	    smtp_reply_has_keyword(&up->ehlo, "SIZE", NULL))
+	    smtp_reply_has_keyword(&up->conn->ehlo, "SIZE", NULL))
 		strbuf_printf(&cmd, " SIZE=%s", p->value);
 	if ((p = smtp_path_param(&up->mail, "BODY")) != NULL &&
-	    smtp_reply_has_keyword(&up->ehlo, "8BITMIME", NULL))
+	    smtp_reply_has_keyword(&up->conn->ehlo, "8BITMIME", NULL))
 		strbuf_printf(&cmd, " BODY=%s", p->value);
 	if (smtp_path_param(&up->mail, "SMTPUTF8") != NULL) {
-		if (!smtp_reply_has_keyword(&up->ehlo, "SMTPUTF8", NULL)) {
+		if (!smtp_reply_has_keyword(&up->conn->ehlo, "SMTPUTF8", NULL)) {
 			strbuf_free(&cmd);
 			return -1;
 		}
 		strbuf_printf(&cmd, " SMTPUTF8");
 	}
-	if (smtp_reply_has_keyword(&up->ehlo, "DSN", NULL)) {
+	if (smtp_reply_has_keyword(&up->conn->ehlo, "DSN", NULL)) {
 		if ((p = smtp_path_param(&up->mail, "RET")) != NULL)
 			strbuf_printf(&cmd, " RET=%s", p->value);
 		if ((p = smtp_path_param(&up->mail, "ENVID")) != NULL)
@@ -505,7 +451,7 @@ send_rcpt(struct upstream *up, const struct smtp_path *rcpt)
 
 	strbuf_init(&cmd);
 	strbuf_printf(&cmd, "RCPT TO:<%s>", rcpt->address);
-	if (smtp_reply_has_keyword(&up->ehlo, "DSN", NULL)) {
+	if (smtp_reply_has_keyword(&up->conn->ehlo, "DSN", NULL)) {
 		if ((p = smtp_path_param(rcpt, "NOTIFY")) != NULL)
 			strbuf_printf(&cmd, " NOTIFY=%s", p->value);
 		if ((p = smtp_path_param(rcpt, "ORCPT")) != NULL)
@@ -520,7 +466,7 @@ static void
 pipeline_first_rcpt(struct upstream *up)
 {
 	up->rcpt_pipelined = false;
-	if (up->have_first_rcpt && smtp_reply_has_keyword(&up->ehlo, "PIPELINING", NULL)) {
+	if (up->have_first_rcpt && smtp_reply_has_keyword(&up->conn->ehlo, "PIPELINING", NULL)) {
 		send_rcpt(up, &up->first_rcpt);
 		up->rcpt_pipelined = true;
 	}
@@ -570,17 +516,17 @@ upstream_data(struct upstream *up)
 struct evbuffer *
 upstream_body(struct upstream *up)
 {
-	if (up->state != UPSTREAM_S_BODY || up->bev == NULL)
+	if (up->state != UPSTREAM_S_BODY || up->conn == NULL || up->conn->bev == NULL)
 		return NULL;
-	return bufferevent_get_output(up->bev);
+	return bufferevent_get_output(up->conn->bev);
 }
 
 bool
 upstream_body_full(struct upstream *up)
 {
-	if (up->state != UPSTREAM_S_BODY || up->bev == NULL)
+	if (up->state != UPSTREAM_S_BODY || up->conn == NULL || up->conn->bev == NULL)
 		return false;
-	if (evbuffer_get_length(bufferevent_get_output(up->bev)) < BODY_HIGH_WATER)
+	if (evbuffer_get_length(bufferevent_get_output(up->conn->bev)) < BODY_HIGH_WATER)
 		return false;
 	up->want_writable = true;
 	return true;
@@ -670,42 +616,29 @@ strict_phase_exhausted(struct upstream *up)
 static bool
 adopt_pooled(struct upstream *up)
 {
-	struct upstream_conn c;
+	bool rset_pending;
 
 	if (!up->conf->upstream_reuse || up->plaintext ||
-	    !upstream_pool_take(up->mx_host, &up->addr, up->phase == PHASE_STRICT, &c))
+	    (up->conn = upstream_pool_take(up->mx_host, &up->addr, up->phase == PHASE_STRICT,
+	    &rset_pending)) == NULL)
 		return false;
-	up->bev = c.bev;
-	up->ssl = c.ssl;
-	memcpy(up->ip, c.ip, sizeof(up->ip));
-	memcpy(up->local_ip, c.local_ip, sizeof(up->local_ip));
-	memcpy(up->mx_helo, c.mx_helo, sizeof(up->mx_helo));
-	up->tls_active = c.tls_active;
-	up->peer = c.peer;
-	up->tls_result = c.tls_result;
-	memcpy(up->tls_reason, c.tls_reason, sizeof(up->tls_reason));
-	up->starttls_offered = c.starttls_offered;
-	smtp_reply_clear(&up->ehlo);
-	up->ehlo = c.ehlo;		/* moved */
-	up->conn_messages = c.messages;
-	up->opened_strict = c.strict;
 	up->reused = true;
 	up->recorded = false;
 	up->clean = true;
 	free(up->last_reply);
 	up->last_reply = NULL;
-	bufferevent_setcb(up->bev, upstream_read_cb, upstream_write_cb, upstream_event_cb, up);
-	bufferevent_enable(up->bev, EV_READ | EV_WRITE);
+	upstream_conn_set_owner(up->conn, upstream_read_cb, upstream_write_cb, upstream_event_cb, up);
+	bufferevent_enable(up->conn->bev, EV_READ | EV_WRITE);
 	log_info("session=%s event=connection_reused domain=%s mx=%s ip=%s tls=%s messages=%u phase=%s",
-	    up->session, up->domain, up->mx_host, up->ip, up->tls_active ? up->peer.version : "no",
-	    up->conn_messages, up->phase == PHASE_STRICT ? "strict" : "opportunistic");
-	if (!c.rset_pending) {
+	    up->session, up->domain, up->mx_host, up->conn->ip, up->conn->tls_active ? up->conn->peer.version : "no",
+	    up->conn->messages, up->phase == PHASE_STRICT ? "strict" : "opportunistic");
+	if (!rset_pending) {
 		upstream_enter_state(up, UPSTREAM_S_MAIL);
 		return true;
 	}
 	/* The pool's RSET is still unanswered: read its reply first, with MAIL
 	 * pipelined behind it when the server allows (RFC 2920). */
-	up->mail_pipelined = smtp_reply_has_keyword(&up->ehlo, "PIPELINING", NULL) && send_mail(up) == 0;
+	up->mail_pipelined = smtp_reply_has_keyword(&up->conn->ehlo, "PIPELINING", NULL) && send_mail(up) == 0;
 	if (up->mail_pipelined)
 		pipeline_first_rcpt(up);
 	upstream_enter_state(up, UPSTREAM_S_RSET);
@@ -726,7 +659,7 @@ retry_fresh(struct upstream *up, const char *why)
 	up->mail_pipelined = false;
 	up->rcpt_pipelined = false;
 	log_info("session=%s event=reused_connection_lost mx=%s ip=%s reason=%s; connecting afresh",
-	    up->session, up->mx_host, up->ip, log_quote(why));
+	    up->session, up->mx_host, up->conn->ip, log_quote(why));
 	up->clean = false;
 	close_connection(up);
 	upstream_enter_state(up, UPSTREAM_S_CONNECTING);
@@ -737,37 +670,16 @@ retry_fresh(struct upstream *up, const char *why)
 static bool
 park(struct upstream *up)
 {
-	struct upstream_conn c;
-
-	memset(&c, 0, sizeof(c));
-	c.bev = up->bev;
-	c.messages = up->conn_messages + 1;
-	if (!up->clean || up->state != UPSTREAM_S_READY || !upstream_pool_accepts(up->conf, &c) ||
-	    evbuffer_get_length(bufferevent_get_input(up->bev)) > 0)
+	if (!up->clean || up->state != UPSTREAM_S_READY ||
+	    evbuffer_get_length(bufferevent_get_input(up->conn->bev)) > 0)
 		return false;
-	c.ssl = up->ssl;
-	c.addr = up->addr;
-	snprintf(c.mx_host, sizeof(c.mx_host), "%s", up->mx_host);
-	memcpy(c.ip, up->ip, sizeof(c.ip));
-	memcpy(c.local_ip, up->local_ip, sizeof(c.local_ip));
-	memcpy(c.mx_helo, up->mx_helo, sizeof(c.mx_helo));
-	c.strict = up->opened_strict && up->tls_active && up->tls_result == RPT_RESULT_NONE;
-	c.tls_active = up->tls_active;
-	c.peer = up->peer;
-	c.tls_result = up->tls_result;
-	memcpy(c.tls_reason, up->tls_reason, sizeof(c.tls_reason));
-	c.starttls_offered = up->starttls_offered;
-	c.ehlo = up->ehlo;		/* moved */
-	smtp_reply_init(&up->ehlo);
-	upstream_pool_put(up->rt->base, up->conf, &c);
-	up->bev = NULL;
-	up->ssl = NULL;
-	up->tls_active = false;
-	up->clean = false;
+	up->conn->messages++;
+	if (!upstream_pool_accepts(up->conf, up->conn))
+		return false;
+	upstream_pool_put(up->conf, release_conn(up));
 	return true;
 }
 
-/* Choose the next MX address to try, or fail the transaction. */
 static void
 next_mx(struct upstream *up)
 {
@@ -801,8 +713,6 @@ next_mx(struct upstream *up)
 			if (up->phase == PHASE_STRICT &&
 			    !mx_match_any(&up->patterns, h->name, NULL)) {
 				/* STS-36a, STS-54: treated as unreachable. */
-				up->ip[0] = '\0';
-				up->starttls_offered = false;
 				free(up->last_reply);
 				up->last_reply = NULL;
 				record(up, h->name, OUTCOME_ACTION_SKIPPED, false,
@@ -837,33 +747,18 @@ next_mx(struct upstream *up)
 static void
 start_connect(struct upstream *up)
 {
-	socklen_t len = up->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
-	    sizeof(struct sockaddr_in);
-
-	netaddr_ntop((struct sockaddr *)&up->addr, up->ip, sizeof(up->ip));
-	up->local_ip[0] = up->mx_helo[0] = '\0';
 	up->recorded = false;
 	up->reused = false;
 	up->rcpt_pipelined = false;
-	up->conn_messages = 0;
-	up->opened_strict = up->phase == PHASE_STRICT && !up->plaintext;
-	up->starttls_offered = false;
-	up->tls_result = RPT_RESULT_NONE;
-	up->tls_reason[0] = '\0';
-	memset(&up->peer, 0, sizeof(up->peer));
 	free(up->last_reply);
 	up->last_reply = NULL;
-	up->bev = bufferevent_socket_new(up->rt->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (up->bev == NULL)
-		fatalx("bufferevent_socket_new failed");
-	bufferevent_setcb(up->bev, upstream_read_cb, upstream_write_cb, upstream_event_cb, up);
-	set_timeout(up, up->conf->upstream_connect_timeout);
-	bufferevent_enable(up->bev, EV_READ | EV_WRITE);
+	up->conn = upstream_conn_new(up->mx_host, &up->addr, up->phase == PHASE_STRICT && !up->plaintext);
 	log_info("session=%s event=connecting domain=%s mx=%s ip=%s phase=%s%s", up->session,
-	    up->domain, up->mx_host, up->ip, up->phase == PHASE_STRICT ? "strict" : "opportunistic",
+	    up->domain, up->mx_host, up->conn->ip, up->phase == PHASE_STRICT ? "strict" : "opportunistic",
 	    up->plaintext ? " tls=no" : "");
 	evutil_gettimeofday(&up->cmd_sent, NULL);
-	if (bufferevent_socket_connect(up->bev, (struct sockaddr *)&up->addr, (int)len) < 0)
+	if (upstream_conn_connect(up->conn, up->rt->base, up->conf->upstream_connect_timeout,
+	    upstream_read_cb, upstream_write_cb, upstream_event_cb, up) < 0)
 		attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "connect failed: %s",
 		    strerror(errno));
 }
@@ -871,50 +766,25 @@ start_connect(struct upstream *up)
 static void
 start_tls(struct upstream *up)
 {
-	struct bufferevent *tls;
-
-	up->ssl = tls_smtp_client_new(up->rt->ssl_ctx, up->mx_host);
-	/* With CLOSE_ON_FREE the filter owns both the SSL and the plain
-	 * bufferevent, even when it fails to start. */
-	tls = bufferevent_openssl_filter_new(up->rt->base, up->bev, up->ssl,
-	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-	if (tls == NULL) {
-		up->bev = NULL;
-		up->ssl = NULL;
-		attempt_fail(up, FAIL_CONNECT, RPT_RESULT_VALIDATION_FAILURE,
-		    "cannot start TLS");
-		return;
-	}
-	up->bev = tls;
-	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
-	bufferevent_setcb(tls, upstream_read_cb, upstream_write_cb, upstream_event_cb, up);
-	set_timeout(up, up->conf->upstream_command_timeout);
-	bufferevent_enable(tls, EV_READ | EV_WRITE);
+	if (upstream_conn_start_tls(up->conn, up->rt->base, up->rt->ssl_ctx,
+	    up->conf->upstream_command_timeout) < 0)
+		attempt_fail(up, FAIL_CONNECT, RPT_RESULT_VALIDATION_FAILURE, "cannot start TLS");
 }
 
 /* The handshake completed: does this MX meet the policy? */
 static void
 tls_established(struct upstream *up)
 {
-	up->tls_active = true;
-	up->clean = true;
-	tls_peer_describe(up->ssl, &up->peer);
-	{
-		char labels[48];
+	enum rpt_result_type verdict = upstream_conn_tls_ready(up->conn);
 
-		snprintf(labels, sizeof(labels), "version=\"%s\"", up->peer.version);
-		metrics_add("stsproxy_upstream_tls_total", labels, 1);
-		if (SSL_session_reused(up->ssl))
-			metrics_add("stsproxy_upstream_tls_resumed_total", "", 1);
-	}
-	up->tls_result = tls_peer_verdict(up->ssl, up->tls_reason, sizeof(up->tls_reason));
+	up->clean = true;
 	log_info("session=%s event=tls mx=%s ip=%s version=%s cipher=%s resumed=%s verify=%s reason=%s",
-	    up->session, up->mx_host, up->ip, up->peer.version, up->peer.cipher,
-	    SSL_session_reused(up->ssl) ? "yes" : "no",
-	    rpt_result_type_name(up->tls_result), log_quote(up->tls_reason));
-	if (up->tls_result != RPT_RESULT_NONE && up->phase == PHASE_STRICT) {
+	    up->session, up->mx_host, up->conn->ip, up->conn->peer.version, up->conn->peer.cipher,
+	    up->conn->tls_resumed ? "yes" : "no",
+	    rpt_result_type_name(verdict), log_quote(up->conn->tls_reason));
+	if (verdict != RPT_RESULT_NONE && up->phase == PHASE_STRICT) {
 		/* STS-38, STS-41: a certificate that fails is an unreachable MX. */
-		attempt_fail(up, FAIL_POLICY, up->tls_result, "%s", up->tls_reason);
+		attempt_fail(up, FAIL_POLICY, verdict, "%s", up->conn->tls_reason);
 		return;
 	}
 	upstream_enter_state(up, UPSTREAM_S_EHLO_TLS);
@@ -977,10 +847,10 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 			/* RFC 5321 §4.3.1: the greeting starts with the server's name. */
 			size_t n = strcspn(r->lines[0], " ");
 
-			if (n >= sizeof(up->mx_helo))
-				n = sizeof(up->mx_helo) - 1;
-			memcpy(up->mx_helo, r->lines[0], n);
-			up->mx_helo[n] = '\0';
+			if (n >= sizeof(up->conn->mx_helo))
+				n = sizeof(up->conn->mx_helo) - 1;
+			memcpy(up->conn->mx_helo, r->lines[0], n);
+			up->conn->mx_helo[n] = '\0';
 		}
 		if (cls != 2) {
 			attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "greeting %s", flat);
@@ -997,11 +867,11 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 			attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "EHLO refused: %s", flat);
 			return;
 		}
-		smtp_reply_copy(&up->ehlo, r);
-		up->starttls_offered = smtp_reply_has_keyword(r, "STARTTLS", NULL);
+		smtp_reply_copy(&up->conn->ehlo, r);
+		up->conn->starttls_offered = smtp_reply_has_keyword(r, "STARTTLS", NULL);
 		if (up->plaintext) {
 			upstream_enter_state(up, UPSTREAM_S_MAIL);
-		} else if (up->starttls_offered)
+		} else if (up->conn->starttls_offered)
 			upstream_enter_state(up, UPSTREAM_S_STARTTLS);
 		else if (up->phase == PHASE_STRICT)
 			attempt_fail(up, FAIL_STARTTLS, RPT_RESULT_STARTTLS_NOT_SUPPORTED,
@@ -1014,7 +884,7 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 			attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "HELO refused: %s", flat);
 			return;
 		}
-		smtp_reply_clear(&up->ehlo);
+		smtp_reply_clear(&up->conn->ehlo);
 		upstream_enter_state(up, UPSTREAM_S_MAIL);
 		return;
 	case UPSTREAM_S_STARTTLS:
@@ -1028,7 +898,7 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 		}
 		/* RFC 3207 §5 and the STARTTLS injection attacks: nothing may
 		 * follow the 220 in the clear; it would be read as TLS-protected. */
-		if (evbuffer_get_length(bufferevent_get_input(up->bev)) > 0) {
+		if (evbuffer_get_length(bufferevent_get_input(up->conn->bev)) > 0) {
 			up->clean = false;
 			attempt_fail(up, up->phase == PHASE_STRICT ? FAIL_STARTTLS : FAIL_CONNECT,
 			    RPT_RESULT_VALIDATION_FAILURE,
@@ -1043,7 +913,7 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 			    flat);
 			return;
 		}
-		smtp_reply_copy(&up->ehlo, r);
+		smtp_reply_copy(&up->conn->ehlo, r);
 		upstream_enter_state(up, UPSTREAM_S_MAIL);
 		return;
 	case UPSTREAM_S_RSET:
@@ -1074,8 +944,8 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 			    (double)(now.tv_usec - up->started.tv_usec) / 1e6);
 		}
 		log_info("session=%s event=upstream_ready domain=%s mx=%s ip=%s tls=%s mode=%s",
-		    up->session, up->domain, up->mx_host, up->ip,
-		    up->tls_active ? up->peer.version : "no", up->have_policy ?
+		    up->session, up->domain, up->mx_host, up->conn->ip,
+		    up->conn->tls_active ? up->conn->peer.version : "no", up->have_policy ?
 		    sts_mode_name(up->mode) : "no-policy");
 		/* With the first RCPT pipelined, its reply is next: the client
 		 * session claims it with upstream_rcpt() when it hears READY. */
@@ -1173,11 +1043,8 @@ upstream_enter_state(struct upstream *up, enum upstream_state next)
 		break;
 	case UPSTREAM_S_BODY:
 		/* Write timeout only: the body's pace is the client's. */
-		{
-			struct timeval tv = { up->conf->upstream_data_timeout, 0 };
-			bufferevent_set_timeouts(up->bev, NULL, &tv);
-			bufferevent_setwatermark(up->bev, EV_WRITE, BODY_LOW_WATER, 0);
-		}
+		upstream_conn_set_timeouts(up->conn, 0, up->conf->upstream_data_timeout);
+		bufferevent_setwatermark(up->conn->bev, EV_WRITE, BODY_LOW_WATER, 0);
 		break;
 	case UPSTREAM_S_EOM:
 		evutil_gettimeofday(&up->cmd_sent, NULL);
@@ -1206,9 +1073,11 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct upstream *up = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
+	unsigned seq = up->conn_seq;
 	const char *why = NULL;
 
-	while (up->bev == bev) {
+	/* Until a handler lets the connection go or starts TLS on it. */
+	while (up->conn_seq == seq && up->conn->bev == bev) {
 		size_t n;
 		char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
 
@@ -1302,18 +1171,11 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct upstream *up = arg;
 	char reason[300];
 
+	(void)bev;
 	up->clean = false;
 	if (what & BEV_EVENT_CONNECTED) {
 		if (up->state == UPSTREAM_S_CONNECTING) {
-			struct sockaddr_storage local;
-			socklen_t llen = sizeof(local);
-
-			int one = 1;
-
-			if (getsockname(bufferevent_getfd(bev), (struct sockaddr *)&local, &llen) == 0)
-				netaddr_ntop((struct sockaddr *)&local, up->local_ip, sizeof(up->local_ip));
-			/* commands are small writes awaiting a reply: no Nagle delay */
-			(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			upstream_conn_connected(up->conn);
 			upstream_enter_state(up, UPSTREAM_S_BANNER);
 		}
 		else if (up->state == UPSTREAM_S_TLS)
@@ -1338,9 +1200,7 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 		enum rpt_result_type t;
 		char treason[256];
 
-		(void)bev;
-		t = tls_failure_reason(up->ssl, bufferevent_get_openssl_error(up->bev), treason,
-		    sizeof(treason));
+		t = upstream_conn_tls_failed(up->conn, treason, sizeof(treason));
 		if (up->phase == PHASE_OPPORTUNISTIC) {
 			/* Opportunistic TLS that fails is retried in the clear (RFC 3207 §4.1
 			 * leaves it to the client); the policy phase never does. */
@@ -1375,7 +1235,7 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 		own_reply(up, &r, 451, "4.4.2", "Upstream %s %s; message not delivered",
 		    up->mx_host, reason);
 		log_warnx("session=%s event=upstream_lost domain=%s to=%s mx=%s ip=%s reason=%s",
-		    up->session, up->domain, recipients(up), up->mx_host, up->ip, log_quote(reason));
+		    up->session, up->domain, recipients(up), up->mx_host, up->conn->ip, log_quote(reason));
 		set_last_reply(up, &r);
 		record_delivery(up, NULL);
 		upstream_enter_state(up, UPSTREAM_S_LOST);
@@ -1531,7 +1391,7 @@ reap(evutil_socket_t fd, short what, void *arg)
 	if (up->state != UPSTREAM_S_CLOSED && up->state != UPSTREAM_S_QUIT) {
 		/* A clean point in the dialogue gets a polite QUIT; anything else
 		 * (mid-body above all) is cut, so the server discards it. */
-		if (up->bev != NULL && (up->state == UPSTREAM_S_READY ||
+		if (up->conn != NULL && up->conn->bev != NULL && (up->state == UPSTREAM_S_READY ||
 		    up->state == UPSTREAM_S_FAILED)) {
 			if (up->state == UPSTREAM_S_READY) {
 				record_delivery(up, NULL);
@@ -1596,7 +1456,6 @@ upstream_alloc(struct runtime *rt, const char *session, const char *domain,
 	strbuf_init(&up->failures);
 	strbuf_init(&up->to);
 	smtp_reply_init(&up->reply);
-	smtp_reply_init(&up->ehlo);
 	evutil_gettimeofday(&up->started, NULL);
 	up->reaper = event_new(rt->base, -1, 0, reap, up);
 	up->kick = event_new(rt->base, -1, 0, kick, up);
