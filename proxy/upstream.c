@@ -16,7 +16,6 @@
 #include <event2/event.h>
 #include <openssl/err.h>
 
-#include "conf/clock.h"
 #include "conf/log.h"
 #include "conf/metrics.h"
 #include "conf/netaddr.h"
@@ -27,7 +26,7 @@
 #include "proxy/upstream_internal.h"
 #include "proxy/upstream_conn.h"
 #include "proxy/upstream_pool.h"
-#include "report/outcome.h"
+#include "proxy/upstream_record.h"
 
 /* Body bytes buffered towards the upstream before the client is paused. */
 #define BODY_HIGH_WATER	(256 * 1024)
@@ -35,8 +34,6 @@
 #define QUIT_TIMEOUT	10
 /* Room for the per-MX failure list in a reply line (RFC 5321 §4.5.3.1.5). */
 #define FAILURES_MAX	400
-/* The recipient list on a log line; every recipient has its own line too. */
-#define TO_LOG_MAX	400
 
 #define UPSTREAM_STATES(X)		\
 	X(UPSTREAM_S_RESOLVING)		\
@@ -87,15 +84,13 @@ enum fail_kind {
 struct upstream {
 	struct runtime		*rt;
 	const struct conf	*conf;
-	char			*session;
-	char			*domain;
+	struct upstream_txn	 txn;		/* session, domain, recipients, policy */
 	struct smtp_path	 mail;
 	upstream_cb		 cb;
 	void			*arg;
 	enum upstream_state	 state;
 	bool			 detached;	/* upstream_free() called: no callbacks */
 	struct timeval		 started;
-	unsigned		 flags;		/* UPSTREAM_F_* */
 	struct event		*reaper;
 
 	/* resolution, MX set and policy both, in parallel */
@@ -106,11 +101,6 @@ struct upstream {
 	char			*mx_reason;
 	struct mx_host		*hosts;
 	size_t			 nhosts;
-	bool			 have_policy;
-	enum sts_mode		 mode;		/* STS_MODE_NONE without a policy */
-	char			*policy_id;
-	struct strlist		 patterns;
-	struct strlist		 policy_lines;
 
 	/* the walk */
 	enum walk_phase		 phase;
@@ -119,7 +109,6 @@ struct upstream {
 	unsigned		 attempts;
 	struct strbuf		 failures;
 	unsigned		 fail_kinds;	/* bit per enum fail_kind */
-	bool			 would_defer;
 	bool			 plaintext_retry; /* opportunistic: TLS failed, same address in clear */
 	bool			 plaintext;	/* this attempt is that retry: no STARTTLS */
 	struct event		*kick;		/* resolution finished without a callback */
@@ -137,8 +126,7 @@ struct upstream {
 	bool			 mail_pipelined; /* MAIL already sent behind the pool's RSET */
 	struct smtp_path	 first_rcpt;	/* upstream_first_rcpt(), if given */
 	bool			 have_first_rcpt;
-	struct strbuf		 to;		/* "<a>,<b>": the recipients, for to= */
-	bool			 to_has_first;	/* first_rcpt is in to, not yet claimed */
+	bool			 to_has_first;	/* first_rcpt is in txn.to, not yet claimed */
 	bool			 rcpt_pipelined; /* its RCPT went out behind MAIL; not yet claimed */
 	struct timeval		 cmd_sent;	/* when the command now awaiting a reply went out */
 	char			*last_reply;	/* flattened, for the outcome */
@@ -171,112 +159,11 @@ notify(struct upstream *up, enum upstream_event ev, const struct smtp_reply *rep
 		up->cb(up->arg, ev, reply);
 }
 
-/* The recipients this transaction carries, for to= on its log lines. */
-static const char *
-recipients(const struct upstream *up)
-{
-	return log_quote(up->to.len ? up->to.data : "-");
-}
-
+/* The attempt's connection carried the transaction, or tried to. */
 static void
-note_recipient(struct upstream *up, const char *address)
+record_delivery(struct upstream *up)
 {
-	if (up->to.len > TO_LOG_MAX)
-		return;
-	strbuf_printf(&up->to, "%s<%s>", up->to.len ? "," : "", address);
-	if (up->to.len > TO_LOG_MAX)
-		strbuf_printf(&up->to, ",...");
-}
-
-static const char *
-mode_label(const struct upstream *up)
-{
-	return up->have_policy ? sts_mode_name(up->mode) : "";
-}
-
-/* One outcome record for the current MX (or a skipped one). */
-static void
-record(struct upstream *up, const char *mx_host, enum outcome_action action, bool sts_pass,
-    enum rpt_result_type result, const char *reason)
-{
-	/* A skipped MX was never connected to. */
-	const struct upstream_conn *conn = action == OUTCOME_ACTION_SKIPPED ? NULL : up->conn;
-	struct delivery_outcome o = {
-		.session = up->session,
-		.when = clock_now(),
-		.policy_domain = up->domain,
-		.policy_type = up->have_policy && up->mode != STS_MODE_NONE ? "sts" : "no-policy-found",
-		.mode = mode_label(up),
-		.policy_id = up->policy_id ? up->policy_id : "",
-		.mx_patterns = up->have_policy ? &up->patterns : NULL,
-		.policy_lines = up->have_policy ? &up->policy_lines : NULL,
-		.mx_host = mx_host,
-		.ip = conn ? conn->ip : NULL,
-		.sending_ip = conn && conn->local_ip[0] ? conn->local_ip : NULL,
-		.mx_helo = conn && conn->mx_helo[0] ? conn->mx_helo : NULL,
-		.tls_version = conn && conn->tls_active ? conn->peer.version : NULL,
-		.cipher = conn && conn->tls_active ? conn->peer.cipher : NULL,
-		.starttls_offered = conn && conn->starttls_offered,
-		.sts_pass = sts_pass,
-		.result = result,
-		.reason = reason,
-		.action = action,
-		.upstream_reply = up->last_reply,
-		.recipients = up->to.data,
-		.would_defer = up->would_defer,
-		/* RPT-18: a session that carries a TLS report stays out of the reports. */
-		.unreported = (up->flags & UPSTREAM_F_NO_RECORD) != 0,
-	};
-	char labels[160];
-
-	snprintf(labels, sizeof(labels), "mode=\"%s\",action=\"%s\",result=\"%s\"",
-	    up->have_policy ? sts_mode_name(up->mode) : "no-policy", outcome_action_name(action),
-	    rpt_result_type_name(result));
-	metrics_add("stsproxy_upstream_attempts_total", labels, 1);
-	outcome_record(&o);
-}
-
-/*
- * Would this connection pass the policy (STS-36)? For the record of a
- * connection that carried the transaction, whatever the phase.
- */
-static bool
-attempt_verdict(const struct upstream *up, enum rpt_result_type *result, const char **reason)
-{
-	if (!up->have_policy || up->mode == STS_MODE_NONE) {
-		*result = up->conn->tls_active ? RPT_RESULT_NONE : RPT_RESULT_STARTTLS_NOT_SUPPORTED;
-		*reason = up->conn->tls_active ? "opportunistic TLS" : "no TLS";
-		return false;
-	}
-	if (!mx_match_any(&up->patterns, up->mx_host, NULL)) {
-		*result = RPT_RESULT_VALIDATION_FAILURE;
-		*reason = "MX not in policy";
-		return false;
-	}
-	if (!up->conn->tls_active) {
-		*result = RPT_RESULT_STARTTLS_NOT_SUPPORTED;
-		*reason = up->conn->starttls_offered ? "STARTTLS failed" : "does not offer STARTTLS";
-		return false;
-	}
-	*result = up->conn->tls_result;
-	*reason = up->conn->tls_reason;
-	return up->conn->tls_result == RPT_RESULT_NONE;
-}
-
-/* The record of the connection that carried (or tried) the transaction. */
-static void
-record_delivery(struct upstream *up, const char *override_reason)
-{
-	enum rpt_result_type result;
-	const char *reason;
-	bool pass;
-
-	if (up->recorded)
-		return;
-	up->recorded = true;
-	pass = attempt_verdict(up, &result, &reason);
-	record(up, up->mx_host, OUTCOME_ACTION_DELIVERED, pass, result,
-	    override_reason ? override_reason : reason);
+	upstream_record_delivery(&up->txn, up->mx_host, up->conn, up->last_reply, &up->recorded);
 }
 
 static void
@@ -317,7 +204,7 @@ own_reply(struct upstream *up, struct smtp_reply *r, int code, const char *enhan
 	text = xvasprintf(fmt, ap);
 	va_end(ap);
 	if (code / 100 == 4)
-		smtp_reply_set(r, code, enhanced, "%s [stsproxy session %s]", text, up->session);
+		smtp_reply_set(r, code, enhanced, "%s [stsproxy session %s]", text, up->txn.session);
 	else
 		smtp_reply_set(r, code, enhanced, "%s", text);
 	free(text);
@@ -346,7 +233,7 @@ close_connection(struct upstream *up)
 	bool polite = up->clean && up->conn != NULL && up->conn->bev != NULL;
 
 	if (polite)
-		log_debug("session=%s upstream=%s >>> QUIT (giving up on this MX)", up->session,
+		log_debug("session=%s upstream=%s >>> QUIT (giving up on this MX)", up->txn.session,
 		    up->mx_host);
 	upstream_conn_close(release_conn(up), polite);
 }
@@ -371,14 +258,10 @@ attempt_fail(struct upstream *up, enum fail_kind kind, enum rpt_result_type resu
 		return;
 	}
 	log_info("session=%s event=mx_failed domain=%s mx=%s ip=%s phase=%s reason=%s",
-	    up->session, up->domain, up->mx_host, up->conn->ip,
+	    up->txn.session, up->txn.domain, up->mx_host, up->conn->ip,
 	    up->phase == PHASE_STRICT ? "strict" : "opportunistic", log_quote(reason));
-	/* Testing's fallback walk meets the MXs the strict walk already
-	 * recorded; counting them twice would inflate the TLS-RPT failures. */
-	if (!up->recorded && !(up->phase == PHASE_OPPORTUNISTIC && up->would_defer)) {
-		record(up, up->mx_host, OUTCOME_ACTION_FAILED, false, result, reason);
-		up->recorded = true;
-	}
+	upstream_record_failed(&up->txn, up->mx_host, up->conn, up->last_reply, result, reason,
+	    &up->recorded);
 	add_failure(up, kind, up->mx_host, reason);
 	free(reason);
 	close_connection(up);
@@ -398,7 +281,7 @@ send_line(struct upstream *up, const char *fmt, ...)
 	va_start(ap, fmt);
 	line = xvasprintf(fmt, ap);
 	va_end(ap);
-	log_debug("session=%s upstream=%s >>> %s", up->session, up->mx_host, line);
+	log_debug("session=%s upstream=%s >>> %s", up->txn.session, up->mx_host, line);
 	evbuffer_add_printf(out, "%s\r\n", line);
 	free(line);
 	evutil_gettimeofday(&up->cmd_sent, NULL);
@@ -479,7 +362,7 @@ upstream_first_rcpt(struct upstream *up, const struct smtp_path *rcpt)
 		return;
 	up->first_rcpt = *rcpt;
 	up->have_first_rcpt = true;
-	note_recipient(up, rcpt->address);
+	upstream_txn_note_recipient(&up->txn, rcpt->address);
 	up->to_has_first = true;
 }
 
@@ -498,7 +381,7 @@ upstream_rcpt(struct upstream *up, const struct smtp_path *rcpt)
 	if (up->to_has_first)
 		up->to_has_first = false;	/* listed by upstream_first_rcpt() */
 	else
-		note_recipient(up, rcpt->address);
+		upstream_txn_note_recipient(&up->txn, rcpt->address);
 	send_rcpt(up, rcpt);
 	upstream_enter_state(up, UPSTREAM_S_RCPT);
 	return 0;
@@ -567,14 +450,13 @@ fail_transaction(struct upstream *up)
 	const char *why = up->failures.len ? up->failures.data : "no MX host could be tried";
 
 	smtp_reply_init(&r);
-	if (up->phase == PHASE_STRICT && up->mode == STS_MODE_ENFORCE) {
+	if (up->phase == PHASE_STRICT && up->txn.policy.mode == STS_MODE_ENFORCE) {
 		metrics_add("stsproxy_policy_deferrals_total", "", 1);
 		policy_defer_reply(up, &r);
 	} else
-		own_reply(up, &r, 451, "4.4.1", "No MX of %s reachable: %s", up->domain, why);
+		own_reply(up, &r, 451, "4.4.1", "No MX of %s reachable: %s", up->txn.domain, why);
 	log_notice("session=%s event=deferred domain=%s to=%s mode=%s attempts=%u reason=%s",
-	    up->session, up->domain, recipients(up), up->have_policy ? sts_mode_name(up->mode) : "no-policy",
-	    up->attempts, log_quote(why));
+	    up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn), upstream_txn_mode(&up->txn), up->attempts, log_quote(why));
 	up->state = UPSTREAM_S_FAILED;
 	notify(up, UPSTREAM_EV_FAILED, &r);
 	smtp_reply_clear(&r);
@@ -584,11 +466,11 @@ fail_transaction(struct upstream *up)
 static bool
 strict_phase_exhausted(struct upstream *up)
 {
-	if (up->mode != STS_MODE_TESTING)
+	if (up->txn.policy.mode != STS_MODE_TESTING)
 		return false;
-	up->would_defer = true;
+	up->txn.policy.would_defer = true;
 	log_notice("session=%s event=would_defer domain=%s to=%s mode=testing policy_id=%s reason=%s",
-	    up->session, up->domain, recipients(up), up->policy_id ? up->policy_id : "-",
+	    up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn), up->txn.policy.id ? up->txn.policy.id : "-",
 	    log_quote(up->failures.len ? up->failures.data : "no MX"));
 	if (strcmp(up->conf->policy_simulate, "enforce") == 0) {
 		struct smtp_reply r;
@@ -598,7 +480,7 @@ strict_phase_exhausted(struct upstream *up)
 		policy_defer_reply(up, &r);
 		flat = smtp_reply_flatten(&r);
 		log_notice("session=%s event=sts_simulate domain=%s to=%s mode=enforce result=defer "
-		    "reply=%s", up->session, up->domain, recipients(up), log_quote(flat));
+		    "reply=%s", up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn), log_quote(flat));
 		free(flat);
 		smtp_reply_clear(&r);
 	}
@@ -630,7 +512,7 @@ adopt_pooled(struct upstream *up)
 	upstream_conn_set_owner(up->conn, upstream_read_cb, upstream_write_cb, upstream_event_cb, up);
 	bufferevent_enable(up->conn->bev, EV_READ | EV_WRITE);
 	log_info("session=%s event=connection_reused domain=%s mx=%s ip=%s tls=%s messages=%u phase=%s",
-	    up->session, up->domain, up->mx_host, up->conn->ip, up->conn->tls_active ? up->conn->peer.version : "no",
+	    up->txn.session, up->txn.domain, up->mx_host, up->conn->ip, up->conn->tls_active ? up->conn->peer.version : "no",
 	    up->conn->messages, up->phase == PHASE_STRICT ? "strict" : "opportunistic");
 	if (!rset_pending) {
 		upstream_enter_state(up, UPSTREAM_S_MAIL);
@@ -659,7 +541,7 @@ retry_fresh(struct upstream *up, const char *why)
 	up->mail_pipelined = false;
 	up->rcpt_pipelined = false;
 	log_info("session=%s event=reused_connection_lost mx=%s ip=%s reason=%s; connecting afresh",
-	    up->session, up->mx_host, up->conn->ip, log_quote(why));
+	    up->txn.session, up->mx_host, up->conn->ip, log_quote(why));
 	up->clean = false;
 	close_connection(up);
 	upstream_enter_state(up, UPSTREAM_S_CONNECTING);
@@ -711,12 +593,9 @@ next_mx(struct upstream *up)
 		if (!up->host_checked) {
 			up->host_checked = true;
 			if (up->phase == PHASE_STRICT &&
-			    !mx_match_any(&up->patterns, h->name, NULL)) {
+			    !mx_match_any(&up->txn.policy.patterns, h->name, NULL)) {
 				/* STS-36a, STS-54: treated as unreachable. */
-				free(up->last_reply);
-				up->last_reply = NULL;
-				record(up, h->name, OUTCOME_ACTION_SKIPPED, false,
-				    RPT_RESULT_VALIDATION_FAILURE, "MX not in policy");
+				upstream_record_skipped(&up->txn, h->name);
 				add_failure(up, FAIL_POLICY, h->name, "not in policy");
 				up->host_i++;
 				up->host_checked = false;
@@ -753,8 +632,8 @@ start_connect(struct upstream *up)
 	free(up->last_reply);
 	up->last_reply = NULL;
 	up->conn = upstream_conn_new(up->mx_host, &up->addr, up->phase == PHASE_STRICT && !up->plaintext);
-	log_info("session=%s event=connecting domain=%s mx=%s ip=%s phase=%s%s", up->session,
-	    up->domain, up->mx_host, up->conn->ip, up->phase == PHASE_STRICT ? "strict" : "opportunistic",
+	log_info("session=%s event=connecting domain=%s mx=%s ip=%s phase=%s%s", up->txn.session,
+	    up->txn.domain, up->mx_host, up->conn->ip, up->phase == PHASE_STRICT ? "strict" : "opportunistic",
 	    up->plaintext ? " tls=no" : "");
 	evutil_gettimeofday(&up->cmd_sent, NULL);
 	if (upstream_conn_connect(up->conn, up->rt->base, up->conf->upstream_connect_timeout,
@@ -779,7 +658,7 @@ tls_established(struct upstream *up)
 
 	up->clean = true;
 	log_info("session=%s event=tls mx=%s ip=%s version=%s cipher=%s resumed=%s verify=%s reason=%s",
-	    up->session, up->mx_host, up->conn->ip, up->conn->peer.version, up->conn->peer.cipher,
+	    up->txn.session, up->mx_host, up->conn->ip, up->conn->peer.version, up->conn->peer.cipher,
 	    up->conn->tls_resumed ? "yes" : "no",
 	    rpt_result_type_name(verdict), log_quote(up->conn->tls_reason));
 	if (verdict != RPT_RESULT_NONE && up->phase == PHASE_STRICT) {
@@ -835,7 +714,7 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 	int cls = smtp_reply_class(r);
 	char *flat = smtp_reply_flatten(r);
 
-	log_debug("session=%s upstream=%s <<< %s", up->session, up->mx_host, flat);
+	log_debug("session=%s upstream=%s <<< %s", up->txn.session, up->mx_host, flat);
 	observe_reply_latency(up);
 	free(up->last_reply);
 	up->last_reply = flat;
@@ -929,8 +808,8 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 		if (cls != 2) {
 			/* The upstream spoke for the domain: pass its word on (PRX). */
 			log_notice("session=%s event=mail_refused domain=%s to=%s mx=%s reply=%s",
-			    up->session, up->domain, recipients(up), up->mx_host, log_quote(flat));
-			record_delivery(up, NULL);
+			    up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn), up->mx_host, log_quote(flat));
+			record_delivery(up);
 			up->state = UPSTREAM_S_FAILED;
 			notify(up, UPSTREAM_EV_FAILED, r);
 			return;
@@ -944,9 +823,8 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 			    (double)(now.tv_usec - up->started.tv_usec) / 1e6);
 		}
 		log_info("session=%s event=upstream_ready domain=%s mx=%s ip=%s tls=%s mode=%s",
-		    up->session, up->domain, up->mx_host, up->conn->ip,
-		    up->conn->tls_active ? up->conn->peer.version : "no", up->have_policy ?
-		    sts_mode_name(up->mode) : "no-policy");
+		    up->txn.session, up->txn.domain, up->mx_host, up->conn->ip,
+		    up->conn->tls_active ? up->conn->peer.version : "no", upstream_txn_mode(&up->txn));
 		/* With the first RCPT pipelined, its reply is next: the client
 		 * session claims it with upstream_rcpt() when it hears READY. */
 		upstream_enter_state(up, up->rcpt_pipelined ? UPSTREAM_S_RCPT : UPSTREAM_S_READY);
@@ -964,7 +842,7 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 		notify(up, UPSTREAM_EV_REPLY, r);
 		return;
 	case UPSTREAM_S_EOM:
-		record_delivery(up, NULL);
+		record_delivery(up);
 		upstream_enter_state(up, UPSTREAM_S_READY);
 		notify(up, UPSTREAM_EV_REPLY, r);
 		return;
@@ -978,7 +856,7 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 		}
 		/* FALLTHROUGH */
 	default:
-		log_warnx("session=%s event=unexpected_reply mx=%s state=%s reply=%s", up->session,
+		log_warnx("session=%s event=unexpected_reply mx=%s state=%s reply=%s", up->txn.session,
 		    up->mx_host, state_names[up->state], log_quote(flat));
 		return;
 	}
@@ -987,7 +865,7 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 static void
 upstream_enter_state(struct upstream *up, enum upstream_state next)
 {
-	log_debug("session=%s upstream=%s state=%s -> %s", up->session,
+	log_debug("session=%s upstream=%s state=%s -> %s", up->txn.session,
 	    up->mx_host ? up->mx_host : "-", state_names[up->state], state_names[next]);
 	up->state = next;
 
@@ -1032,7 +910,7 @@ upstream_enter_state(struct upstream *up, enum upstream_state next)
 			own_reply(up, &r, 553, "5.6.7",
 			    "The message needs SMTPUTF8, which %s does not support", up->mx_host);
 			set_last_reply(up, &r);
-			record_delivery(up, NULL);
+			record_delivery(up);
 			up->state = UPSTREAM_S_FAILED;
 			notify(up, UPSTREAM_EV_FAILED, &r);
 			smtp_reply_clear(&r);
@@ -1140,10 +1018,10 @@ protocol_error:
 
 		smtp_reply_init(&r);
 		own_reply(up, &r, 451, "4.4.2", "Upstream %s protocol error: %s", up->mx_host, why);
-		log_warnx("session=%s event=upstream_lost domain=%s to=%s mx=%s reason=%s", up->session,
-		    up->domain, recipients(up), up->mx_host, log_quote(why));
+		log_warnx("session=%s event=upstream_lost domain=%s to=%s mx=%s reason=%s", up->txn.session,
+		    up->txn.domain, upstream_txn_recipients(&up->txn), up->mx_host, log_quote(why));
 		set_last_reply(up, &r);
-		record_delivery(up, NULL);
+		record_delivery(up);
 		upstream_enter_state(up, UPSTREAM_S_LOST);
 		close_connection(up);
 		notify(up, UPSTREAM_EV_LOST, &r);
@@ -1235,9 +1113,9 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 		own_reply(up, &r, 451, "4.4.2", "Upstream %s %s; message not delivered",
 		    up->mx_host, reason);
 		log_warnx("session=%s event=upstream_lost domain=%s to=%s mx=%s ip=%s reason=%s",
-		    up->session, up->domain, recipients(up), up->mx_host, up->conn->ip, log_quote(reason));
+		    up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn), up->mx_host, up->conn->ip, log_quote(reason));
 		set_last_reply(up, &r);
-		record_delivery(up, NULL);
+		record_delivery(up);
 		upstream_enter_state(up, UPSTREAM_S_LOST);
 		close_connection(up);
 		notify(up, UPSTREAM_EV_LOST, &r);
@@ -1267,17 +1145,17 @@ resolution_done(struct upstream *up)
 		break;
 	case MX_STATUS_NULL_MX:
 		own_reply(up, &r, 556, "5.1.10", "Recipient domain %s accepts no mail (null MX)",
-		    up->domain);
+		    up->txn.domain);
 		break;
 	case MX_STATUS_NXDOMAIN:
-		own_reply(up, &r, 550, "5.1.2", "Recipient domain %s does not exist", up->domain);
+		own_reply(up, &r, 550, "5.1.2", "Recipient domain %s does not exist", up->txn.domain);
 		break;
 	case MX_STATUS_NO_HOSTS:
-		own_reply(up, &r, 554, "5.4.4", "No usable MX for %s: %s", up->domain,
+		own_reply(up, &r, 554, "5.4.4", "No usable MX for %s: %s", up->txn.domain,
 		    up->mx_reason);
 		break;
 	case MX_STATUS_TEMPFAIL:
-		own_reply(up, &r, 451, "4.4.3", "MX lookup for %s failed: %s", up->domain,
+		own_reply(up, &r, 451, "4.4.3", "MX lookup for %s failed: %s", up->txn.domain,
 		    up->mx_reason);
 		break;
 	}
@@ -1289,15 +1167,15 @@ resolution_done(struct upstream *up)
 			metrics_add("stsproxy_dns_failures_total", labels, 1);
 		}
 		log_notice("session=%s event=mx_lookup_failed domain=%s to=%s status=%s reason=%s",
-		    up->session, up->domain, recipients(up), mx_status_name(up->mx_status),
+		    up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn), mx_status_name(up->mx_status),
 		    log_quote(up->mx_reason));
 		up->state = UPSTREAM_S_FAILED;
 		notify(up, UPSTREAM_EV_FAILED, &r);
 		smtp_reply_clear(&r);
 		return;
 	}
-	up->phase = up->have_policy && (up->mode == STS_MODE_ENFORCE ||
-	    up->mode == STS_MODE_TESTING) ? PHASE_STRICT : PHASE_OPPORTUNISTIC;
+	up->phase = up->txn.policy.have && (up->txn.policy.mode == STS_MODE_ENFORCE ||
+	    up->txn.policy.mode == STS_MODE_TESTING) ? PHASE_STRICT : PHASE_OPPORTUNISTIC;
 	upstream_enter_state(up, UPSTREAM_S_NEXT_MX);
 }
 
@@ -1320,8 +1198,8 @@ on_mx_set(void *arg, const struct mx_set *set)
 	for (size_t i = 0; i < up->nhosts; i++)
 		strbuf_printf(&list, "%s%u:%s/%zu", i ? "," : "", up->hosts[i].preference,
 		    up->hosts[i].name, up->hosts[i].naddrs);
-	log_info("session=%s event=mx_set domain=%s status=%s dnssec=%s mx=%s", up->session,
-	    up->domain, mx_status_name(set->status), set->mx_secure ? "secure" : "insecure",
+	log_info("session=%s event=mx_set domain=%s status=%s dnssec=%s mx=%s", up->txn.session,
+	    up->txn.domain, mx_status_name(set->status), set->mx_secure ? "secure" : "insecure",
 	    list.data ? list.data : "-");
 	strbuf_free(&list);
 	resolution_done(up);
@@ -1345,31 +1223,19 @@ on_policy(void *arg, const struct policy_result *res)
 		}
 	}
 	if (res->source != POLICY_SOURCE_NONE && res->policy != NULL) {
-		up->have_policy = true;
-		up->mode = res->mode;
-		up->policy_id = xstrdup(res->id ? res->id : "");
-		strlist_copy(&up->patterns, &res->policy->mx);
-		strlist_copy(&up->policy_lines, &res->policy->lines);
+		up->txn.policy.have = true;
+		up->txn.policy.mode = res->mode;
+		up->txn.policy.id = xstrdup(res->id ? res->id : "");
+		strlist_copy(&up->txn.policy.patterns, &res->policy->mx);
+		strlist_copy(&up->txn.policy.lines, &res->policy->lines);
 	}
 	log_info("session=%s event=policy domain=%s source=%s mode=%s id=%s%s%s note=%s",
-	    up->session, up->domain, policy_source_name(res->source),
-	    up->have_policy ? sts_mode_name(up->mode) : "none", up->policy_id ? up->policy_id : "-",
+	    up->txn.session, up->txn.domain, policy_source_name(res->source),
+	    up->txn.policy.have ? sts_mode_name(up->txn.policy.mode) : "none", up->txn.policy.id ? up->txn.policy.id : "-",
 	    res->override_mode ? " override=" : "", res->override_mode ? res->override_mode : "",
 	    log_quote(res->note ? res->note : ""));
-	if (res->failure != RPT_RESULT_NONE && res->failure_reportable) {
-		/* STS-45: a fetch failure is reported even though mail flows. */
-		struct delivery_outcome o = {
-			.session = up->session, .when = clock_now(), .policy_domain = up->domain,
-			/* Spec notes §8 (choice): fetch, parse and PKIX failures are "sts". */
-			.policy_type = "sts",
-			.mode = mode_label(up), .policy_id = up->policy_id ? up->policy_id : "",
-			.mx_patterns = up->have_policy ? &up->patterns : NULL,
-			.policy_lines = up->have_policy ? &up->policy_lines : NULL,
-			.result = res->failure, .reason = res->failure_reason,
-			.action = OUTCOME_ACTION_POLICY, .recipients = up->to.data,
-		};
-		outcome_record(&o);
-	}
+	if (res->failure != RPT_RESULT_NONE && res->failure_reportable)
+		upstream_record_policy_failure(&up->txn, res->failure, res->failure_reason);
 	resolution_done(up);
 }
 
@@ -1394,7 +1260,7 @@ reap(evutil_socket_t fd, short what, void *arg)
 		if (up->conn != NULL && up->conn->bev != NULL && (up->state == UPSTREAM_S_READY ||
 		    up->state == UPSTREAM_S_FAILED)) {
 			if (up->state == UPSTREAM_S_READY) {
-				record_delivery(up, NULL);
+				record_delivery(up);
 				if (park(up)) {
 					upstream_enter_state(up, UPSTREAM_S_CLOSED);
 					return;
@@ -1414,16 +1280,11 @@ reap(evutil_socket_t fd, short what, void *arg)
 		policy_lookup_cancel(up->policy_lookup);
 	close_connection(up);
 	event_free(up->reaper);
-	free(up->session);
-	free(up->domain);
+	upstream_txn_clear(&up->txn);
 	free(up->mx_reason);
 	free(up->hosts);
-	free(up->policy_id);
 	free(up->last_reply);
-	strlist_clear(&up->patterns);
-	strlist_clear(&up->policy_lines);
 	strbuf_free(&up->failures);
-	strbuf_free(&up->to);
 	live_upstreams--;
 	free(up);
 }
@@ -1440,21 +1301,18 @@ upstream_free(struct upstream *up)
 
 static struct upstream *
 upstream_alloc(struct runtime *rt, const char *session, const char *domain,
-    const struct smtp_path *mail, upstream_cb cb, void *arg)
+    const struct smtp_path *mail, unsigned flags, upstream_cb cb, void *arg)
 {
 	struct upstream *up = xcalloc(1, sizeof(*up));
 
 	up->rt = rt;
 	up->conf = rt->conf;
-	up->session = xstrdup(session);
-	up->domain = xstrdup(domain);
+	upstream_txn_init(&up->txn, session, domain, flags);
 	up->mail = *mail;
 	up->cb = cb;
 	up->arg = arg;
 	up->state = UPSTREAM_S_RESOLVING;
-	up->mode = STS_MODE_NONE;
 	strbuf_init(&up->failures);
-	strbuf_init(&up->to);
 	smtp_reply_init(&up->reply);
 	evutil_gettimeofday(&up->started, NULL);
 	up->reaper = event_new(rt->base, -1, 0, reap, up);
@@ -1468,9 +1326,8 @@ upstream_new_resolved(struct runtime *rt, const char *session, const char *domai
     const struct smtp_path *mail, const struct mx_host *hosts, size_t nhosts, enum sts_mode mode,
     const struct strlist *patterns, unsigned flags, upstream_cb cb, void *arg)
 {
-	struct upstream *up = upstream_alloc(rt, session, domain, mail, cb, arg);
+	struct upstream *up = upstream_alloc(rt, session, domain, mail, flags, cb, arg);
 
-	up->flags = flags;
 	up->mx_done = up->policy_done = true;
 	up->mx_status = nhosts ? MX_STATUS_OK : MX_STATUS_NO_HOSTS;
 	up->mx_reason = xstrdup(nhosts ? "" : "no hosts given");
@@ -1480,10 +1337,10 @@ upstream_new_resolved(struct runtime *rt, const char *session, const char *domai
 		up->nhosts = nhosts;
 	}
 	if (patterns != NULL) {
-		up->have_policy = true;
-		up->mode = mode;
-		up->policy_id = xstrdup("test");
-		strlist_copy(&up->patterns, patterns);
+		up->txn.policy.have = true;
+		up->txn.policy.mode = mode;
+		up->txn.policy.id = xstrdup("test");
+		strlist_copy(&up->txn.policy.patterns, patterns);
 	}
 	event_active(up->kick, EV_TIMEOUT, 0);
 	return up;
@@ -1500,9 +1357,8 @@ struct upstream *
 upstream_new_flags(struct runtime *rt, const char *session, const char *domain,
     const struct smtp_path *mail, unsigned flags, upstream_cb cb, void *arg)
 {
-	struct upstream *up = upstream_alloc(rt, session, domain, mail, cb, arg);
+	struct upstream *up = upstream_alloc(rt, session, domain, mail, flags, cb, arg);
 
-	up->flags = flags;
 
 	/* MX set and policy in parallel; the walk starts when both are in. */
 	up->mx_lookup = mx_resolve(rt->resolver, domain, rt->hostname, rt->conf->upstream_ipv6,
