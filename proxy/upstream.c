@@ -3,8 +3,6 @@
 #define LOG_SUBSYSTEM LOG_SUB_UPSTREAM
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,19 +10,15 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
-#include <openssl/err.h>
 
 #include "conf/log.h"
 #include "conf/metrics.h"
 #include "conf/netaddr.h"
-#include "policy/mx_match.h"
-#include "policy/mx_resolve.h"
-#include "policy/tls.h"
+#include "proxy/mx_walk.h"
 #include "proxy/upstream.h"
-#include "proxy/upstream_internal.h"
 #include "proxy/upstream_conn.h"
+#include "proxy/upstream_internal.h"
 #include "proxy/upstream_pool.h"
 #include "proxy/upstream_record.h"
 
@@ -32,8 +26,6 @@
 #define BODY_HIGH_WATER	(256 * 1024)
 #define BODY_LOW_WATER	(64 * 1024)
 #define QUIT_TIMEOUT	10
-/* Room for the per-MX failure list in a reply line (RFC 5321 §4.5.3.1.5). */
-#define FAILURES_MAX	400
 
 #define UPSTREAM_STATES(X)		\
 	X(UPSTREAM_S_RESOLVING)		\
@@ -64,23 +56,6 @@ enum upstream_state { UPSTREAM_STATES(STATE_ENUM) };
 static const char *const state_names[] = { UPSTREAM_STATES(STATE_NAME) };
 #undef STATE_NAME
 
-/*
- * The walk over the MX list (STS-42): in the strict phase every MX must
- * meet the policy (enforce, and testing's evaluation); the opportunistic
- * phase is delivery without a policy, and testing's fallback.
- */
-enum walk_phase {
-	PHASE_STRICT,
-	PHASE_OPPORTUNISTIC,
-};
-
-/* Why an attempt failed: chooses the enhanced status code (spec §11). */
-enum fail_kind {
-	FAIL_CONNECT,		/* TCP, greeting, EHLO, timeouts: 4.4.1 */
-	FAIL_STARTTLS,		/* STARTTLS missing under enforce: 4.7.4 */
-	FAIL_POLICY,		/* pattern or certificate: 4.7.5 */
-};
-
 struct upstream {
 	struct runtime		*rt;
 	const struct conf	*conf;
@@ -93,29 +68,10 @@ struct upstream {
 	struct timeval		 started;
 	struct event		*reaper;
 
-	/* resolution, MX set and policy both, in parallel */
-	struct mx_lookup	*mx_lookup;
-	struct policy_lookup	*policy_lookup;
-	bool			 mx_done, policy_done;
-	enum mx_status		 mx_status;
-	char			*mx_reason;
-	struct mx_host		*hosts;
-	size_t			 nhosts;
-
-	/* the walk */
-	enum walk_phase		 phase;
-	size_t			 host_i, addr_i;
-	bool			 host_checked;
-	unsigned		 attempts;
-	struct strbuf		 failures;
-	unsigned		 fail_kinds;	/* bit per enum fail_kind */
-	bool			 plaintext_retry; /* opportunistic: TLS failed, same address in clear */
-	bool			 plaintext;	/* this attempt is that retry: no STARTTLS */
-	struct event		*kick;		/* resolution finished without a callback */
+	struct mx_walk		*walk;		/* which MX next, and when to give up */
 
 	/* the current attempt */
-	struct sockaddr_storage	 addr;
-	const char		*mx_host;
+	struct mx_route		 route;		/* route.mx_host is NULL before the first */
 	struct upstream_conn	*conn;		/* NULL between attempts */
 	unsigned		 conn_seq;	/* changes whenever conn is let go */
 	struct smtp_reply	 reply;		/* the reply being read */
@@ -149,7 +105,7 @@ upstream_count(void)
 const char *
 upstream_mx_host(const struct upstream *up)
 {
-	return up->mx_host ? up->mx_host : "";
+	return up->route.mx_host ? up->route.mx_host : "";
 }
 
 static void
@@ -163,18 +119,7 @@ notify(struct upstream *up, enum upstream_event ev, const struct smtp_reply *rep
 static void
 record_delivery(struct upstream *up)
 {
-	upstream_record_delivery(&up->txn, up->mx_host, up->conn, up->last_reply, &up->recorded);
-}
-
-static void
-add_failure(struct upstream *up, enum fail_kind kind, const char *host, const char *reason)
-{
-	up->fail_kinds |= 1u << kind;
-	if (up->failures.len > FAILURES_MAX)
-		return;
-	strbuf_printf(&up->failures, "%s%s %s", up->failures.len ? "; " : "", host, reason);
-	if (up->failures.len > FAILURES_MAX)
-		strbuf_printf(&up->failures, "; ...");
+	upstream_record_delivery(&up->txn, up->route.mx_host, up->conn, up->last_reply, &up->recorded);
 }
 
 static void
@@ -182,32 +127,6 @@ set_last_reply(struct upstream *up, const struct smtp_reply *r)
 {
 	free(up->last_reply);
 	up->last_reply = smtp_reply_flatten(r);
-}
-
-/*
- * A reply stsproxy makes for the client itself (spec §11), as opposed to
- * one it relays from the MX unchanged (PRX). A deferral ends with the
- * session id, so the client's queue entry leads to this session's log.
- */
-static void
-own_reply(struct upstream *up, struct smtp_reply *r, int code, const char *enhanced,
-    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static void
-own_reply(struct upstream *up, struct smtp_reply *r, int code, const char *enhanced,
-    const char *fmt, ...)
-{
-	va_list ap;
-	char *text;
-
-	va_start(ap, fmt);
-	text = xvasprintf(fmt, ap);
-	va_end(ap);
-	if (code / 100 == 4)
-		smtp_reply_set(r, code, enhanced, "%s [stsproxy session %s]", text, up->txn.session);
-	else
-		smtp_reply_set(r, code, enhanced, "%s", text);
-	free(text);
 }
 
 /* Let go of the connection (conn_seq tells the read loop); the caller now owns it. */
@@ -234,17 +153,17 @@ close_connection(struct upstream *up)
 
 	if (polite)
 		log_debug("session=%s upstream=%s >>> QUIT (giving up on this MX)", up->txn.session,
-		    up->mx_host);
+		    up->route.mx_host);
 	upstream_conn_close(release_conn(up), polite);
 }
 
 /* The current attempt failed: record it, hang up, try the next MX. */
 static void
-attempt_fail(struct upstream *up, enum fail_kind kind, enum rpt_result_type result,
+attempt_fail(struct upstream *up, enum mx_fail kind, enum rpt_result_type result,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 static void
-attempt_fail(struct upstream *up, enum fail_kind kind, enum rpt_result_type result,
+attempt_fail(struct upstream *up, enum mx_fail kind, enum rpt_result_type result,
     const char *fmt, ...)
 {
 	va_list ap;
@@ -258,11 +177,11 @@ attempt_fail(struct upstream *up, enum fail_kind kind, enum rpt_result_type resu
 		return;
 	}
 	log_info("session=%s event=mx_failed domain=%s mx=%s ip=%s phase=%s reason=%s",
-	    up->txn.session, up->txn.domain, up->mx_host, up->conn->ip,
-	    up->phase == PHASE_STRICT ? "strict" : "opportunistic", log_quote(reason));
-	upstream_record_failed(&up->txn, up->mx_host, up->conn, up->last_reply, result, reason,
+	    up->txn.session, up->txn.domain, up->route.mx_host, up->conn->ip,
+	    up->route.strict ? "strict" : "opportunistic", log_quote(reason));
+	upstream_record_failed(&up->txn, up->route.mx_host, up->conn, up->last_reply, result, reason,
 	    &up->recorded);
-	add_failure(up, kind, up->mx_host, reason);
+	mx_walk_failed(up->walk, kind, reason);
 	free(reason);
 	close_connection(up);
 	upstream_enter_state(up, UPSTREAM_S_NEXT_MX);
@@ -281,7 +200,7 @@ send_line(struct upstream *up, const char *fmt, ...)
 	va_start(ap, fmt);
 	line = xvasprintf(fmt, ap);
 	va_end(ap);
-	log_debug("session=%s upstream=%s >>> %s", up->txn.session, up->mx_host, line);
+	log_debug("session=%s upstream=%s >>> %s", up->txn.session, up->route.mx_host, line);
 	evbuffer_add_printf(out, "%s\r\n", line);
 	free(line);
 	evutil_gettimeofday(&up->cmd_sent, NULL);
@@ -425,72 +344,6 @@ upstream_body_end(struct upstream *up)
 }
 
 /*
- * The reply when the strict walk found no MX meeting the policy: what
- * enforce gives the client, and what testing under simulate = enforce
- * logs. STS-41/43: never 5xx for a policy failure.
- */
-static void
-policy_defer_reply(struct upstream *up, struct smtp_reply *r)
-{
-	const char *why = up->failures.len ? up->failures.data : "no MX host could be tried";
-
-	if (up->fail_kinds == 1u << FAIL_STARTTLS)
-		own_reply(up, r, 451, "4.7.4", "MTA-STS: %s", why);
-	else if (up->fail_kinds & (1u << FAIL_POLICY | 1u << FAIL_STARTTLS))
-		own_reply(up, r, 451, "4.7.5", "MTA-STS: %s", why);
-	else
-		own_reply(up, r, 451, "4.4.1", "MTA-STS: no MX reachable: %s", why);
-}
-
-/* No MX left: the reply every recipient of this transaction gets (spec §11). */
-static void
-fail_transaction(struct upstream *up)
-{
-	struct smtp_reply r;
-	const char *why = up->failures.len ? up->failures.data : "no MX host could be tried";
-
-	smtp_reply_init(&r);
-	if (up->phase == PHASE_STRICT && up->txn.policy.mode == STS_MODE_ENFORCE) {
-		metrics_add("stsproxy_policy_deferrals_total", "", 1);
-		policy_defer_reply(up, &r);
-	} else
-		own_reply(up, &r, 451, "4.4.1", "No MX of %s reachable: %s", up->txn.domain, why);
-	log_notice("session=%s event=deferred domain=%s to=%s mode=%s attempts=%u reason=%s",
-	    up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn), upstream_txn_mode(&up->txn), up->attempts, log_quote(why));
-	up->state = UPSTREAM_S_FAILED;
-	notify(up, UPSTREAM_EV_FAILED, &r);
-	smtp_reply_clear(&r);
-}
-
-/* The strict phase found nothing: enforce defers, testing falls back. */
-static bool
-strict_phase_exhausted(struct upstream *up)
-{
-	if (up->txn.policy.mode != STS_MODE_TESTING)
-		return false;
-	up->txn.policy.would_defer = true;
-	log_notice("session=%s event=would_defer domain=%s to=%s mode=testing policy_id=%s reason=%s",
-	    up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn), up->txn.policy.id ? up->txn.policy.id : "-",
-	    log_quote(up->failures.len ? up->failures.data : "no MX"));
-	if (strcmp(up->conf->policy_simulate, "enforce") == 0) {
-		struct smtp_reply r;
-		char *flat;
-
-		smtp_reply_init(&r);
-		policy_defer_reply(up, &r);
-		flat = smtp_reply_flatten(&r);
-		log_notice("session=%s event=sts_simulate domain=%s to=%s mode=enforce result=defer "
-		    "reply=%s", up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn), log_quote(flat));
-		free(flat);
-		smtp_reply_clear(&r);
-	}
-	up->phase = PHASE_OPPORTUNISTIC;
-	up->host_i = up->addr_i = 0;
-	up->host_checked = false;
-	return true;
-}
-
-/*
  * Take an idle connection to this MX address from the pool, if one may
  * serve this transaction (upstream_pool.h: the policy boundary), and go
  * straight to MAIL on it. Its TLS facts come along for the outcome.
@@ -500,8 +353,8 @@ adopt_pooled(struct upstream *up)
 {
 	bool rset_pending;
 
-	if (!up->conf->upstream_reuse || up->plaintext ||
-	    (up->conn = upstream_pool_take(up->mx_host, &up->addr, up->phase == PHASE_STRICT,
+	if (!up->conf->upstream_reuse || up->route.plaintext ||
+	    (up->conn = upstream_pool_take(up->route.mx_host, &up->route.addr, up->route.strict,
 	    &rset_pending)) == NULL)
 		return false;
 	up->reused = true;
@@ -512,8 +365,8 @@ adopt_pooled(struct upstream *up)
 	upstream_conn_set_owner(up->conn, upstream_read_cb, upstream_write_cb, upstream_event_cb, up);
 	bufferevent_enable(up->conn->bev, EV_READ | EV_WRITE);
 	log_info("session=%s event=connection_reused domain=%s mx=%s ip=%s tls=%s messages=%u phase=%s",
-	    up->txn.session, up->txn.domain, up->mx_host, up->conn->ip, up->conn->tls_active ? up->conn->peer.version : "no",
-	    up->conn->messages, up->phase == PHASE_STRICT ? "strict" : "opportunistic");
+	    up->txn.session, up->txn.domain, up->route.mx_host, up->conn->ip, up->conn->tls_active ? up->conn->peer.version : "no",
+	    up->conn->messages, up->route.strict ? "strict" : "opportunistic");
 	if (!rset_pending) {
 		upstream_enter_state(up, UPSTREAM_S_MAIL);
 		return true;
@@ -541,7 +394,7 @@ retry_fresh(struct upstream *up, const char *why)
 	up->mail_pipelined = false;
 	up->rcpt_pipelined = false;
 	log_info("session=%s event=reused_connection_lost mx=%s ip=%s reason=%s; connecting afresh",
-	    up->txn.session, up->mx_host, up->conn->ip, log_quote(why));
+	    up->txn.session, up->route.mx_host, up->conn->ip, log_quote(why));
 	up->clean = false;
 	close_connection(up);
 	upstream_enter_state(up, UPSTREAM_S_CONNECTING);
@@ -562,65 +415,19 @@ park(struct upstream *up)
 	return true;
 }
 
+/* Ask the walk for the next MX address, and take it from the pool or connect; or give up. */
 static void
 next_mx(struct upstream *up)
 {
-	for (;;) {
-		struct mx_host *h;
+	struct smtp_reply r;
 
-		up->plaintext = false;
-		if (up->plaintext_retry) {
-			/* Same address again, without STARTTLS. */
-			up->plaintext_retry = false;
-			up->plaintext = true;
-			up->attempts++;
-			upstream_enter_state(up, UPSTREAM_S_CONNECTING);
-			return;
-		}
-		if (up->host_i >= up->nhosts) {
-			if (up->phase == PHASE_STRICT && strict_phase_exhausted(up))
-				continue;
-			fail_transaction(up);
-			return;
-		}
-		if (up->attempts >= up->conf->upstream_max_attempts) {
-			add_failure(up, FAIL_CONNECT, "and", "no more attempts ([upstream] max_attempts)");
-			fail_transaction(up);
-			return;
-		}
-		h = &up->hosts[up->host_i];
-		up->mx_host = h->name;
-		if (!up->host_checked) {
-			up->host_checked = true;
-			if (up->phase == PHASE_STRICT &&
-			    !mx_match_any(&up->txn.policy.patterns, h->name, NULL)) {
-				/* STS-36a, STS-54: treated as unreachable. */
-				upstream_record_skipped(&up->txn, h->name);
-				add_failure(up, FAIL_POLICY, h->name, "not in policy");
-				up->host_i++;
-				up->host_checked = false;
-				continue;
-			}
-			if (h->naddrs == 0) {
-				add_failure(up, FAIL_CONNECT, h->name, "has no address");
-				up->host_i++;
-				up->host_checked = false;
-				continue;
-			}
-		}
-		if (up->addr_i >= h->naddrs) {
-			up->host_i++;
-			up->addr_i = 0;
-			up->host_checked = false;
-			continue;
-		}
-		up->addr = h->addrs[up->addr_i++];
-		up->attempts++;
-		if (adopt_pooled(up))
-			return;
+	smtp_reply_init(&r);
+	if (mx_walk_next(up->walk, &up->route, &r) == MX_WALK_GIVE_UP) {
+		up->state = UPSTREAM_S_FAILED;
+		notify(up, UPSTREAM_EV_FAILED, &r);
+	} else if (!adopt_pooled(up))
 		upstream_enter_state(up, UPSTREAM_S_CONNECTING);
-		return;
-	}
+	smtp_reply_clear(&r);
 }
 
 static void
@@ -631,14 +438,14 @@ start_connect(struct upstream *up)
 	up->rcpt_pipelined = false;
 	free(up->last_reply);
 	up->last_reply = NULL;
-	up->conn = upstream_conn_new(up->mx_host, &up->addr, up->phase == PHASE_STRICT && !up->plaintext);
+	up->conn = upstream_conn_new(up->route.mx_host, &up->route.addr, up->route.strict && !up->route.plaintext);
 	log_info("session=%s event=connecting domain=%s mx=%s ip=%s phase=%s%s", up->txn.session,
-	    up->txn.domain, up->mx_host, up->conn->ip, up->phase == PHASE_STRICT ? "strict" : "opportunistic",
-	    up->plaintext ? " tls=no" : "");
+	    up->txn.domain, up->route.mx_host, up->conn->ip, up->route.strict ? "strict" : "opportunistic",
+	    up->route.plaintext ? " tls=no" : "");
 	evutil_gettimeofday(&up->cmd_sent, NULL);
 	if (upstream_conn_connect(up->conn, up->rt->base, up->conf->upstream_connect_timeout,
 	    upstream_read_cb, upstream_write_cb, upstream_event_cb, up) < 0)
-		attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "connect failed: %s",
+		attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "connect failed: %s",
 		    strerror(errno));
 }
 
@@ -647,7 +454,7 @@ start_tls(struct upstream *up)
 {
 	if (upstream_conn_start_tls(up->conn, up->rt->base, up->rt->ssl_ctx,
 	    up->conf->upstream_command_timeout) < 0)
-		attempt_fail(up, FAIL_CONNECT, RPT_RESULT_VALIDATION_FAILURE, "cannot start TLS");
+		attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_VALIDATION_FAILURE, "cannot start TLS");
 }
 
 /* The handshake completed: does this MX meet the policy? */
@@ -658,12 +465,12 @@ tls_established(struct upstream *up)
 
 	up->clean = true;
 	log_info("session=%s event=tls mx=%s ip=%s version=%s cipher=%s resumed=%s verify=%s reason=%s",
-	    up->txn.session, up->mx_host, up->conn->ip, up->conn->peer.version, up->conn->peer.cipher,
+	    up->txn.session, up->route.mx_host, up->conn->ip, up->conn->peer.version, up->conn->peer.cipher,
 	    up->conn->tls_resumed ? "yes" : "no",
 	    rpt_result_type_name(verdict), log_quote(up->conn->tls_reason));
-	if (verdict != RPT_RESULT_NONE && up->phase == PHASE_STRICT) {
+	if (verdict != RPT_RESULT_NONE && up->route.strict) {
 		/* STS-38, STS-41: a certificate that fails is an unreachable MX. */
-		attempt_fail(up, FAIL_POLICY, verdict, "%s", up->conn->tls_reason);
+		attempt_fail(up, MX_FAIL_POLICY, verdict, "%s", up->conn->tls_reason);
 		return;
 	}
 	upstream_enter_state(up, UPSTREAM_S_EHLO_TLS);
@@ -714,7 +521,7 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 	int cls = smtp_reply_class(r);
 	char *flat = smtp_reply_flatten(r);
 
-	log_debug("session=%s upstream=%s <<< %s", up->txn.session, up->mx_host, flat);
+	log_debug("session=%s upstream=%s <<< %s", up->txn.session, up->route.mx_host, flat);
 	observe_reply_latency(up);
 	free(up->last_reply);
 	up->last_reply = flat;
@@ -732,35 +539,35 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 			up->conn->mx_helo[n] = '\0';
 		}
 		if (cls != 2) {
-			attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "greeting %s", flat);
+			attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "greeting %s", flat);
 			return;
 		}
 		upstream_enter_state(up, UPSTREAM_S_EHLO);
 		return;
 	case UPSTREAM_S_EHLO:
 		if (cls != 2) {
-			if (cls == 5 && up->phase == PHASE_OPPORTUNISTIC) {
+			if (cls == 5 && !up->route.strict) {
 				upstream_enter_state(up, UPSTREAM_S_HELO);
 				return;
 			}
-			attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "EHLO refused: %s", flat);
+			attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "EHLO refused: %s", flat);
 			return;
 		}
 		smtp_reply_copy(&up->conn->ehlo, r);
 		up->conn->starttls_offered = smtp_reply_has_keyword(r, "STARTTLS", NULL);
-		if (up->plaintext) {
+		if (up->route.plaintext) {
 			upstream_enter_state(up, UPSTREAM_S_MAIL);
 		} else if (up->conn->starttls_offered)
 			upstream_enter_state(up, UPSTREAM_S_STARTTLS);
-		else if (up->phase == PHASE_STRICT)
-			attempt_fail(up, FAIL_STARTTLS, RPT_RESULT_STARTTLS_NOT_SUPPORTED,
+		else if (up->route.strict)
+			attempt_fail(up, MX_FAIL_STARTTLS, RPT_RESULT_STARTTLS_NOT_SUPPORTED,
 			    "does not offer STARTTLS");
 		else
 			upstream_enter_state(up, UPSTREAM_S_MAIL);
 		return;
 	case UPSTREAM_S_HELO:
 		if (cls != 2) {
-			attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "HELO refused: %s", flat);
+			attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "HELO refused: %s", flat);
 			return;
 		}
 		smtp_reply_clear(&up->conn->ehlo);
@@ -768,8 +575,8 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 		return;
 	case UPSTREAM_S_STARTTLS:
 		if (cls != 2) {
-			if (up->phase == PHASE_STRICT)
-				attempt_fail(up, FAIL_STARTTLS, RPT_RESULT_STARTTLS_NOT_SUPPORTED,
+			if (up->route.strict)
+				attempt_fail(up, MX_FAIL_STARTTLS, RPT_RESULT_STARTTLS_NOT_SUPPORTED,
 				    "STARTTLS refused: %s", flat);
 			else
 				upstream_enter_state(up, UPSTREAM_S_MAIL);
@@ -779,7 +586,7 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 		 * follow the 220 in the clear; it would be read as TLS-protected. */
 		if (evbuffer_get_length(bufferevent_get_input(up->conn->bev)) > 0) {
 			up->clean = false;
-			attempt_fail(up, up->phase == PHASE_STRICT ? FAIL_STARTTLS : FAIL_CONNECT,
+			attempt_fail(up, up->route.strict ? MX_FAIL_STARTTLS : MX_FAIL_CONNECT,
 			    RPT_RESULT_VALIDATION_FAILURE,
 			    "sent plaintext after its STARTTLS reply (command injection)");
 			return;
@@ -788,7 +595,7 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 		return;
 	case UPSTREAM_S_EHLO_TLS:
 		if (cls != 2) {
-			attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "EHLO after STARTTLS refused: %s",
+			attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "EHLO after STARTTLS refused: %s",
 			    flat);
 			return;
 		}
@@ -808,7 +615,7 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 		if (cls != 2) {
 			/* The upstream spoke for the domain: pass its word on (PRX). */
 			log_notice("session=%s event=mail_refused domain=%s to=%s mx=%s reply=%s",
-			    up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn), up->mx_host, log_quote(flat));
+			    up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn), up->route.mx_host, log_quote(flat));
 			record_delivery(up);
 			up->state = UPSTREAM_S_FAILED;
 			notify(up, UPSTREAM_EV_FAILED, r);
@@ -823,7 +630,7 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 			    (double)(now.tv_usec - up->started.tv_usec) / 1e6);
 		}
 		log_info("session=%s event=upstream_ready domain=%s mx=%s ip=%s tls=%s mode=%s",
-		    up->txn.session, up->txn.domain, up->mx_host, up->conn->ip,
+		    up->txn.session, up->txn.domain, up->route.mx_host, up->conn->ip,
 		    up->conn->tls_active ? up->conn->peer.version : "no", upstream_txn_mode(&up->txn));
 		/* With the first RCPT pipelined, its reply is next: the client
 		 * session claims it with upstream_rcpt() when it hears READY. */
@@ -857,7 +664,7 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 		/* FALLTHROUGH */
 	default:
 		log_warnx("session=%s event=unexpected_reply mx=%s state=%s reply=%s", up->txn.session,
-		    up->mx_host, state_names[up->state], log_quote(flat));
+		    up->route.mx_host, state_names[up->state], log_quote(flat));
 		return;
 	}
 }
@@ -866,7 +673,7 @@ static void
 upstream_enter_state(struct upstream *up, enum upstream_state next)
 {
 	log_debug("session=%s upstream=%s state=%s -> %s", up->txn.session,
-	    up->mx_host ? up->mx_host : "-", state_names[up->state], state_names[next]);
+	    up->route.mx_host ? up->route.mx_host : "-", state_names[up->state], state_names[next]);
 	up->state = next;
 
 	switch (next) {
@@ -907,8 +714,8 @@ upstream_enter_state(struct upstream *up, enum upstream_state next)
 			struct smtp_reply r;
 
 			smtp_reply_init(&r);
-			own_reply(up, &r, 553, "5.6.7",
-			    "The message needs SMTPUTF8, which %s does not support", up->mx_host);
+			smtp_reply_own(&r, up->txn.session, 553, "5.6.7",
+			    "The message needs SMTPUTF8, which %s does not support", up->route.mx_host);
 			set_last_reply(up, &r);
 			record_delivery(up);
 			up->state = UPSTREAM_S_FAILED;
@@ -1017,9 +824,9 @@ protocol_error:
 		struct smtp_reply r;
 
 		smtp_reply_init(&r);
-		own_reply(up, &r, 451, "4.4.2", "Upstream %s protocol error: %s", up->mx_host, why);
+		smtp_reply_own(&r, up->txn.session, 451, "4.4.2", "Upstream %s protocol error: %s", up->route.mx_host, why);
 		log_warnx("session=%s event=upstream_lost domain=%s to=%s mx=%s reason=%s", up->txn.session,
-		    up->txn.domain, upstream_txn_recipients(&up->txn), up->mx_host, log_quote(why));
+		    up->txn.domain, upstream_txn_recipients(&up->txn), up->route.mx_host, log_quote(why));
 		set_last_reply(up, &r);
 		record_delivery(up);
 		upstream_enter_state(up, UPSTREAM_S_LOST);
@@ -1028,7 +835,7 @@ protocol_error:
 		smtp_reply_clear(&r);
 		return;
 	}
-	attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "protocol error: %s", why);
+	attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "protocol error: %s", why);
 }
 
 static void
@@ -1079,17 +886,17 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 		char treason[256];
 
 		t = upstream_conn_tls_failed(up->conn, treason, sizeof(treason));
-		if (up->phase == PHASE_OPPORTUNISTIC) {
+		if (!up->route.strict) {
 			/* Opportunistic TLS that fails is retried in the clear (RFC 3207 §4.1
 			 * leaves it to the client); the policy phase never does. */
-			up->plaintext_retry = true;
-			attempt_fail(up, FAIL_CONNECT, t, "%s", treason);
+			mx_walk_retry_plaintext(up->walk);
+			attempt_fail(up, MX_FAIL_CONNECT, t, "%s", treason);
 		} else
-			attempt_fail(up, FAIL_POLICY, t, "%s", treason);
+			attempt_fail(up, MX_FAIL_POLICY, t, "%s", treason);
 		return;
 	}
 	case UPSTREAM_S_CONNECTING:
-		attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "%s",
+		attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "%s",
 		    what & BEV_EVENT_TIMEOUT ? "connection timed out" : reason);
 		return;
 	case UPSTREAM_S_BANNER:
@@ -1099,7 +906,7 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	case UPSTREAM_S_EHLO_TLS:
 	case UPSTREAM_S_RSET:
 	case UPSTREAM_S_MAIL:
-		attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "%s", reason);
+		attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "%s", reason);
 		return;
 	case UPSTREAM_S_READY:
 	case UPSTREAM_S_RCPT:
@@ -1110,10 +917,10 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 
 		/* SMTP-10: without a final 2xx the client keeps the message. */
 		smtp_reply_init(&r);
-		own_reply(up, &r, 451, "4.4.2", "Upstream %s %s; message not delivered",
-		    up->mx_host, reason);
+		smtp_reply_own(&r, up->txn.session, 451, "4.4.2", "Upstream %s %s; message not delivered",
+		    up->route.mx_host, reason);
 		log_warnx("session=%s event=upstream_lost domain=%s to=%s mx=%s ip=%s reason=%s",
-		    up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn), up->mx_host, up->conn->ip, log_quote(reason));
+		    up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn), up->route.mx_host, up->conn->ip, log_quote(reason));
 		set_last_reply(up, &r);
 		record_delivery(up);
 		upstream_enter_state(up, UPSTREAM_S_LOST);
@@ -1131,120 +938,11 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
-/* MX set and policy are both known: start the walk. */
+/* The walk has the MX set and the policy: start it. */
 static void
-resolution_done(struct upstream *up)
+resolved(void *arg)
 {
-	struct smtp_reply r;
-
-	if (!up->mx_done || !up->policy_done)
-		return;
-	smtp_reply_init(&r);
-	switch (up->mx_status) {
-	case MX_STATUS_OK:
-		break;
-	case MX_STATUS_NULL_MX:
-		own_reply(up, &r, 556, "5.1.10", "Recipient domain %s accepts no mail (null MX)",
-		    up->txn.domain);
-		break;
-	case MX_STATUS_NXDOMAIN:
-		own_reply(up, &r, 550, "5.1.2", "Recipient domain %s does not exist", up->txn.domain);
-		break;
-	case MX_STATUS_NO_HOSTS:
-		own_reply(up, &r, 554, "5.4.4", "No usable MX for %s: %s", up->txn.domain,
-		    up->mx_reason);
-		break;
-	case MX_STATUS_TEMPFAIL:
-		own_reply(up, &r, 451, "4.4.3", "MX lookup for %s failed: %s", up->txn.domain,
-		    up->mx_reason);
-		break;
-	}
-	if (up->mx_status != MX_STATUS_OK) {
-		{
-			char labels[48];
-
-			snprintf(labels, sizeof(labels), "status=\"%s\"", mx_status_name(up->mx_status));
-			metrics_add("stsproxy_dns_failures_total", labels, 1);
-		}
-		log_notice("session=%s event=mx_lookup_failed domain=%s to=%s status=%s reason=%s",
-		    up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn), mx_status_name(up->mx_status),
-		    log_quote(up->mx_reason));
-		up->state = UPSTREAM_S_FAILED;
-		notify(up, UPSTREAM_EV_FAILED, &r);
-		smtp_reply_clear(&r);
-		return;
-	}
-	up->phase = up->txn.policy.have && (up->txn.policy.mode == STS_MODE_ENFORCE ||
-	    up->txn.policy.mode == STS_MODE_TESTING) ? PHASE_STRICT : PHASE_OPPORTUNISTIC;
-	upstream_enter_state(up, UPSTREAM_S_NEXT_MX);
-}
-
-static void
-on_mx_set(void *arg, const struct mx_set *set)
-{
-	struct upstream *up = arg;
-	struct strbuf list;
-
-	up->mx_lookup = NULL;
-	up->mx_done = true;
-	up->mx_status = set->status;
-	up->mx_reason = xstrdup(set->reason ? set->reason : "");
-	if (set->nhosts > 0) {
-		up->hosts = xcalloc(set->nhosts, sizeof(*up->hosts));
-		memcpy(up->hosts, set->hosts, set->nhosts * sizeof(*up->hosts));
-		up->nhosts = set->nhosts;
-	}
-	strbuf_init(&list);
-	for (size_t i = 0; i < up->nhosts; i++)
-		strbuf_printf(&list, "%s%u:%s/%zu", i ? "," : "", up->hosts[i].preference,
-		    up->hosts[i].name, up->hosts[i].naddrs);
-	log_info("session=%s event=mx_set domain=%s status=%s dnssec=%s mx=%s", up->txn.session,
-	    up->txn.domain, mx_status_name(set->status), set->mx_secure ? "secure" : "insecure",
-	    list.data ? list.data : "-");
-	strbuf_free(&list);
-	resolution_done(up);
-}
-
-static void
-on_policy(void *arg, const struct policy_result *res)
-{
-	struct upstream *up = arg;
-
-	up->policy_lookup = NULL;
-	up->policy_done = true;
-	{
-		char labels[64];
-
-		snprintf(labels, sizeof(labels), "source=\"%s\"", policy_source_name(res->source));
-		metrics_add("stsproxy_policy_lookups_total", labels, 1);
-		if (res->failure != RPT_RESULT_NONE) {
-			snprintf(labels, sizeof(labels), "result=\"%s\"", rpt_result_type_name(res->failure));
-			metrics_add("stsproxy_policy_failures_total", labels, 1);
-		}
-	}
-	if (res->source != POLICY_SOURCE_NONE && res->policy != NULL) {
-		up->txn.policy.have = true;
-		up->txn.policy.mode = res->mode;
-		up->txn.policy.id = xstrdup(res->id ? res->id : "");
-		strlist_copy(&up->txn.policy.patterns, &res->policy->mx);
-		strlist_copy(&up->txn.policy.lines, &res->policy->lines);
-	}
-	log_info("session=%s event=policy domain=%s source=%s mode=%s id=%s%s%s note=%s",
-	    up->txn.session, up->txn.domain, policy_source_name(res->source),
-	    up->txn.policy.have ? sts_mode_name(up->txn.policy.mode) : "none", up->txn.policy.id ? up->txn.policy.id : "-",
-	    res->override_mode ? " override=" : "", res->override_mode ? res->override_mode : "",
-	    log_quote(res->note ? res->note : ""));
-	if (res->failure != RPT_RESULT_NONE && res->failure_reportable)
-		upstream_record_policy_failure(&up->txn, res->failure, res->failure_reason);
-	resolution_done(up);
-}
-
-static void
-kick(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	resolution_done(arg);
+	upstream_enter_state(arg, UPSTREAM_S_NEXT_MX);
 }
 
 static void
@@ -1273,18 +971,12 @@ reap(evutil_socket_t fd, short what, void *arg)
 	}
 	if (up->state == UPSTREAM_S_QUIT)
 		return;
-	event_free(up->kick);
 	/* CLOSED: nothing of ours is pending any more. */
-	mx_lookup_cancel(up->mx_lookup);
-	if (up->policy_lookup != NULL)
-		policy_lookup_cancel(up->policy_lookup);
+	mx_walk_free(up->walk);
 	close_connection(up);
 	event_free(up->reaper);
 	upstream_txn_clear(&up->txn);
-	free(up->mx_reason);
-	free(up->hosts);
 	free(up->last_reply);
-	strbuf_free(&up->failures);
 	live_upstreams--;
 	free(up);
 }
@@ -1312,11 +1004,9 @@ upstream_alloc(struct runtime *rt, const char *session, const char *domain,
 	up->cb = cb;
 	up->arg = arg;
 	up->state = UPSTREAM_S_RESOLVING;
-	strbuf_init(&up->failures);
 	smtp_reply_init(&up->reply);
 	evutil_gettimeofday(&up->started, NULL);
 	up->reaper = event_new(rt->base, -1, 0, reap, up);
-	up->kick = event_new(rt->base, -1, 0, kick, up);
 	live_upstreams++;
 	return up;
 }
@@ -1328,21 +1018,13 @@ upstream_new_resolved(struct runtime *rt, const char *session, const char *domai
 {
 	struct upstream *up = upstream_alloc(rt, session, domain, mail, flags, cb, arg);
 
-	up->mx_done = up->policy_done = true;
-	up->mx_status = nhosts ? MX_STATUS_OK : MX_STATUS_NO_HOSTS;
-	up->mx_reason = xstrdup(nhosts ? "" : "no hosts given");
-	if (nhosts > 0) {
-		up->hosts = xcalloc(nhosts, sizeof(*up->hosts));
-		memcpy(up->hosts, hosts, nhosts * sizeof(*hosts));
-		up->nhosts = nhosts;
-	}
 	if (patterns != NULL) {
 		up->txn.policy.have = true;
 		up->txn.policy.mode = mode;
 		up->txn.policy.id = xstrdup("test");
 		strlist_copy(&up->txn.policy.patterns, patterns);
 	}
-	event_active(up->kick, EV_TIMEOUT, 0);
+	up->walk = mx_walk_new_resolved(rt, &up->txn, hosts, nhosts, resolved, up);
 	return up;
 }
 
@@ -1359,21 +1041,7 @@ upstream_new_flags(struct runtime *rt, const char *session, const char *domain,
 {
 	struct upstream *up = upstream_alloc(rt, session, domain, mail, flags, cb, arg);
 
-
-	/* MX set and policy in parallel; the walk starts when both are in. */
-	up->mx_lookup = mx_resolve(rt->resolver, domain, rt->hostname, rt->conf->upstream_ipv6,
-	    rt->conf->upstream_port, on_mx_set, up);
-	if (up->mx_lookup == NULL) {
-		up->mx_done = true;
-		up->mx_status = MX_STATUS_TEMPFAIL;
-		up->mx_reason = xstrdup("the resolver could not start the MX lookup");
-	}
-	if (!(flags & UPSTREAM_F_NO_POLICY))
-		up->policy_lookup = policy_engine_resolve(rt->engine, domain, 0, on_policy, up);
-	if (up->policy_lookup == NULL)
-		up->policy_done = true;
-	if (up->mx_done && up->policy_done)
-		event_active(up->kick, EV_TIMEOUT, 0);
+	up->walk = mx_walk_new(rt, &up->txn, resolved, up);
 	return up;
 }
 
