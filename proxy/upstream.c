@@ -157,6 +157,46 @@ close_connection(struct upstream *up)
 	upstream_conn_close(release_conn(up), polite);
 }
 
+/* No transaction, on this MX or another: reply is for every recipient (EV_FAILED). */
+static void
+transaction_failed(struct upstream *up, const struct smtp_reply *reply)
+{
+	upstream_enter_state(up, UPSTREAM_S_FAILED);
+	notify(up, UPSTREAM_EV_FAILED, reply);
+}
+
+/*
+ * The connection broke (reason) after MAIL was accepted: nothing more
+ * goes to this MX, and the recipients still waiting hear a 4.4.2 made
+ * of fmt. SMTP-10: without a final 2xx the client keeps the message.
+ */
+static void
+transaction_lost(struct upstream *up, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+transaction_lost(struct upstream *up, const char *reason, const char *fmt, ...)
+{
+	struct smtp_reply r;
+	va_list ap;
+	char *text;
+
+	va_start(ap, fmt);
+	text = xvasprintf(fmt, ap);
+	va_end(ap);
+	smtp_reply_init(&r);
+	smtp_reply_own(&r, up->txn.session, 451, "4.4.2", "%s", text);
+	free(text);
+	log_warnx("session=%s event=upstream_lost domain=%s to=%s mx=%s ip=%s reason=%s",
+	    up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn), up->route.mx_host,
+	    up->conn->ip, log_quote(reason));
+	set_last_reply(up, &r);
+	record_delivery(up);
+	upstream_enter_state(up, UPSTREAM_S_LOST);
+	notify(up, UPSTREAM_EV_LOST, &r);
+	smtp_reply_clear(&r);
+}
+
 /* The current attempt failed: record it, hang up, try the next MX. */
 static void
 attempt_fail(struct upstream *up, enum mx_fail kind, enum rpt_result_type result,
@@ -422,10 +462,9 @@ next_mx(struct upstream *up)
 	struct smtp_reply r;
 
 	smtp_reply_init(&r);
-	if (mx_walk_next(up->walk, &up->route, &r) == MX_WALK_GIVE_UP) {
-		up->state = UPSTREAM_S_FAILED;
-		notify(up, UPSTREAM_EV_FAILED, &r);
-	} else if (!adopt_pooled(up))
+	if (mx_walk_next(up->walk, &up->route, &r) == MX_WALK_GIVE_UP)
+		transaction_failed(up, &r);
+	else if (!adopt_pooled(up))
 		upstream_enter_state(up, UPSTREAM_S_CONNECTING);
 	smtp_reply_clear(&r);
 }
@@ -511,14 +550,149 @@ observe_reply_latency(struct upstream *up)
 	    (double)(now.tv_sec - up->cmd_sent.tv_sec) + (double)(now.tv_usec - up->cmd_sent.tv_usec) / 1e6);
 }
 
+/* The greeting: note the server's name (RFC 5321 §4.3.1), then EHLO. */
+static void
+reply_greeting(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	if (r->nlines > 0) {
+		size_t n = strcspn(r->lines[0], " ");
+
+		if (n >= sizeof(up->conn->mx_helo))
+			n = sizeof(up->conn->mx_helo) - 1;
+		memcpy(up->conn->mx_helo, r->lines[0], n);
+		up->conn->mx_helo[n] = '\0';
+	}
+	if (smtp_reply_class(r) != 2) {
+		attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "greeting %s", flat);
+		return;
+	}
+	upstream_enter_state(up, UPSTREAM_S_EHLO);
+}
+
+/* EHLO in the clear: STARTTLS if offered; the strict phase requires it. */
+static void
+reply_ehlo(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	int cls = smtp_reply_class(r);
+
+	if (cls != 2) {
+		if (cls == 5 && !up->route.strict) {
+			upstream_enter_state(up, UPSTREAM_S_HELO);
+			return;
+		}
+		attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "EHLO refused: %s", flat);
+		return;
+	}
+	smtp_reply_copy(&up->conn->ehlo, r);
+	up->conn->starttls_offered = smtp_reply_has_keyword(r, "STARTTLS", NULL);
+	if (up->route.plaintext)
+		upstream_enter_state(up, UPSTREAM_S_MAIL);
+	else if (up->conn->starttls_offered)
+		upstream_enter_state(up, UPSTREAM_S_STARTTLS);
+	else if (up->route.strict)
+		attempt_fail(up, MX_FAIL_STARTTLS, RPT_RESULT_STARTTLS_NOT_SUPPORTED,
+		    "does not offer STARTTLS");
+	else
+		upstream_enter_state(up, UPSTREAM_S_MAIL);
+}
+
+/* HELO, after EHLO got a 5xx in the opportunistic phase: no extensions. */
+static void
+reply_helo(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	if (smtp_reply_class(r) != 2) {
+		attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "HELO refused: %s", flat);
+		return;
+	}
+	smtp_reply_clear(&up->conn->ehlo);
+	upstream_enter_state(up, UPSTREAM_S_MAIL);
+}
+
+static void
+reply_starttls(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	if (smtp_reply_class(r) != 2) {
+		if (up->route.strict)
+			attempt_fail(up, MX_FAIL_STARTTLS, RPT_RESULT_STARTTLS_NOT_SUPPORTED,
+			    "STARTTLS refused: %s", flat);
+		else
+			upstream_enter_state(up, UPSTREAM_S_MAIL);
+		return;
+	}
+	/* RFC 3207 §5 and the STARTTLS injection attacks: nothing may
+	 * follow the 220 in the clear; it would be read as TLS-protected. */
+	if (evbuffer_get_length(bufferevent_get_input(up->conn->bev)) > 0) {
+		up->clean = false;
+		attempt_fail(up, up->route.strict ? MX_FAIL_STARTTLS : MX_FAIL_CONNECT,
+		    RPT_RESULT_VALIDATION_FAILURE,
+		    "sent plaintext after its STARTTLS reply (command injection)");
+		return;
+	}
+	upstream_enter_state(up, UPSTREAM_S_TLS);
+}
+
+/* EHLO again under TLS: its reply replaces the one from the clear. */
+static void
+reply_ehlo_tls(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	if (smtp_reply_class(r) != 2) {
+		attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "EHLO after STARTTLS refused: %s",
+		    flat);
+		return;
+	}
+	smtp_reply_copy(&up->conn->ehlo, r);
+	upstream_enter_state(up, UPSTREAM_S_MAIL);
+}
+
+/* The pool's RSET on a reused connection; anything but 2xx: connect afresh. */
+static void
+reply_rset(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	if (smtp_reply_class(r) != 2) {
+		(void)retry_fresh(up, flat);
+		return;
+	}
+	upstream_enter_state(up, UPSTREAM_S_MAIL);
+}
+
+/* MAIL: the transaction is on (READY), or the MX refused it for everyone. */
+static void
+reply_mail(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	struct timeval now;
+
+	if (r->code == 421 && retry_fresh(up, flat))
+		return;
+	if (smtp_reply_class(r) != 2) {
+		/* The upstream spoke for the domain: pass its word on (PRX). */
+		log_notice("session=%s event=mail_refused domain=%s to=%s mx=%s reply=%s",
+		    up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn),
+		    up->route.mx_host, log_quote(flat));
+		record_delivery(up);
+		transaction_failed(up, r);
+		return;
+	}
+	evutil_gettimeofday(&now, NULL);
+	metrics_observe("stsproxy_upstream_ready_seconds", "",
+	    (double)(now.tv_sec - up->started.tv_sec) +
+	    (double)(now.tv_usec - up->started.tv_usec) / 1e6);
+	log_info("session=%s event=upstream_ready domain=%s mx=%s ip=%s tls=%s mode=%s",
+	    up->txn.session, up->txn.domain, up->route.mx_host, up->conn->ip,
+	    up->conn->tls_active ? up->conn->peer.version : "no", upstream_txn_mode(&up->txn));
+	/* With the first RCPT pipelined, its reply is next: the client
+	 * session claims it with upstream_rcpt() when it hears READY. */
+	upstream_enter_state(up, up->rcpt_pipelined ? UPSTREAM_S_RCPT : UPSTREAM_S_READY);
+	notify(up, UPSTREAM_EV_READY, NULL);
+}
+
 /*
  * Decide the next state from a complete reply in the current state
- * (SMTP-9: by code only).
+ * (SMTP-9: by code only). From MAIL on, the replies go to the client
+ * session as they are (PRX).
  */
 static void
 upstream_response(struct upstream *up, const struct smtp_reply *r)
 {
-	int cls = smtp_reply_class(r);
 	char *flat = smtp_reply_flatten(r);
 
 	log_debug("session=%s upstream=%s <<< %s", up->txn.session, up->route.mx_host, flat);
@@ -529,123 +703,32 @@ upstream_response(struct upstream *up, const struct smtp_reply *r)
 
 	switch (up->state) {
 	case UPSTREAM_S_BANNER:
-		if (r->nlines > 0) {
-			/* RFC 5321 §4.3.1: the greeting starts with the server's name. */
-			size_t n = strcspn(r->lines[0], " ");
-
-			if (n >= sizeof(up->conn->mx_helo))
-				n = sizeof(up->conn->mx_helo) - 1;
-			memcpy(up->conn->mx_helo, r->lines[0], n);
-			up->conn->mx_helo[n] = '\0';
-		}
-		if (cls != 2) {
-			attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "greeting %s", flat);
-			return;
-		}
-		upstream_enter_state(up, UPSTREAM_S_EHLO);
+		reply_greeting(up, r, flat);
 		return;
 	case UPSTREAM_S_EHLO:
-		if (cls != 2) {
-			if (cls == 5 && !up->route.strict) {
-				upstream_enter_state(up, UPSTREAM_S_HELO);
-				return;
-			}
-			attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "EHLO refused: %s", flat);
-			return;
-		}
-		smtp_reply_copy(&up->conn->ehlo, r);
-		up->conn->starttls_offered = smtp_reply_has_keyword(r, "STARTTLS", NULL);
-		if (up->route.plaintext) {
-			upstream_enter_state(up, UPSTREAM_S_MAIL);
-		} else if (up->conn->starttls_offered)
-			upstream_enter_state(up, UPSTREAM_S_STARTTLS);
-		else if (up->route.strict)
-			attempt_fail(up, MX_FAIL_STARTTLS, RPT_RESULT_STARTTLS_NOT_SUPPORTED,
-			    "does not offer STARTTLS");
-		else
-			upstream_enter_state(up, UPSTREAM_S_MAIL);
+		reply_ehlo(up, r, flat);
 		return;
 	case UPSTREAM_S_HELO:
-		if (cls != 2) {
-			attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "HELO refused: %s", flat);
-			return;
-		}
-		smtp_reply_clear(&up->conn->ehlo);
-		upstream_enter_state(up, UPSTREAM_S_MAIL);
+		reply_helo(up, r, flat);
 		return;
 	case UPSTREAM_S_STARTTLS:
-		if (cls != 2) {
-			if (up->route.strict)
-				attempt_fail(up, MX_FAIL_STARTTLS, RPT_RESULT_STARTTLS_NOT_SUPPORTED,
-				    "STARTTLS refused: %s", flat);
-			else
-				upstream_enter_state(up, UPSTREAM_S_MAIL);
-			return;
-		}
-		/* RFC 3207 §5 and the STARTTLS injection attacks: nothing may
-		 * follow the 220 in the clear; it would be read as TLS-protected. */
-		if (evbuffer_get_length(bufferevent_get_input(up->conn->bev)) > 0) {
-			up->clean = false;
-			attempt_fail(up, up->route.strict ? MX_FAIL_STARTTLS : MX_FAIL_CONNECT,
-			    RPT_RESULT_VALIDATION_FAILURE,
-			    "sent plaintext after its STARTTLS reply (command injection)");
-			return;
-		}
-		upstream_enter_state(up, UPSTREAM_S_TLS);
+		reply_starttls(up, r, flat);
 		return;
 	case UPSTREAM_S_EHLO_TLS:
-		if (cls != 2) {
-			attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "EHLO after STARTTLS refused: %s",
-			    flat);
-			return;
-		}
-		smtp_reply_copy(&up->conn->ehlo, r);
-		upstream_enter_state(up, UPSTREAM_S_MAIL);
+		reply_ehlo_tls(up, r, flat);
 		return;
 	case UPSTREAM_S_RSET:
-		if (cls != 2) {
-			(void)retry_fresh(up, flat);
-			return;
-		}
-		upstream_enter_state(up, UPSTREAM_S_MAIL);
+		reply_rset(up, r, flat);
 		return;
 	case UPSTREAM_S_MAIL:
-		if (r->code == 421 && retry_fresh(up, flat))
-			return;
-		if (cls != 2) {
-			/* The upstream spoke for the domain: pass its word on (PRX). */
-			log_notice("session=%s event=mail_refused domain=%s to=%s mx=%s reply=%s",
-			    up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn), up->route.mx_host, log_quote(flat));
-			record_delivery(up);
-			up->state = UPSTREAM_S_FAILED;
-			notify(up, UPSTREAM_EV_FAILED, r);
-			return;
-		}
-		{
-			struct timeval now;
-
-			evutil_gettimeofday(&now, NULL);
-			metrics_observe("stsproxy_upstream_ready_seconds", "",
-			    (double)(now.tv_sec - up->started.tv_sec) +
-			    (double)(now.tv_usec - up->started.tv_usec) / 1e6);
-		}
-		log_info("session=%s event=upstream_ready domain=%s mx=%s ip=%s tls=%s mode=%s",
-		    up->txn.session, up->txn.domain, up->route.mx_host, up->conn->ip,
-		    up->conn->tls_active ? up->conn->peer.version : "no", upstream_txn_mode(&up->txn));
-		/* With the first RCPT pipelined, its reply is next: the client
-		 * session claims it with upstream_rcpt() when it hears READY. */
-		upstream_enter_state(up, up->rcpt_pipelined ? UPSTREAM_S_RCPT : UPSTREAM_S_READY);
-		notify(up, UPSTREAM_EV_READY, NULL);
+		reply_mail(up, r, flat);
 		return;
 	case UPSTREAM_S_RCPT:
 		upstream_enter_state(up, UPSTREAM_S_READY);
 		notify(up, UPSTREAM_EV_REPLY, r);
 		return;
 	case UPSTREAM_S_DATA:
-		if (r->code == 354) {
-			upstream_enter_state(up, UPSTREAM_S_BODY);
-		} else
-			upstream_enter_state(up, UPSTREAM_S_READY);
+		upstream_enter_state(up, r->code == 354 ? UPSTREAM_S_BODY : UPSTREAM_S_READY);
 		notify(up, UPSTREAM_EV_REPLY, r);
 		return;
 	case UPSTREAM_S_EOM:
@@ -718,8 +801,7 @@ upstream_enter_state(struct upstream *up, enum upstream_state next)
 			    "The message needs SMTPUTF8, which %s does not support", up->route.mx_host);
 			set_last_reply(up, &r);
 			record_delivery(up);
-			up->state = UPSTREAM_S_FAILED;
-			notify(up, UPSTREAM_EV_FAILED, &r);
+			transaction_failed(up, &r);
 			smtp_reply_clear(&r);
 		}
 		break;
@@ -737,6 +819,9 @@ upstream_enter_state(struct upstream *up, enum upstream_state next)
 		break;
 	case UPSTREAM_S_READY:
 		set_timeout(up, up->conf->upstream_command_timeout);
+		break;
+	case UPSTREAM_S_LOST:
+		close_connection(up);	/* mid-transaction: cut, so the server discards it */
 		break;
 	case UPSTREAM_S_QUIT:
 		send_line(up, "QUIT");
@@ -821,18 +906,7 @@ protocol_error:
 		return;
 	}
 	if (up->state >= UPSTREAM_S_READY) {
-		struct smtp_reply r;
-
-		smtp_reply_init(&r);
-		smtp_reply_own(&r, up->txn.session, 451, "4.4.2", "Upstream %s protocol error: %s", up->route.mx_host, why);
-		log_warnx("session=%s event=upstream_lost domain=%s to=%s mx=%s reason=%s", up->txn.session,
-		    up->txn.domain, upstream_txn_recipients(&up->txn), up->route.mx_host, log_quote(why));
-		set_last_reply(up, &r);
-		record_delivery(up);
-		upstream_enter_state(up, UPSTREAM_S_LOST);
-		close_connection(up);
-		notify(up, UPSTREAM_EV_LOST, &r);
-		smtp_reply_clear(&r);
+		transaction_lost(up, why, "Upstream %s protocol error: %s", up->route.mx_host, why);
 		return;
 	}
 	attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "protocol error: %s", why);
@@ -912,23 +986,10 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	case UPSTREAM_S_RCPT:
 	case UPSTREAM_S_DATA:
 	case UPSTREAM_S_BODY:
-	case UPSTREAM_S_EOM: {
-		struct smtp_reply r;
-
-		/* SMTP-10: without a final 2xx the client keeps the message. */
-		smtp_reply_init(&r);
-		smtp_reply_own(&r, up->txn.session, 451, "4.4.2", "Upstream %s %s; message not delivered",
-		    up->route.mx_host, reason);
-		log_warnx("session=%s event=upstream_lost domain=%s to=%s mx=%s ip=%s reason=%s",
-		    up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn), up->route.mx_host, up->conn->ip, log_quote(reason));
-		set_last_reply(up, &r);
-		record_delivery(up);
-		upstream_enter_state(up, UPSTREAM_S_LOST);
-		close_connection(up);
-		notify(up, UPSTREAM_EV_LOST, &r);
-		smtp_reply_clear(&r);
+	case UPSTREAM_S_EOM:
+		transaction_lost(up, reason, "Upstream %s %s; message not delivered", up->route.mx_host,
+		    reason);
 		return;
-	}
 	case UPSTREAM_S_QUIT:
 		upstream_enter_state(up, UPSTREAM_S_CLOSED);
 		return;
