@@ -119,7 +119,15 @@ notify(struct upstream *up, enum upstream_event ev, const struct smtp_reply *rep
 static void
 record_delivery(struct upstream *up)
 {
-	upstream_record_delivery(&up->txn, up->route.mx_host, up->conn, up->last_reply, &up->recorded);
+	upstream_record_delivery(&up->txn, up->route.mx_host, up->conn, up->last_reply,
+	    &up->recorded);
+}
+
+/* The walk's phase for log lines. */
+static const char *
+phase_name(const struct upstream *up)
+{
+	return up->route.strict ? "strict" : "opportunistic";
 }
 
 static void
@@ -217,8 +225,8 @@ attempt_fail(struct upstream *up, enum mx_fail kind, enum rpt_result_type result
 		return;
 	}
 	log_info("session=%s event=mx_failed domain=%s mx=%s ip=%s phase=%s reason=%s",
-	    up->txn.session, up->txn.domain, up->route.mx_host, up->conn->ip,
-	    up->route.strict ? "strict" : "opportunistic", log_quote(reason));
+	    up->txn.session, up->txn.domain, up->route.mx_host, up->conn->ip, phase_name(up),
+	    log_quote(reason));
 	upstream_record_failed(&up->txn, up->route.mx_host, up->conn, up->last_reply, result, reason,
 	    &up->recorded);
 	mx_walk_failed(up->walk, kind, reason);
@@ -405,15 +413,16 @@ adopt_pooled(struct upstream *up)
 	upstream_conn_set_owner(up->conn, upstream_read_cb, upstream_write_cb, upstream_event_cb, up);
 	bufferevent_enable(up->conn->bev, EV_READ | EV_WRITE);
 	log_info("session=%s event=connection_reused domain=%s mx=%s ip=%s tls=%s messages=%u phase=%s",
-	    up->txn.session, up->txn.domain, up->route.mx_host, up->conn->ip, up->conn->tls_active ? up->conn->peer.version : "no",
-	    up->conn->messages, up->route.strict ? "strict" : "opportunistic");
+	    up->txn.session, up->txn.domain, up->route.mx_host, up->conn->ip,
+	    up->conn->tls_active ? up->conn->peer.version : "no", up->conn->messages, phase_name(up));
 	if (!rset_pending) {
 		upstream_enter_state(up, UPSTREAM_S_MAIL);
 		return true;
 	}
 	/* The pool's RSET is still unanswered: read its reply first, with MAIL
 	 * pipelined behind it when the server allows (RFC 2920). */
-	up->mail_pipelined = smtp_reply_has_keyword(&up->conn->ehlo, "PIPELINING", NULL) && send_mail(up) == 0;
+	up->mail_pipelined = smtp_reply_has_keyword(&up->conn->ehlo, "PIPELINING", NULL) &&
+	    send_mail(up) == 0;
 	if (up->mail_pipelined)
 		pipeline_first_rcpt(up);
 	upstream_enter_state(up, UPSTREAM_S_RSET);
@@ -477,9 +486,10 @@ start_connect(struct upstream *up)
 	up->rcpt_pipelined = false;
 	free(up->last_reply);
 	up->last_reply = NULL;
-	up->conn = upstream_conn_new(up->route.mx_host, &up->route.addr, up->route.strict && !up->route.plaintext);
+	up->conn = upstream_conn_new(up->route.mx_host, &up->route.addr,
+	    up->route.strict && !up->route.plaintext);
 	log_info("session=%s event=connecting domain=%s mx=%s ip=%s phase=%s%s", up->txn.session,
-	    up->txn.domain, up->route.mx_host, up->conn->ip, up->route.strict ? "strict" : "opportunistic",
+	    up->txn.domain, up->route.mx_host, up->conn->ip, phase_name(up),
 	    up->route.plaintext ? " tls=no" : "");
 	evutil_gettimeofday(&up->cmd_sent, NULL);
 	if (upstream_conn_connect(up->conn, up->rt->base, up->conf->upstream_connect_timeout,
@@ -504,8 +514,8 @@ tls_established(struct upstream *up)
 
 	up->clean = true;
 	log_info("session=%s event=tls mx=%s ip=%s version=%s cipher=%s resumed=%s verify=%s reason=%s",
-	    up->txn.session, up->route.mx_host, up->conn->ip, up->conn->peer.version, up->conn->peer.cipher,
-	    up->conn->tls_resumed ? "yes" : "no",
+	    up->txn.session, up->route.mx_host, up->conn->ip, up->conn->peer.version,
+	    up->conn->peer.cipher, up->conn->tls_resumed ? "yes" : "no",
 	    rpt_result_type_name(verdict), log_quote(up->conn->tls_reason));
 	if (verdict != RPT_RESULT_NONE && up->route.strict) {
 		/* STS-38, STS-41: a certificate that fails is an unreachable MX. */

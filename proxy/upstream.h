@@ -9,8 +9,15 @@
  * no MX could be used, the 4xx/5xx reply of spec §11.
  *
  * Lifetime: upstream_free() may be called at any time, also from inside
- * the callback; the object then says QUIT (when a connection is clean)
- * and frees itself later from the event loop, never on the caller's stack.
+ * the callback; the object then parks its connection for the next
+ * transaction or says QUIT (when the connection is clean) and frees
+ * itself later from the event loop, never on the caller's stack.
+ *
+ * Inside, each file answers one question: mx_walk.c which MX and
+ * address next, and when to give up with which reply; upstream.c (the
+ * UPSTREAM_S_* state machine) the SMTP dialogue with one MX;
+ * upstream_conn.c the connection, which upstream_pool.c parks between
+ * transactions; upstream_record.c what goes to TLS-RPT.
  */
 #ifndef STSPROXY_UPSTREAM_H
 #define STSPROXY_UPSTREAM_H
