@@ -131,6 +131,11 @@ static const struct conf_key conf_keys[] = {
 	  "Largest message accepted, advertised as SIZE; larger ones get 552 5.3.4." },
 	{ "server", "max_recipients", CONF_T_COUNT, "1000", OFF(server_max_recipients), 100, 100000, NULL, NULL,
 	  "Most recipients in one transaction (RFC 5321 requires at least 100); more get 452 4.5.3." },
+	{ "server", "allow_bare_newline", CONF_T_BOOL, "no", OFF(server_allow_bare_newline), 0, 0, NULL, NULL,
+	  "no: a command line that ends in a bare LF instead of CR LF (RFC 5321 section 2.3.8) gets "
+	  "550 5.5.2 Error: bare <LF> received and the connection is closed, as Postfix does with "
+	  "smtpd_forbid_bare_newline. yes: accept such commands, for a legacy client that cannot be fixed. "
+	  "The message body is unaffected: there bare LF and bare CR are always normalised to CR LF." },
 	{ "server", "command_timeout", CONF_T_DURATION, "5m", OFF(server_command_timeout), 1, 3600, NULL, NULL,
 	  "Time a client may take to send a command (RFC 5321 section 4.5.3.2 asks for at least 5 minutes)." },
 	{ "server", "data_timeout", CONF_T_DURATION, "5m", OFF(server_data_timeout), 1, 3600, NULL, NULL,
@@ -1209,6 +1214,44 @@ conf_print(const struct conf *conf, FILE *out)
 		fprintf(out, "%s = %s\n", k->name, sb.data ? sb.data : "");
 		strbuf_free(&sb);
 	}
+}
+
+size_t
+conf_key_count(void)
+{
+	return NKEYS;
+}
+
+const char *
+conf_key_label(size_t i, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s%s%s", conf_keys[i].section[0] ? "[" : "", conf_keys[i].section,
+	    conf_keys[i].section[0] ? "] " : "", conf_keys[i].name);
+	return buf;
+}
+
+bool
+conf_key_equal(const struct conf *a, const struct conf *b, size_t i)
+{
+	const struct conf_key *k = &conf_keys[i];
+	const void *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
+
+	switch (k->type) {
+	case CONF_T_STRING:
+	case CONF_T_PATH:
+	case CONF_T_ENUM:
+		return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
+	case CONF_T_BOOL:
+		return *(const bool *)fa == *(const bool *)fb;
+	case CONF_T_DURATION:
+	case CONF_T_COUNT:
+		return *(const unsigned *)fa == *(const unsigned *)fb;
+	case CONF_T_SIZE:
+		return *(const size_t *)fa == *(const size_t *)fb;
+	case CONF_T_LIST:
+		return strlist_equal(fa, fb);
+	}
+	return false;
 }
 
 size_t

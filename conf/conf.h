@@ -44,6 +44,7 @@ struct conf {
 	unsigned	 server_max_per_client;
 	size_t		 server_max_message_size;
 	unsigned	 server_max_recipients;
+	bool		 server_allow_bare_newline;	/* commands may end in a bare LF */
 	unsigned	 server_command_timeout;	/* seconds */
 	unsigned	 server_data_timeout;
 	unsigned	 server_shutdown_timeout;	/* seconds */
@@ -135,6 +136,15 @@ char *conf_env_name(const char *section, const char *name);
 
 /** Write the effective configuration in the file's own syntax. */
 void conf_print(const struct conf *conf, FILE *out);
+
+/** The number of keys in the table; keys are numbered 0 to this - 1. */
+size_t conf_key_count(void);
+
+/** "[section] name" of key i, written to buf (len bytes); returns buf. */
+const char *conf_key_label(size_t i, char *buf, size_t len);
+
+/** true if key i has the same value in a and b (compared as its type). */
+bool conf_key_equal(const struct conf *a, const struct conf *b, size_t i);
 
 /**
  * Write only the keys whose value differs from the embedded default, each

@@ -3,7 +3,7 @@
 # and generates the build system.
 
 STSPROXY_BUILD_PKGS="autoconf automake make gcc pkg-config ca-certificates dns-root-data
-	libevent-dev libssl-dev libunbound-dev liblmdb-dev libjansson-dev zlib1g-dev libcmocka-dev"
+	libevent-dev libssl-dev libunbound-dev liblmdb-dev libjansson-dev zlib1g-dev libcmocka-dev libidn2-dev"
 # What the tests drive: a DNSSEC zone (NSD, ldns), HTTPS (nginx), JSON (jq),
 # fuzzing (clang, libFuzzer), leak checks (valgrind), man page rendering,
 # and Postfix as the legacy client of the relay (Exim: bootstrap_exim).

@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "conf/idna.h"
 #include "conf/log.h"
 #include "policy/mx_match.h"
 #include "proxy/cli_args.h"
@@ -457,6 +458,21 @@ cmd_policy(const struct conf *conf, const char *path, int argc, char **argv)
 	if ((why = cli_policy_domain(target, &domain, &how)) != NULL) {
 		fprintf(stderr, "stsproxy: %s: %s\n", target, why);
 		return EXIT_ERROR;
+	}
+	if (idna_is_utf8(domain)) {
+		/* The policy of bücher.example is that of xn--bcher-kva.example. */
+		char *alabel = idna_to_alabel(domain, &why);
+
+		if (alabel == NULL) {
+			fprintf(stderr, "stsproxy: %s: not a valid internationalised domain name: %s\n",
+			    target, why);
+			free(domain);
+			return EXIT_ERROR;
+		}
+		free(domain);
+		domain = alabel;
+		if (how == NULL)
+			how = "the A-label form of";
 	}
 	if (how != NULL)
 		fprintf(stderr, "stsproxy: looking up %s, %s %s\n", domain, how, target);

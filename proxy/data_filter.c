@@ -9,7 +9,7 @@ data_filter_init(struct data_filter *f)
 {
 	f->state = DATA_FILTER_S_BOL;
 	f->bytes_in = f->bytes_out = 0;
-	f->bare_lf = f->bare_cr = 0;
+	f->bare_lf = f->bare_cr = f->nul = 0;
 }
 
 /*
@@ -51,7 +51,8 @@ data_filter_feed(struct data_filter *f, const char *in, size_t len, struct evbuf
 		case DATA_FILTER_S_TEXT:
 			/* The hot path: copy a run of ordinary bytes at once. */
 			run = 0;
-			while (i - 1 + run < len && in[i - 1 + run] != '\r' && in[i - 1 + run] != '\n')
+			while (i - 1 + run < len && in[i - 1 + run] != '\r' && in[i - 1 + run] != '\n' &&
+			    in[i - 1 + run] != '\0')
 				run++;
 			if (run > 0) {
 				if (o.len + run > sizeof(o.buf)) {
@@ -64,7 +65,9 @@ data_filter_feed(struct data_filter *f, const char *in, size_t len, struct evbuf
 				i += run - 1;
 				break;
 			}
-			if (c == '\r')
+			if (c == '\0')
+				f->nul++;
+			else if (c == '\r')
 				f->state = DATA_FILTER_S_CR;
 			else {
 				f->bare_lf++;
@@ -73,7 +76,11 @@ data_filter_feed(struct data_filter *f, const char *in, size_t len, struct evbuf
 			}
 			break;
 		case DATA_FILTER_S_BOL:
-			if (c == '.')
+			if (c == '\0') {
+				/* The line has begun, but a "." next would start our output line. */
+				f->nul++;
+				f->state = DATA_FILTER_S_BOL_NORM;
+			} else if (c == '.')
 				f->state = DATA_FILTER_S_DOT;
 			else if (c == '\r')
 				f->state = DATA_FILTER_S_CR;
@@ -87,7 +94,9 @@ data_filter_feed(struct data_filter *f, const char *in, size_t len, struct evbuf
 			}
 			break;
 		case DATA_FILTER_S_BOL_NORM:
-			if (c == '.') {
+			if (c == '\0')
+				f->nul++;
+			else if (c == '.') {
 				/* Never let a normalised break start a "." line. */
 				emit(&o, "..", 2);
 				f->state = DATA_FILTER_S_TEXT;
@@ -113,7 +122,12 @@ data_filter_feed(struct data_filter *f, const char *in, size_t len, struct evbuf
 			}
 			break;
 		case DATA_FILTER_S_DOT:
-			if (c == '\r')
+			if (c == '\0') {
+				/* ".\0\r\n" is a stuffed line holding a NUL, not an end:
+				 * hold the "." until we know what the line holds. */
+				f->nul++;
+				f->state = DATA_FILTER_S_DOT_NUL;
+			} else if (c == '\r')
 				f->state = DATA_FILTER_S_DOT_CR;
 			else if (c == '\n') {
 				/* ".\n" is not an end: keep it as a stuffed "." line. */
@@ -136,6 +150,23 @@ data_filter_feed(struct data_filter *f, const char *in, size_t len, struct evbuf
 				emit(&o, "..\r\n", 4);
 				f->state = DATA_FILTER_S_BOL_NORM;
 				i--;
+			}
+			break;
+		case DATA_FILTER_S_DOT_NUL:
+			if (c == '\0')
+				f->nul++;
+			else if (c == '\r')
+				/* The line held only NULs: it goes out empty. */
+				f->state = DATA_FILTER_S_CR;
+			else if (c == '\n') {
+				f->bare_lf++;
+				emit(&o, "\r\n", 2);
+				f->state = DATA_FILTER_S_BOL_NORM;
+			} else {
+				/* The client's stuffing "." goes out with the rest. */
+				emit(&o, ".", 1);
+				emit(&o, &c, 1);
+				f->state = DATA_FILTER_S_TEXT;
 			}
 			break;
 		case DATA_FILTER_S_DONE:

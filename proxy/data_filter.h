@@ -11,9 +11,15 @@
  *   - a bare LF or bare CR is normalised to CR LF (RFC 5321 §2.3.8 forbids
  *     them), and a line that starts after such a normalised break with a
  *     "." gets one more "." so it can never read as end-of-data upstream;
- *   - every line we emit therefore ends in CR LF, and the only "." line we
- *     emit is the terminator.
- * Pure code over bytes; the fuzz target checks these invariants.
+ *   - a NUL byte is removed (RFC 5322 §3.5 and RFC 6152 allow none in
+ *     text; we offer no BINARYMIME): a receiver that drops NULs itself
+ *     would otherwise read CR LF NUL "." CR LF as end-of-data. It still
+ *     counts as a byte of its line, so a "." that follows it at the start
+ *     of a line is stuffed, and ".", NUL, CR LF becomes an empty line;
+ *   - every line we emit therefore ends in CR LF, carries no NUL, and the
+ *     only "." line we emit is the terminator.
+ * Pure code over bytes; the fuzz target checks these invariants and that
+ * the end of data is exactly where the client put it.
  */
 #ifndef STSPROXY_DATA_FILTER_H
 #define STSPROXY_DATA_FILTER_H
@@ -30,6 +36,7 @@ enum data_filter_state {
 	DATA_FILTER_S_CR,	/* saw CR, waiting for LF */
 	DATA_FILTER_S_DOT,	/* saw "." at the start of a real line */
 	DATA_FILTER_S_DOT_CR,	/* saw ".\r" there */
+	DATA_FILTER_S_DOT_NUL,	/* saw "." then NULs there; nothing emitted yet */
 	DATA_FILTER_S_DONE,
 };
 
@@ -40,6 +47,7 @@ struct data_filter {
 	unsigned long long	bytes_out;	/* bytes emitted, terminator included */
 	unsigned long		bare_lf;	/* normalised bare LFs */
 	unsigned long		bare_cr;	/* normalised bare CRs */
+	unsigned long		nul;		/* removed NUL bytes */
 };
 
 void data_filter_init(struct data_filter *f);

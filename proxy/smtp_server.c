@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <openssl/err.h>
 
+#include "conf/idna.h"
 #include "conf/log.h"
 #include "conf/metrics.h"
 #include "conf/netaddr.h"
@@ -480,6 +481,7 @@ cmd_rcpt(struct smtp_server *s, const struct smtp_command *cmd)
 	const struct smtp_reply *failed;
 	struct smtp_path path;
 	struct smtp_error err;
+	const char *why;
 	char *domain;
 
 	if (s->state != SMTP_S_MAIL) {
@@ -521,11 +523,20 @@ cmd_rcpt(struct smtp_server *s, const struct smtp_command *cmd)
 		    "stsproxy has no local mailboxes; write to postmaster@domain");
 		return;
 	}
-	if ((domain = domain_normalize(path.domain)) == NULL) {
-		refuse_rcpt(s, path.address, 550, "5.1.2", "not an A-label domain",
-		    "Recipient domain must be an ASCII (A-label) domain name");
+	/* DNS, policy, MX matching and TLS use the A-label form; the address
+	 * goes upstream as the client sent it (RFC 6531). */
+	if ((domain = idna_to_alabel(path.domain, &why)) == NULL) {
+		char *text = xasprintf("Recipient domain is not a valid %sdomain name: %s",
+		    idna_is_utf8(path.domain) ? "internationalised (IDNA2008) " : "", why);
+
+		refuse_rcpt(s, path.address, 553, "5.1.3", why, text);
+		free(text);
+		client_error(s);
 		return;
 	}
+	if (idna_is_utf8(path.domain))
+		log_info("session=%s event=rcpt_idn to=%s domain=%s a_label=%s", s->id,
+		    log_quote_address(path.address), log_quote(path.domain), domain);
 	if ((failed = txn_domain_failure(t, domain)) != NULL) {
 		/* The domain's upstream failed earlier in this transaction:
 		 * the same reply, with its real reason, never a 452. */
@@ -791,6 +802,8 @@ process_body(struct smtp_server *s)
 			if (t->filter.bare_lf || t->filter.bare_cr)
 				log_notice("session=%s event=bare_newlines_normalised bare_lf=%lu bare_cr=%lu",
 				    s->id, t->filter.bare_lf, t->filter.bare_cr);
+			if (t->filter.nul)
+				log_notice("session=%s event=nul_removed count=%lu", s->id, t->filter.nul);
 			if (s->state == SMTP_S_BODY_DISCARD) {
 				reply_relay(s, &t->discard_reply);
 				txn_reset(s);
@@ -822,6 +835,21 @@ reading_allowed(const struct smtp_server *s)
 	}
 }
 
+/*
+ * true if the next command line in `in` ends in a bare LF. RFC 5321
+ * section 2.3.8 allows CR LF only; a client that ends lines otherwise
+ * is either broken or trying to make us and the upstream disagree on
+ * where a line ends (SMTP smuggling).
+ */
+static bool
+next_line_has_bare_lf(struct evbuffer *in)
+{
+	size_t eol_len = 0;
+	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+
+	return eol.pos != -1 && eol_len == 1;
+}
+
 /* Work through buffered input until it runs out or the session must wait. */
 static void
 smtp_process_input(struct smtp_server *s)
@@ -836,6 +864,16 @@ smtp_process_input(struct smtp_server *s)
 			if (!process_body(s) || evbuffer_get_length(in) == 0)
 				break;
 			continue;
+		}
+		if (!s->conf->server_allow_bare_newline && next_line_has_bare_lf(in)) {
+			/* As Postfix's smtpd_forbid_bare_newline: refuse and hang up,
+			 * since whatever the client pipelined behind it is suspect. */
+			reply(s, 550, "5.5.2", "%s Error: bare <LF> received; command lines must end "
+			    "in CR LF (RFC 5321 section 2.3.8)", s->env->rt->hostname);
+			log_notice("session=%s event=bare_lf_command client=%s state=%s", s->id, s->ip,
+			    state_names[s->state]);
+			smtp_enter_state(s, SMTP_S_QUIT);
+			break;
 		}
 		line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
 		if (line == NULL) {

@@ -848,6 +848,36 @@ upstream_enter_state(struct upstream *up, enum upstream_state next)
 	}
 }
 
+/*
+ * SMTP-9 decides by class, but only among the classes the command can
+ * be answered with (RFC 5321 section 4.3.2). Anything else is a protocol
+ * error, never relayed: above all a 3xx to the end of data, which the
+ * client would take for the final reply, and a 2xx to DATA, after which
+ * the client would never send the message.
+ */
+static bool
+reply_fits(enum upstream_state state, const struct smtp_reply *r)
+{
+	int cls = smtp_reply_class(r);
+
+	switch (state) {
+	case UPSTREAM_S_DATA:
+		return r->code == 354 || cls == 4 || cls == 5;
+	case UPSTREAM_S_BANNER:
+	case UPSTREAM_S_EHLO:
+	case UPSTREAM_S_HELO:
+	case UPSTREAM_S_STARTTLS:
+	case UPSTREAM_S_EHLO_TLS:
+	case UPSTREAM_S_RSET:
+	case UPSTREAM_S_MAIL:
+	case UPSTREAM_S_RCPT:
+	case UPSTREAM_S_EOM:
+		return cls == 2 || cls == 4 || cls == 5;
+	default:
+		return true;
+	}
+}
+
 static void
 upstream_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -855,6 +885,7 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	unsigned seq = up->conn_seq;
 	const char *why = NULL;
+	char misfit[64];
 
 	/* Until a handler lets the connection go or starts TLS on it. */
 	while (up->conn_seq == seq && up->conn->bev == bev) {
@@ -894,6 +925,16 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 		    !((up->state == UPSTREAM_S_MAIL || up->state == UPSTREAM_S_RSET) && up->rcpt_pipelined) &&
 		    evbuffer_get_length(in) > 0) {
 			why = "more data after a complete reply (no command was pipelined)";
+			goto protocol_error;
+		}
+		if (!reply_fits(up->state, &up->reply)) {
+			snprintf(misfit, sizeof(misfit), "%d reply to %s", up->reply.code,
+			    up->state == UPSTREAM_S_EOM ? "the end of data" :
+			    up->state == UPSTREAM_S_BANNER ? "nothing (greeting)" :
+			    up->state == UPSTREAM_S_EHLO_TLS ? "EHLO" : state_names[up->state] +
+			    strlen("UPSTREAM_S_"));
+			why = misfit;
+			set_last_reply(up, &up->reply);	/* the outcome names what it said */
 			goto protocol_error;
 		}
 		{

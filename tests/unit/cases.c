@@ -41,7 +41,7 @@ cases_run(const char *group, const char *file, case_fn fn)
 
 		if (line[0] == '\n' || line[0] == '#')
 			continue;
-		if ((o = json_loads(line, 0, &err)) == NULL) {
+		if ((o = json_loads(line, JSON_ALLOW_NUL, &err)) == NULL) {
 			fprintf(stderr, "%s:%zu: %s\n", path, n + 1, err.text);
 			fclose(f);
 			return 1;

@@ -147,25 +147,84 @@ test_missing_file(void **state)
 	strlist_clear(&errors);
 }
 
+/*
+ * Every key set away from its default, so a round trip that loses or
+ * mangles any key shows. A key added to the table must be added here:
+ * test_print_round_trip names it otherwise.
+ */
+static const char nondefault_text[] =
+    "state_dir = /tmp/st\nlog_level = debug\nlog_levels = dns=warning upstream=debug\n"
+    "log_target = file\nlog_file = /tmp/st/x.log\nlog_facility = local3\nlog_format = json\n"
+    "pid_file = /tmp/st/p.pid\nmetrics_listen = 127.0.0.1:9100\nhostname = relay.example.net\n"
+    "user = nobody\nworkers = auto\nallow_root = yes\n"
+    "[server]\nlisten = 127.0.0.2:2525 [::1]:2526 unix:/tmp/st/s.sock\nunix_mode = 0600\n"
+    "unix_group = mail\nallow_clients = 10.0.0.0/8 192.0.2.1\nmax_connections = 7\n"
+    "max_connections_per_client = 3\nmax_message_size = 10M\nmax_recipients = 250\n"
+    "allow_open_relay = yes\nallow_bare_newline = yes\ncommand_timeout = 61s\n"
+    "data_timeout = 2m\nshutdown_timeout = 9s\n"
+    "tls_cert_file = /tmp/st/c.pem\ntls_key_file = /tmp/st/c.key\n"
+    "[upstream]\nport = 2525\nconnect_timeout = 7s\ncommand_timeout = 8s\ndata_timeout = 11s\n"
+    "max_attempts = 3\nipv6 = no\nreuse = no\nreuse_idle_timeout = 3s\nreuse_max_messages = 5\n"
+    "reuse_pool_size = 6\n"
+    "[dns]\nforwarders = 127.0.0.53 ::1@5353\ntrust_anchor_file = /tmp/st/ta.key\ndnssec = no\n"
+    "timeout = 4s\n"
+    "[tls]\nca_file = /tmp/st/ca.pem\nca_path = /tmp/st/ca\nmin_version = 1.3\n"
+    "[policy]\nfetch_timeout = 5s\nmax_body = 32K\nrefresh_interval = 2h\ncache_size = 1G\n"
+    "override = a.example:enforce b.example:none\nsimulate = enforce\n"
+    "[report]\nflush_interval = 2s\ndb_size = 512M\norganization = Example Org\n"
+    "contact = tlsrpt@example.net\nsubmitter = example.net\nsend_success_only_reports = yes\n"
+    "retry_interval = 5m\ndkim_key = /tmp/st/a.pem /tmp/st/b.pem\ndkim_selector = s1 s2\n"
+    "dkim_domain = example.net\nsubmission_relay = 127.0.0.1:587\nmax_delay = 1h\n";
+
+/* What check-config prints is itself a valid configuration, with every key's value. */
+static void
+round_trip(struct conf *c)
+{
+	struct strlist errors = { 0 };
+	struct conf *again;
+	char *text = NULL, *text2 = NULL, label[96];
+	size_t len = 0, len2 = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	conf_print(c, f);
+	fclose(f);
+	again = conf_parse_buffer("printed", text, len, &errors);
+	if (again == NULL)
+		fail_msg("printed configuration refused: %s", errors.count ? errors.items[0] : "?");
+	for (size_t i = 0; i < conf_key_count(); i++)
+		if (!conf_key_equal(c, again, i))
+			fail_msg("%s changed in the print round trip", conf_key_label(i, label, sizeof(label)));
+	/* Printing is stable: the reparsed configuration prints the same text. */
+	f = open_memstream(&text2, &len2);
+	conf_print(again, f);
+	fclose(f);
+	assert_int_equal(len, len2);
+	assert_memory_equal(text, text2, len);
+	conf_free(again);
+	free(text);
+	free(text2);
+}
+
 static void
 test_print_round_trip(void **state)
 {
 	struct strlist errors = { 0 };
-	struct conf *c = conf_load(NULL, &errors), *again;
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
+	struct conf *def = conf_load(NULL, &errors), *c;
+	char label[96];
 
 	(void)state;
-	conf_print(c, f);
-	fclose(f);
-	/* What check-config prints is itself a valid configuration. */
-	again = conf_parse_buffer("printed", text, len, &errors);
-	assert_non_null(again);
-	assert_int_equal(again->policy_refresh_interval, c->policy_refresh_interval);
-	conf_free(again);
+	assert_non_null(def);
+	round_trip(def);
+	c = parse(nondefault_text, &errors);
+	if (c == NULL)
+		fail_msg("non-default test file refused: %s", errors.items[0]);
+	for (size_t i = 0; i < conf_key_count(); i++)
+		if (conf_key_equal(def, c, i))
+			fail_msg("%s keeps its default in nondefault_text: give it another value there",
+			    conf_key_label(i, label, sizeof(label)));
+	round_trip(c);
 	conf_free(c);
-	free(text);
+	conf_free(def);
 }
 
 /* Parse text expecting success; returns the conf (caller frees). */

@@ -7,16 +7,23 @@
  * Dialogue lines:
  *   # req: ...        the requirement checked (comments otherwise)
  *   C: TEXT           client sends TEXT CR LF
- *   R: BYTES          client sends BYTES raw (\r \n \t \\ escapes)
+ *   R: BYTES          client sends BYTES raw (\r \n \t \0 \\ escapes)
  *   S: PATTERN        the next server line must match (fnmatch)
  *   U: KIND REPLY     queue the fake upstream's answer: KIND is open-failed,
  *                     rcpt, data, end or lost (lost: the connection drops
- *                     while the body streams); REPLY is "code text"
+ *                     while the body streams; lost-data: instead of the DATA
+ *                     reply; lost-end: after the final dot, instead of the
+ *                     final reply); REPLY is "code text"
  *   B: BYTES          what the upstream must have received as the body
  *                     (after the Received line), escapes as in R:
  *   E: closed         the server must close the connection
  *   N: opens COUNT    how many upstream transactions were opened
  *   D: domains D...   the recipient domains they were opened for, in order
+ *                     (A-labels: what DNS and the policy see)
+ *   T: ADDRESS        the last RCPT address handed to an upstream (what goes
+ *                     upstream: as the client sent it)
+ *   K: KEY = VALUE    a [server] configuration line, read before the
+ *                     session starts (anywhere in the file)
  *
  * The fake upstream checks what the real one promises its caller: it
  * gets only recipients of its own domain, never calls back after
@@ -45,6 +52,7 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 
+#include "conf/idna.h"
 #include "conf/log.h"
 #include "proxy/smtp_server.h"
 
@@ -65,8 +73,9 @@ struct world {
 	char			 inbuf[65536];
 	size_t			 inlen;
 	bool			 server_closed;
-	struct fake_queue	 open_failed, rcpt, data, end, lost;
+	struct fake_queue	 open_failed, rcpt, data, end, lost, lost_data, lost_end;
 	unsigned		 opens;
+	char			 last_rcpt[600];	/* of the last rcpt() */
 	char			 domains[1024];	/* opened for, space-separated */
 	struct evbuffer		*last_body;	/* body of the last transaction */
 };
@@ -152,8 +161,16 @@ fake_rcpt(struct upstream *up, const struct smtp_path *rcpt)
 {
 	char *r = queue_pop(&W->rcpt);
 
-	if (strcasecmp(rcpt->domain, up->domain) != 0)
-		fail_msg("RCPT for %s sent to the upstream of %s", rcpt->domain, up->domain);
+	snprintf(W->last_rcpt, sizeof(W->last_rcpt), "%s", rcpt->address);
+	{
+		/* The upstream was opened for the A-label form of the domain. */
+		const char *why;
+		char *alabel = idna_to_alabel(rcpt->domain, &why);
+
+		if (alabel == NULL || strcasecmp(alabel, up->domain) != 0)
+			fail_msg("RCPT for %s sent to the upstream of %s", rcpt->domain, up->domain);
+		free(alabel);
+	}
 	fake_schedule(up, UPSTREAM_EV_REPLY, r ? r : "250 2.1.5 ok");
 	return 0;
 }
@@ -161,8 +178,12 @@ fake_rcpt(struct upstream *up, const struct smtp_path *rcpt)
 static int
 fake_data(struct upstream *up)
 {
-	char *r = queue_pop(&W->data);
+	char *r = queue_pop(&W->data), *lost = queue_pop(&W->lost_data);
 
+	if (lost != NULL) {
+		fake_schedule(up, UPSTREAM_EV_LOST, lost);
+		return 0;
+	}
 	fake_schedule(up, UPSTREAM_EV_REPLY, r ? r : "354 go ahead");
 	if (up->lost_reply != NULL && (r == NULL || atoi(r) == 354))
 		up->lose_in_body = true;
@@ -190,8 +211,12 @@ fake_body_full(struct upstream *up)
 static int
 fake_body_end(struct upstream *up)
 {
-	char *r = queue_pop(&W->end);
+	char *r = queue_pop(&W->end), *lost = queue_pop(&W->lost_end);
 
+	if (lost != NULL) {
+		fake_schedule(up, UPSTREAM_EV_LOST, lost);
+		return 0;
+	}
 	fake_schedule(up, UPSTREAM_EV_REPLY, r ? r : "250 2.0.0 queued");
 	return 0;
 }
@@ -235,7 +260,7 @@ static const struct upstream_ops fake_ops = {
 	.mx_host = fake_mx_host, .first_rcpt = NULL,
 };
 
-/* Decode \r \n \t \\ escapes in place. */
+/* Decode \r \n \t \0 \\ escapes in place. */
 static size_t
 unescape(char *s)
 {
@@ -244,7 +269,7 @@ unescape(char *s)
 	for (char *p = s; *p; p++) {
 		if (*p == '\\' && p[1]) {
 			p++;
-			*o++ = *p == 'r' ? '\r' : *p == 'n' ? '\n' : *p == 't' ? '\t' : *p;
+			*o++ = *p == 'r' ? '\r' : *p == 'n' ? '\n' : *p == 't' ? '\t' : *p == '0' ? '\0' : *p;
 		} else
 			*o++ = *p;
 	}
@@ -307,14 +332,23 @@ run_dialogue(void **state)
 	int sv[2], lineno = 0;
 	struct sockaddr_in peer = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
 	struct strlist errors = { 0 };
-	static const char conf_text[] =
+	static const char conf_base[] =
 	    "hostname = relay.example\n[server]\nmax_recipients = 100\nmax_message_size = 65536\n";
+	struct strbuf conf_text;
 
 	assert_non_null(f);
+	strbuf_init(&conf_text);
+	strbuf_printf(&conf_text, "%s", conf_base);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, "K: ", 3) == 0)
+			strbuf_printf(&conf_text, "%s", line + 3);
+	rewind(f);
 	W = calloc(1, sizeof(*W));
 	W->base = event_base_new();
-	W->conf = conf_parse_buffer("test", conf_text, sizeof(conf_text) - 1, &errors);
-	assert_non_null(W->conf);
+	W->conf = conf_parse_buffer("test", conf_text.data, conf_text.len, &errors);
+	if (W->conf == NULL)
+		fail_msg("%s: configuration: %s", path, errors.count ? errors.items[0] : "?");
+	strbuf_free(&conf_text);
 	W->rt.base = W->base;
 	W->rt.conf = W->conf;
 	snprintf(W->rt.hostname, sizeof(W->rt.hostname), "relay.example");
@@ -357,7 +391,8 @@ run_dialogue(void **state)
 			*sp++ = '\0';
 			q = !strcmp(text, "open-failed") ? &W->open_failed : !strcmp(text, "rcpt") ?
 			    &W->rcpt : !strcmp(text, "data") ? &W->data : !strcmp(text, "end") ?
-			    &W->end : !strcmp(text, "lost") ? &W->lost : NULL;
+			    &W->end : !strcmp(text, "lost") ? &W->lost : !strcmp(text, "lost-data") ?
+			    &W->lost_data : !strcmp(text, "lost-end") ? &W->lost_end : NULL;
 			if (q == NULL)
 				fail_msg("%s:%d: unknown upstream kind %s", path, lineno, text);
 			q->items[q->tail++] = strdup(sp);
@@ -395,6 +430,14 @@ run_dialogue(void **state)
 		case 'N':
 			assert_int_equal(W->opens, (unsigned)atoi(text + strlen("opens ")));
 			break;
+		case 'K':
+			break;
+		case 'T':
+			for (int i = 0; i < 100 && W->last_rcpt[0] == '\0'; i++)
+				pump(1);
+			if (strcmp(W->last_rcpt, text) != 0)
+				fail_msg("%s:%d: the upstream got RCPT '%s'", path, lineno, W->last_rcpt);
+			break;
 		case 'D':
 			if (strcmp(W->domains, text + strlen("domains ")) != 0)
 				fail_msg("%s:%d: upstreams opened for '%s'", path, lineno, W->domains);
@@ -410,7 +453,7 @@ run_dialogue(void **state)
 		event_base_loop(W->base, EVLOOP_NONBLOCK);
 	if (W->last_body)
 		evbuffer_free(W->last_body);
-	for (struct fake_queue *q = &W->open_failed; q <= &W->lost; q++)
+	for (struct fake_queue *q = &W->open_failed; q <= &W->lost_end; q++)
 		for (size_t i = 0; i < q->tail; i++)
 			free(q->items[i]);
 	conf_free(W->conf);

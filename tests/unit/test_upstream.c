@@ -11,12 +11,22 @@
  *   mail: ARG             MAIL FROM argument the client gave ("FROM:<a@b> SIZE=1")
  *   accept                the next connection from the relay must arrive
  *   S: TEXT               the server sends TEXT CR LF
- *   R: BYTES              the server sends raw BYTES (\r \n escapes)
+ *   R: BYTES              the server sends raw BYTES (\r \n \0 escapes)
  *   C: PATTERN            the relay's next line must match (fnmatch)
  *   close                 the server closes the connection
+ *   eof                   the relay closes the connection without another
+ *                         byte (no QUIT: a connection it dropped)
  *   A: rcpt ARG | data | body BYTES | end     call the upstream API
+ *   A: free               upstream_free(): the relay lets go of the transaction
  *   E: EVENT [PATTERN]    the next event (ready, failed, reply, lost) with
  *                         its reply flattened ("451 4.7.5 text / line 2")
+ *   O: PATTERN            the next TLS-RPT outcome the upstream recorded, as
+ *                         "action=A mx=M result=R sts=pass|fail tls=V|no
+ *                         starttls=yes|no would_defer=yes|no reason=TEXT
+ *                         reply=TEXT" (fnmatch)
+ *
+ * Every outcome recorded must be asserted by an O: line: after the
+ * dialogue (and the upstream_free() that ends it) none may be left over.
  */
 #include "config.h"
 
@@ -44,6 +54,7 @@
 #include "conf/log.h"
 #include "policy/tls.h"
 #include "proxy/upstream_internal.h"
+#include "report/outcome.h"
 
 struct event_rec {
 	enum upstream_event	 ev;
@@ -58,7 +69,28 @@ static struct {
 	size_t			 inlen;
 	struct event_rec	 events[64];
 	size_t			 ev_head, ev_tail;
+	bool			 peer_closed;	/* the relay closed cfd */
+	bool			 active;	/* a dialogue is running: dialogue_end() has work */
+	struct upstream		*up;
+	bool			 freed;		/* A: free was called */
+	char			*outcomes[64];	/* formatted, as O: lines see them */
+	size_t			 oc_head, oc_tail;
 } T;
+
+static void
+on_outcome(void *arg, const struct delivery_outcome *o)
+{
+	(void)arg;
+	if (T.oc_tail == sizeof(T.outcomes) / sizeof(T.outcomes[0]))
+		fail_msg("too many outcomes");
+	if (asprintf(&T.outcomes[T.oc_tail++],
+	    "action=%s mx=%s result=%s sts=%s tls=%s starttls=%s would_defer=%s reason=%s reply=%s",
+	    outcome_action_name(o->action), o->mx_host ? o->mx_host : "-",
+	    rpt_result_type_name(o->result), o->sts_pass ? "pass" : "fail",
+	    o->tls_version ? o->tls_version : "no", o->starttls_offered ? "yes" : "no",
+	    o->would_defer ? "yes" : "no", o->reason ? o->reason : "", o->upstream_reply ? o->upstream_reply : "") < 0)
+		fail_msg("asprintf");
+}
 
 static const char *const ev_names[] = { "ready", "failed", "reply", "writable", "lost" };
 
@@ -81,7 +113,7 @@ unescape(char *s)
 	for (char *p = s; *p; p++) {
 		if (*p == '\\' && p[1]) {
 			p++;
-			*o++ = *p == 'r' ? '\r' : *p == 'n' ? '\n' : *p;
+			*o++ = *p == 'r' ? '\r' : *p == 'n' ? '\n' : *p == '0' ? '\0' : *p;
 		} else
 			*o++ = *p;
 	}
@@ -101,6 +133,8 @@ pump(int ms)
 
 			if (n > 0)
 				T.inlen += (size_t)n;
+			else if (n == 0 || errno == ECONNRESET)
+				T.peer_closed = true;
 		}
 	} else
 		usleep((useconds_t)ms * 1000);
@@ -126,12 +160,60 @@ relay_line(void)
 	return NULL;
 }
 
+/*
+ * Let go of the upstream, answer its QUIT, close the sockets. Also the
+ * teardown of a failed dialogue, so one failure does not cascade into
+ * the next dialogue's upstream_count().
+ */
+static void
+dialogue_end(void)
+{
+	if (!T.active)
+		return;
+	T.active = false;
+	if (T.up != NULL && !T.freed)
+		upstream_free(T.up);
+	T.up = NULL;
+	for (int i = 0; i < 2000 && upstream_count() > 0; i++) {
+		if (T.cfd >= 0) {
+			/* Answer a QUIT as a server would; a silent server hangs up. */
+			char *q = NULL;
+
+			pump(1);
+			if (memchr(T.inbuf, '\n', T.inlen) && (q = relay_line()) != NULL &&
+			    strcmp(q, "QUIT") == 0)
+				dprintf(T.cfd, "221 bye\r\n");
+			free(q);
+			if (i == 100) {
+				close(T.cfd);
+				T.cfd = -1;
+			}
+		} else
+			pump(1);
+	}
+	if (T.cfd >= 0)
+		close(T.cfd);
+	T.cfd = -1;
+	close(T.lfd);
+	for (size_t i = 0; i < T.ev_tail; i++)
+		free(T.events[i].reply);
+	T.ev_tail = T.ev_head = 0;
+}
+
+static int
+dialogue_teardown(void **state)
+{
+	(void)state;
+	dialogue_end();
+	return 0;
+}
+
 static void
 run_dialogue(void **state)
 {
 	const char *path = *state;
 	FILE *f = fopen(path, "r");
-	char line[4096];
+	char line[16384];
 	int lineno = 0;
 	struct mx_host hosts[8];
 	size_t nhosts = 0;
@@ -140,15 +222,21 @@ run_dialogue(void **state)
 	enum sts_mode mode = STS_MODE_NONE;
 	struct smtp_path mail;
 	struct smtp_error perr;
-	struct upstream *up = NULL;
 	struct sockaddr_in sin;
 	socklen_t slen = sizeof(sin);
 
 	assert_non_null(f);
 	memset(hosts, 0, sizeof(hosts));
+	for (size_t i = 0; i < T.oc_tail; i++)
+		free(T.outcomes[i]);
+	T.active = true;
+	T.up = NULL;
+	T.freed = false;
 	T.cfd = -1;
 	T.inlen = 0;
 	T.ev_head = T.ev_tail = 0;
+	T.oc_head = T.oc_tail = 0;
+	T.peer_closed = false;
 	T.lfd = socket(AF_INET, SOCK_STREAM, 0);
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
@@ -190,8 +278,8 @@ run_dialogue(void **state)
 		} else if (strcmp(line, "accept") == 0) {
 			struct pollfd p = { .fd = T.lfd, .events = POLLIN };
 
-			if (up == NULL)
-				up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
+			if (T.up == NULL)
+				T.up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
 				    mode, have_policy ? &patterns : NULL, 0, on_event, NULL);
 			for (int i = 0; i < 3000; i++) {
 				event_base_loop(T.base, EVLOOP_NONBLOCK);
@@ -201,9 +289,16 @@ run_dialogue(void **state)
 			if (T.cfd >= 0)
 				close(T.cfd);
 			T.inlen = 0;
+			T.peer_closed = false;
 			T.cfd = accept(T.lfd, NULL, NULL);
 			if (T.cfd < 0)
 				fail_msg("%s:%d: the relay did not connect", path, lineno);
+		} else if (strcmp(line, "eof") == 0) {
+			for (int i = 0; i < 3000 && !T.peer_closed; i++)
+				pump(1);
+			if (!T.peer_closed || T.inlen > 0)
+				fail_msg("%s:%d: expected the relay to hang up, got %s '%.*s'", path, lineno,
+				    T.peer_closed ? "bytes" : "nothing", (int)T.inlen, T.inbuf);
 		} else if (strcmp(line, "close") == 0) {
 			close(T.cfd);
 			T.cfd = -1;
@@ -221,30 +316,33 @@ run_dialogue(void **state)
 				    got ? got : "(nothing)");
 			free(got);
 		} else if (line[0] == 'A') {
-			if (up == NULL)
-				up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
+			if (T.up == NULL)
+				T.up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
 				    mode, have_policy ? &patterns : NULL, 0, on_event, NULL);
 			if (strncmp(text, "rcpt ", 5) == 0) {
 				struct smtp_path rcpt;
 
 				assert_int_equal(smtp_path_parse(text + 5, false, &rcpt, &perr), 0);
-				assert_int_equal(upstream_rcpt(up, &rcpt), 0);
+				assert_int_equal(upstream_rcpt(T.up, &rcpt), 0);
 			} else if (strcmp(text, "data") == 0) {
-				assert_int_equal(upstream_data(up), 0);
+				assert_int_equal(upstream_data(T.up), 0);
 			} else if (strncmp(text, "body ", 5) == 0) {
 				n = unescape(text + 5);
-				assert_non_null(upstream_body(up));
-				evbuffer_add(upstream_body(up), text + 5, n);
+				assert_non_null(upstream_body(T.up));
+				evbuffer_add(upstream_body(T.up), text + 5, n);
 			} else if (strcmp(text, "end") == 0) {
-				assert_int_equal(upstream_body_end(up), 0);
+				assert_int_equal(upstream_body_end(T.up), 0);
+			} else if (strcmp(text, "free") == 0) {
+				upstream_free(T.up);
+				T.freed = true;
 			} else
 				fail_msg("%s:%d: unknown action", path, lineno);
 		} else if (line[0] == 'E') {
 			char *sp = strchr(text, ' ');
 			struct event_rec *e;
 
-			if (up == NULL)
-				up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
+			if (T.up == NULL)
+				T.up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
 				    mode, have_policy ? &patterns : NULL, 0, on_event, NULL);
 			for (int i = 0; i < 3000 && T.ev_head == T.ev_tail; i++)
 				pump(1);
@@ -256,34 +354,22 @@ run_dialogue(void **state)
 			if (strcmp(ev_names[e->ev], text) != 0 || (sp && fnmatch(sp, e->reply, 0) != 0))
 				fail_msg("%s:%d: expected event '%s %s', got '%s %s'", path, lineno, text,
 				    sp ? sp : "", ev_names[e->ev], e->reply);
+		} else if (line[0] == 'O') {
+			for (int i = 0; i < 3000 && T.oc_head == T.oc_tail; i++)
+				pump(1);
+			if (T.oc_head == T.oc_tail)
+				fail_msg("%s:%d: no outcome recorded", path, lineno);
+			got = T.outcomes[T.oc_head++];
+			if (fnmatch(text, got, 0) != 0)
+				fail_msg("%s:%d: expected outcome '%s', got '%s'", path, lineno, text, got);
 		} else
 			fail_msg("%s:%d: unknown line", path, lineno);
 	}
 	fclose(f);
-	upstream_free(up);
-	for (int i = 0; i < 2000 && upstream_count() > 0; i++) {
-		if (T.cfd >= 0) {
-			/* Answer a QUIT as a server would; a silent server hangs up. */
-			char *q = NULL;
-
-			pump(1);
-			if (memchr(T.inbuf, '\n', T.inlen) && (q = relay_line()) != NULL &&
-			    strcmp(q, "QUIT") == 0)
-				dprintf(T.cfd, "221 bye\r\n");
-			free(q);
-			if (i == 100) {
-				close(T.cfd);
-				T.cfd = -1;
-			}
-		} else
-			pump(1);
-	}
+	dialogue_end();
 	assert_int_equal(upstream_count(), 0);
-	if (T.cfd >= 0)
-		close(T.cfd);
-	close(T.lfd);
-	for (size_t i = 0; i < T.ev_tail; i++)
-		free(T.events[i].reply);
+	if (T.oc_head != T.oc_tail)
+		fail_msg("%s: outcome not asserted by an O: line: '%s'", path, T.outcomes[T.oc_head]);
 	strlist_clear(&patterns);
 }
 
@@ -311,6 +397,7 @@ main(void)
 
 	log_init("test", false, LOG_LEVEL_CRIT);
 	signal(SIGPIPE, SIG_IGN);
+	outcome_set_hook(on_outcome, NULL);
 	conf = conf_parse_buffer("test", conf_text, sizeof(conf_text) - 1, &errors);
 	T.base = event_base_new();
 	T.rt.base = T.base;
@@ -335,11 +422,13 @@ main(void)
 	closedir(d);
 	qsort(names, n, sizeof(names[0]), by_name);
 	for (size_t i = 0; i < n; i++)
-		tests[i] = (struct CMUnitTest){ strrchr(names[i], '/') + 1, run_dialogue, NULL, NULL,
-		    names[i] };
+		tests[i] = (struct CMUnitTest){ strrchr(names[i], '/') + 1, run_dialogue, NULL,
+		    dialogue_teardown, names[i] };
 	rc = _cmocka_run_group_tests("upstream_dialogues", tests, n, NULL, NULL);
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
+	for (size_t i = 0; i < T.oc_tail; i++)
+		free(T.outcomes[i]);
 	SSL_CTX_free(T.rt.ssl_ctx);
 	event_base_free(T.base);
 	conf_free(conf);
