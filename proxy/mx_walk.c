@@ -53,6 +53,7 @@ struct mx_walk {
 	unsigned		 attempts;
 	struct strbuf		 failures;	/* "host reason; host reason" for the reply */
 	unsigned		 fail_kinds;	/* bit per enum mx_fail */
+	struct mx_route		 route;		/* the last route handed out */
 	bool			 plaintext_retry; /* TLS failed: the same address in the clear next */
 };
 
@@ -205,12 +206,12 @@ mx_walk_next(struct mx_walk *walk, struct mx_route *route, struct smtp_reply *re
 	for (;;) {
 		const struct mx_host *h;
 
-		route->plaintext = false;
 		if (walk->plaintext_retry) {
 			/* Same address again, without STARTTLS. */
 			walk->plaintext_retry = false;
-			route->plaintext = true;
+			walk->route.plaintext = true;
 			walk->attempts++;
+			*route = walk->route;
 			return MX_WALK_TRY;
 		}
 		if (walk->host_i >= walk->nhosts) {
@@ -245,10 +246,12 @@ mx_walk_next(struct mx_walk *walk, struct mx_route *route, struct smtp_reply *re
 			next_host(walk);
 			continue;
 		}
-		route->mx_host = h->name;
-		route->addr = h->addrs[walk->addr_i++];
-		route->strict = walk->phase == PHASE_STRICT;
+		walk->route.mx_host = h->name;
+		walk->route.addr = h->addrs[walk->addr_i++];
+		walk->route.strict = walk->phase == PHASE_STRICT;
+		walk->route.plaintext = false;
 		walk->attempts++;
+		*route = walk->route;
 		return MX_WALK_TRY;
 	}
 }
