@@ -105,7 +105,7 @@ const char *upstream_mx_host(const struct upstream *up);
 /** Stop: no more callbacks. Frees later, after a QUIT when possible. NULL is fine. */
 void upstream_free(struct upstream *up);
 
-/** Number of upstream objects alive (for tests and shutdown). */
+/** Upstream objects alive, and connections still saying QUIT (for tests and shutdown). */
 unsigned upstream_count(void);
 
 /**
