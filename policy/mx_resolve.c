@@ -208,7 +208,8 @@ on_address(void *arg, const struct dns_answer *ans)
 		addresses_done(l);
 }
 
-static void
+/* 0, or -1 when not a single query could start (no callback then). */
+static int
 start_address_lookups(struct mx_lookup *l)
 {
 	size_t per = l->ipv6 ? 2 : 1;
@@ -235,12 +236,13 @@ start_address_lookups(struct mx_lookup *l)
 				l->hosts[aq->host].a_status = DNS_STATUS_ERROR;
 			else
 				l->hosts[aq->host].aaaa_status = DNS_STATUS_ERROR;
-			if (--l->pending == 0) {
-				addresses_done(l);
-				return;
-			}
+			/* Answers come later from the loop, so pending reaches 0
+			 * here only when no query started at all. */
+			if (--l->pending == 0)
+				return -1;
 		}
 	}
+	return 0;
 }
 
 static void
@@ -330,7 +332,8 @@ on_mx(void *arg, const struct dns_answer *ans)
 		}
 	}
 	l->nhosts = n;
-	start_address_lookups(l);
+	if (start_address_lookups(l) < 0)
+		finish(l, MX_STATUS_TEMPFAIL, "cannot start the address lookups");
 }
 
 struct mx_lookup *
@@ -348,6 +351,34 @@ mx_resolve(struct resolver *resolver, const char *domain, const char *self, bool
 	l->arg = arg;
 	l->mx_query = resolver_query(resolver, domain, RR_MX, on_mx, l);
 	if (l->mx_query == NULL) {
+		lookup_free(l);
+		return NULL;
+	}
+	return l;
+}
+
+struct mx_lookup *
+mx_resolve_host(struct resolver *resolver, const char *host, bool ipv6, unsigned port,
+    mx_resolve_cb cb, void *arg)
+{
+	char *name = domain_normalize(host);
+	struct mx_lookup *l;
+
+	if (name == NULL)
+		return NULL;
+	l = xcalloc(1, sizeof(*l));
+	l->resolver = resolver;
+	l->domain = name;
+	l->ipv6 = ipv6;
+	l->port = port;
+	l->cb = cb;
+	l->arg = arg;
+	l->hosts = xcalloc(1, sizeof(*l->hosts));
+	snprintf(l->hosts[0].name, sizeof(l->hosts[0].name), "%s", name);
+	l->nhosts = 1;
+	/* The answers arrive later from the loop, so the callback never runs
+	 * inside this call, as with mx_resolve(). */
+	if (start_address_lookups(l) < 0) {
 		lookup_free(l);
 		return NULL;
 	}

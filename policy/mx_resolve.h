@@ -59,6 +59,17 @@ typedef void (*mx_resolve_cb)(void *arg, const struct mx_set *set);
 struct mx_lookup *mx_resolve(struct resolver *resolver, const char *domain, const char *self,
     bool ipv6, unsigned port, mx_resolve_cb cb, void *arg);
 
+/**
+ * The addresses of one named host, without an MX lookup: an mx_set with
+ * that single host (preference 0), for callers that must reach a host
+ * name they were given (the https: host of a TLS-RPT rua). Same rules,
+ * callback and cancellation as mx_resolve(); status NO_HOSTS when the
+ * name has no address, TEMPFAIL on DNS failure. NULL (no callback) if
+ * host is not a valid name or the queries cannot start.
+ */
+struct mx_lookup *mx_resolve_host(struct resolver *resolver, const char *host, bool ipv6,
+    unsigned port, mx_resolve_cb cb, void *arg);
+
 /** Cancel a pending lookup: no callback runs, everything is freed. */
 void mx_lookup_cancel(struct mx_lookup *lookup);
 

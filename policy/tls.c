@@ -205,11 +205,43 @@ tls_peer_describe(SSL *ssl, struct tls_peer_info *info)
 		return;
 	X509_NAME_oneline(X509_get_subject_name(cert), info->subject, sizeof(info->subject));
 	X509_NAME_oneline(X509_get_issuer_name(cert), info->issuer, sizeof(info->issuer));
+	tls_cert_dns_names(cert, info->dns_names, sizeof(info->dns_names));
 	const ASN1_TIME *na = X509_get0_notAfter(cert);
 	struct tm tm;
 	if (na != NULL && ASN1_TIME_to_tm(na, &tm) == 1)
 		info->not_after = timegm(&tm);
 	X509_free(cert);
+}
+
+void
+tls_cert_dns_names(X509 *cert, char *out, size_t len)
+{
+	GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+	size_t used = 0;
+
+	if (len == 0)
+		return;
+	out[0] = '\0';
+	for (int i = 0; names != NULL && i < sk_GENERAL_NAME_num(names); i++) {
+		const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+		const unsigned char *s;
+		int n;
+
+		if (gn->type != GEN_DNS)
+			continue;
+		s = ASN1_STRING_get0_data(gn->d.dNSName);
+		n = ASN1_STRING_length(gn->d.dNSName);
+		/* Room for the separator, the name and a final "..." mark. */
+		if (used + (used ? 2 : 0) + (size_t)n + 4 > len) {
+			snprintf(out + used, len - used, "%s...", used ? ", " : "");
+			break;
+		}
+		used += (size_t)snprintf(out + used, len - used, "%s", used ? ", " : "");
+		for (int k = 0; k < n; k++)	/* names are IA5: keep them printable */
+			out[used++] = s[k] > 0x20 && s[k] < 0x7f ? (char)s[k] : '?';
+		out[used] = '\0';
+	}
+	GENERAL_NAMES_free(names);
 }
 
 SSL *

@@ -87,10 +87,19 @@ struct tls_peer_info {
 	char	cipher[64];
 	char	subject[256];	/* one line, RFC 2253 */
 	char	issuer[256];
+	char	dns_names[512];	/* subjectAltName DNS entries, ", "-separated */
 	time_t	not_after;	/* 0 when unknown */
 };
 
 /** Fill info from an established or failed connection. */
 void tls_peer_describe(SSL *ssl, struct tls_peer_info *info);
+
+/**
+ * The DNS names of cert's subjectAltName, ", "-separated, into out
+ * (truncated with "..." when longer); "" when there are none. These are
+ * the only names MTA-STS accepts (STS-38), so they are what an operator
+ * needs to see when a host name does not match.
+ */
+void tls_cert_dns_names(X509 *cert, char *out, size_t len);
 
 #endif

@@ -9,7 +9,7 @@
 
 /* The commands' options that take a value: their value is never an option. */
 static const char *const value_options[] = {
-	"--file", "--mx", "--day", "--domain", "--mail",
+	"--file", "--mx", "--day", "--domain", "--mail", "--port", "--timeout",
 };
 
 static bool

@@ -4,10 +4,14 @@
  */
 #include "config.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -21,8 +25,10 @@
 #include "proxy/upstream.h"
 #include "report/rpt_mail.h"
 #include "report/rpt_post.h"
+#include "report/rpt_read.h"
 #include "report/rpt_report.h"
 #include "report/rpt_sender.h"
+#include "report/rpt_summary.h"
 #include "report/tlsrpt_record.h"
 #include "report/rpt_store.h"
 
@@ -72,10 +78,21 @@ cmd_report_usage(FILE *out)
 	fprintf(out, "usage: stsproxy report list [--day YYYY-MM-DD]\n"
 	    "       stsproxy report show DOMAIN [--day YYYY-MM-DD] [--json | --mail ADDRESS]\n"
 	    "       stsproxy report send [--day YYYY-MM-DD] [--domain DOMAIN] [--dry-run]\n"
+	    "       stsproxy report read FILE|DIR|- ... [--json]\n"
 	    "\n"
 	    "TLS-RPT (RFC 8460) from state_dir/reports.mdb: the traffic recorded per UTC day\n"
 	    "and policy domain, the report for a domain exactly as it would be sent (default\n"
-	    "yesterday; --mail prints the signed message), or deliver the day's reports now.\n");
+	    "yesterday; --mail prints the signed message), or deliver the day's reports now.\n"
+	    "\n"
+	    "report read: the reports a domain receives, as they arrive: .json, .json.gz or\n"
+	    "whole mail messages (.eml, multipart/report with the report attached); a\n"
+	    "directory is read for *.json, *.gz and *.eml files, - is standard input. Each\n"
+	    "report is validated against RFC 8460; then sessions are summarised per policy\n"
+	    "domain and day: failures by result type (what each means and usually fixes),\n"
+	    "by sending organisation, by MX and by receiving IP; --json for scripts.\n"
+	    "Malformed reports are listed, not fatal. Exit status: 0 every input held\n"
+	    "valid reports, 1 some input was malformed or unreadable (the rest is still\n"
+	    "summarised), 2 usage error.\n");
 }
 
 /* ---- report send: one job per domain, one POST per https destination ---- */
@@ -311,6 +328,270 @@ report_send(const struct conf *conf, struct rpt_store *store, const char *day,
 	return ctx.failed > 0 ? EXIT_NO_POLICY : EXIT_POLICY;
 }
 
+/* ---- report read: reports as a domain owner receives them ---------------- */
+
+#define READ_MAX_FILES	10000	/* files taken from one directory */
+
+/* Read all of fd, at most RPT_READ_MAX_INPUT bytes. 0, or -1 with why. */
+static int
+read_bounded(int fd, struct strbuf *out, char *why, size_t why_len)
+{
+	char buf[65536];
+	ssize_t n;
+
+	while ((n = read(fd, buf, sizeof(buf))) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			snprintf(why, why_len, "%s", strerror(errno));
+			return -1;
+		}
+		if (out->len + (size_t)n > RPT_READ_MAX_INPUT) {
+			snprintf(why, why_len, "larger than %u bytes", RPT_READ_MAX_INPUT);
+			return -1;
+		}
+		strbuf_append(out, buf, (size_t)n);
+	}
+	return 0;
+}
+
+static void
+read_one(struct rpt_summary *sum, const char *source, int fd)
+{
+	struct strbuf sb;
+	struct rpt_docs docs = { 0 };
+	char why[160];
+
+	strbuf_init(&sb);
+	if (read_bounded(fd, &sb, why, sizeof(why)) < 0) {
+		rpt_summary_add_unreadable(sum, source, why);
+	} else {
+		(void)rpt_read_input(sb.data ? sb.data : "", sb.len, &docs);
+		rpt_summary_add(sum, source, &docs);
+		rpt_docs_clear(&docs);
+	}
+	strbuf_free(&sb);
+}
+
+static bool
+report_file_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (name[0] == '.')
+		return false;
+	return (n > 5 && strcasecmp(name + n - 5, ".json") == 0) ||
+	    (n > 3 && strcasecmp(name + n - 3, ".gz") == 0) ||
+	    (n > 4 && strcasecmp(name + n - 4, ".eml") == 0);
+}
+
+static int
+cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void
+read_path(struct rpt_summary *sum, const char *path)
+{
+	struct stat st;
+	int fd;
+
+	if (strcmp(path, "-") == 0) {
+		read_one(sum, "-", STDIN_FILENO);
+		return;
+	}
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) < 0) {
+		rpt_summary_add_unreadable(sum, path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		DIR *dir = fdopendir(fd);
+		struct dirent *de;
+		struct strlist names = { 0 };
+		size_t over = 0;
+
+		if (dir == NULL) {
+			rpt_summary_add_unreadable(sum, path, strerror(errno));
+			close(fd);
+			return;
+		}
+		while ((de = readdir(dir)) != NULL) {
+			if (!report_file_name(de->d_name))
+				continue;
+			if (names.count >= READ_MAX_FILES) {
+				over++;
+				continue;
+			}
+			strlist_add(&names, de->d_name);
+		}
+		closedir(dir);
+		qsort(names.items, names.count, sizeof(*names.items), cmp_names);
+		for (size_t i = 0; i < names.count; i++) {
+			size_t pl = strlen(path);
+			char *file = xasprintf("%s%s%s", path, pl > 0 && path[pl - 1] == '/' ? "" : "/",
+			    names.items[i]);
+			struct stat fst;
+
+			/* Regular files only: a FIFO named x.json must not hang us. */
+			if (lstat(file, &fst) == 0 && S_ISREG(fst.st_mode))
+				read_path(sum, file);
+			free(file);
+		}
+		if (over > 0) {
+			char why[96];
+
+			snprintf(why, sizeof(why), "%zu more files not read (at most %d per directory)",
+			    over, READ_MAX_FILES);
+			rpt_summary_add_unreadable(sum, path, why);
+		}
+		strlist_clear(&names);
+		return;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rpt_summary_add_unreadable(sum, path, "not a regular file or directory");
+		close(fd);
+		return;
+	}
+	read_one(sum, path, fd);
+	close(fd);
+}
+
+static const char *
+jstr(const json_t *o, const char *key)
+{
+	const char *v = json_string_value(json_object_get(o, key));
+
+	return v ? v : "";
+}
+
+static long long
+jint(const json_t *o, const char *key)
+{
+	return (long long)json_integer_value(json_object_get(o, key));
+}
+
+static double
+jpct(const json_t *o, const char *key)
+{
+	return json_real_value(json_object_get(o, key)) * 100.0;
+}
+
+/* One line per domain and day, then what failed there and why. */
+static void
+read_print_text(const json_t *doc)
+{
+	const json_t *reports = json_object_get(doc, "reports"), *bad = json_object_get(doc, "malformed");
+	const json_t *domains = json_object_get(doc, "domains"), *d, *x;
+	size_t i, k, dup = 0;
+	bool header = false;
+
+	json_array_foreach(reports, i, x)
+		dup += json_is_true(json_object_get(x, "duplicate"));
+	printf("TLS-RPT reports: %zu read", json_array_size(reports));
+	if (dup > 0)
+		printf(" (%zu duplicate%s, counted once)", dup, dup == 1 ? "" : "s");
+	printf(", %zu malformed\n", json_array_size(bad));
+	if (json_array_size(domains) > 0)
+		printf("\n%-32s %-10s %7s %11s %8s %7s\n", "policy domain", "day", "reports",
+		    "successful", "failed", "rate");
+	json_array_foreach(domains, i, d)
+		printf("%-32s %-10s %7lld %11lld %8lld %6.2f%%\n", jstr(d, "policy-domain"),
+		    jstr(d, "day"), jint(d, "reports"), jint(d, "successful-sessions"),
+		    jint(d, "failed-sessions"), jpct(d, "failure-rate"));
+	json_array_foreach(domains, i, d) {
+		if (jint(d, "failed-sessions") == 0)
+			continue;
+		printf("\n%s %s: %lld failed session%s (%.2f%%)\n", jstr(d, "policy-domain"),
+		    jstr(d, "day"), jint(d, "failed-sessions"),
+		    jint(d, "failed-sessions") == 1 ? "" : "s", jpct(d, "failure-rate"));
+		json_array_foreach(json_object_get(d, "result-types"), k, x) {
+			const char *code = json_string_value(json_object_get(x, "failure-reason-code"));
+
+			printf("  %-26s %8lld %6.2f%%%s%s%s\n", jstr(x, "result-type"),
+			    jint(x, "sessions"), jpct(x, "rate"), code ? "  (" : "", code ? code : "",
+			    code ? ")" : "");
+			printf("      means: %s\n", jstr(x, "meaning"));
+			if (json_is_string(json_object_get(x, "fix")))
+				printf("      fix:   %s\n", jstr(x, "fix"));
+		}
+		json_array_foreach(json_object_get(d, "organizations"), k, x)
+			if (jint(x, "failed-sessions") > 0)
+				printf("  %-10s %-38s %8lld failed of %lld (%.2f%%)\n",
+				    k == 0 ? "by sender" : "", jstr(x, "organization-name"),
+				    jint(x, "failed-sessions"),
+				    jint(x, "failed-sessions") + jint(x, "successful-sessions"),
+				    jpct(x, "failure-rate"));
+		json_array_foreach(json_object_get(d, "mx-hosts"), k, x)
+			printf("  %-10s %-38s %8lld failed\n", k == 0 ? "by MX" : "",
+			    jstr(x, "receiving-mx-hostname"), jint(x, "failed-sessions"));
+		json_array_foreach(json_object_get(d, "receiving-ips"), k, x) {
+			const char *mx = json_string_value(json_object_get(x, "receiving-mx-hostname"));
+			char label[320];
+
+			snprintf(label, sizeof(label), "%s%s%s%s", jstr(x, "receiving-ip"), mx ? " (" : "",
+			    mx ? mx : "", mx ? ")" : "");
+			printf("  %-10s %-38s %8lld failed\n", k == 0 ? "by IP" : "", label,
+			    jint(x, "failed-sessions"));
+		}
+	}
+	if (json_array_size(bad) > 0) {
+		printf("\nmalformed:\n");
+		json_array_foreach(bad, i, x)
+			printf("  %s (%s): %s\n", jstr(x, "source"), jstr(x, "where"), jstr(x, "reason"));
+	}
+	json_array_foreach(reports, i, x) {
+		const json_t *w;
+
+		json_array_foreach(json_object_get(x, "warnings"), k, w) {
+			printf("%s  %s (%s): %s\n", header ? "" : "\nwarnings:\n", jstr(x, "source"),
+			    jstr(x, "where"), json_string_value(w));
+			header = true;
+		}
+	}
+}
+
+static int
+report_read(int argc, char **argv)
+{
+	struct rpt_summary *sum;
+	bool json = false;
+	int npaths = 0, rc;
+	json_t *doc;
+
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+			fprintf(stderr, "stsproxy: report read: unknown option %s\n", argv[i]);
+			cmd_report_usage(stderr);
+			return EXIT_ERROR;
+		} else
+			npaths++;
+	}
+	if (npaths == 0) {
+		fprintf(stderr, "stsproxy: report read: name a FILE, a DIR or - (standard input)\n");
+		cmd_report_usage(stderr);
+		return EXIT_ERROR;
+	}
+	sum = rpt_summary_new();
+	for (int i = 2; i < argc; i++)
+		if (strcmp(argv[i], "--json") != 0)
+			read_path(sum, argv[i]);
+	doc = rpt_summary_json(sum);
+	if (json) {
+		json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		printf("\n");
+	} else
+		read_print_text(doc);
+	rc = rpt_summary_malformed(sum) > 0 ? EXIT_NO_POLICY : EXIT_POLICY;
+	json_decref(doc);
+	rpt_summary_free(sum);
+	return rc;
+}
+
 int
 cmd_report(const struct conf *conf, const char *path, int argc, char **argv)
 {
@@ -320,6 +601,10 @@ cmd_report(const struct conf *conf, const char *path, int argc, char **argv)
 	struct rpt_store *store;
 	int rc = EXIT_POLICY;
 
+	/* read takes files, directories and "-", and needs no database, DNS
+	 * or state_dir: no configuration header either. */
+	if (verb != NULL && strcmp(verb, "read") == 0)
+		return report_read(argc, argv);
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--day") == 0 && i + 1 < argc)
 			day = argv[++i];

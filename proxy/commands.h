@@ -22,6 +22,7 @@
 int cmd_policy(const struct conf *conf, const char *path, int argc, char **argv);
 int cmd_cache(const struct conf *conf, const char *path, int argc, char **argv);
 int cmd_report(const struct conf *conf, const char *path, int argc, char **argv);
+int cmd_check(const struct conf *conf, const char *path, int argc, char **argv);
 int cmd_serve(const struct conf *conf, const char *path, int argc, char **argv);
 int cmd_check_config(const struct conf *conf, const char *path, int argc, char **argv);
 
@@ -30,5 +31,6 @@ void cmd_cache_usage(FILE *out);
 void cmd_report_usage(FILE *out);
 void cmd_serve_usage(FILE *out);
 void cmd_check_config_usage(FILE *out);
+void cmd_check_usage(FILE *out);
 
 #endif

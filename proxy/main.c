@@ -22,6 +22,7 @@ struct command {
 static const struct command commands[] = {
 	{ "serve", cmd_serve, cmd_serve_usage },
 	{ "policy", cmd_policy, cmd_policy_usage },
+	{ "check", cmd_check, cmd_check_usage },
 	{ "cache", cmd_cache, cmd_cache_usage },
 	{ "report", cmd_report, cmd_report_usage },
 	{ "check-config", cmd_check_config, cmd_check_config_usage },
@@ -39,10 +40,12 @@ usage(FILE *out)
 	    "  policy DOMAIN [--json] [--no-cache]   the MTA-STS policy a sender applies now\n"
 	    "                                         (DOMAIN may be a URL or an email address)\n"
 	    "  policy --file FILE [--mx HOST]... [--json]  lint a policy file before publishing it\n"
+	    "  check DOMAIN [--json] [--port N]      a domain's MTA-STS and TLS-RPT as senders see them\n"
 	    "  cache list | show DOMAIN | purge DOMAIN | purge --all | refresh [DOMAIN]\n"
 	    "  report list [--day D]                  TLS-RPT traffic recorded per day and domain\n"
 	    "  report show DOMAIN [--day D] [--json]  the RFC 8460 report for DOMAIN (default: yesterday)\n"
 	    "  report send [--day D] [--domain X] [--dry-run]  deliver the day's reports now\n"
+	    "  report read FILE|DIR|- [--json]        summarise TLS-RPT reports received (.json, .json.gz, .eml)\n"
 	    "  check-config [-n]                      check everything serve needs; print the configuration\n"
 	    "  help [COMMAND]                         this text, or a command's\n"
 	    "  version\n"

@@ -26,21 +26,34 @@
 
 /* ---- _smtp._tls lookup ---------------------------------------------------- */
 
-struct dest_lookup {
+struct rpt_record_lookup {
 	char			*domain;
-	rpt_destinations_cb	 cb;
+	struct resolver_query	*query;
+	rpt_record_cb		 cb;
 	void			*arg;
 };
 
-static void
-dest_answer(void *arg, const struct dns_answer *ans)
+void
+rpt_record_lookup_cancel(struct rpt_record_lookup *rl)
 {
-	struct dest_lookup *dl = arg;
+	if (rl == NULL)
+		return;
+	resolver_cancel(rl->query);
+	free(rl->domain);
+	free(rl);
+}
+
+static void
+record_answer(void *arg, const struct dns_answer *ans)
+{
+	struct rpt_record_lookup *rl = arg;
 	struct strlist joined = { 0 };
 	struct tlsrpt_record_result rec;
 	const char *recs[16];
 	size_t lens[16], n = 0;
+	struct rpt_record_facts facts;
 
+	rl->query = NULL;
 	for (size_t i = 0; ans->status == DNS_STATUS_OK && i < ans->count && n < 16; i++) {
 		struct strbuf sb;
 
@@ -54,22 +67,59 @@ dest_answer(void *arg, const struct dns_answer *ans)
 		lens[n++] = strlen(joined.items[i]);
 	}
 	tlsrpt_record_select(recs, lens, n, &rec);
-	if (ans->status != DNS_STATUS_OK && ans->status != DNS_STATUS_NODATA &&
-	    ans->status != DNS_STATUS_NXDOMAIN) {
-		char why[160];
-
-		snprintf(why, sizeof(why), "_smtp._tls.%s: %s", dl->domain, dns_status_name(ans->status));
-		dl->cb(dl->arg, dl->domain, NULL, why);
-	} else if (rec.status != TLSRPT_RECORD_VALID) {
-		char why[256];
-
-		snprintf(why, sizeof(why), "_smtp._tls.%s: %s", dl->domain, rec.reason);
-		dl->cb(dl->arg, dl->domain, NULL, why);
-	} else
-		dl->cb(dl->arg, dl->domain, &rec.rua, NULL);
+	facts = (struct rpt_record_facts){
+		.domain = rl->domain, .dns_status = ans->status, .security = ans->security,
+		.dns_why = ans->why, .records = &joined, .record = &rec,
+	};
+	rl->cb(rl->arg, &facts);
 	tlsrpt_record_result_clear(&rec);
 	strlist_clear(&joined);
-	free(dl->domain);
+	rpt_record_lookup_cancel(rl);
+}
+
+struct rpt_record_lookup *
+rpt_record_lookup(struct resolver *resolver, const char *domain, rpt_record_cb cb, void *arg)
+{
+	struct rpt_record_lookup *rl = xcalloc(1, sizeof(*rl));
+	char *name = xasprintf("_smtp._tls.%s", domain);
+
+	rl->domain = xstrdup(domain);
+	rl->cb = cb;
+	rl->arg = arg;
+	rl->query = resolver_query(resolver, name, DNS_TYPE_TXT, record_answer, rl);
+	free(name);
+	if (rl->query == NULL) {
+		rpt_record_lookup_cancel(rl);
+		return NULL;
+	}
+	return rl;
+}
+
+/* The destinations view of the lookup, for the report senders. */
+struct dest_lookup {
+	rpt_destinations_cb	 cb;
+	void			*arg;
+};
+
+static void
+dest_answer(void *arg, const struct rpt_record_facts *f)
+{
+	struct dest_lookup *dl = arg;
+
+	if (f->dns_status != DNS_STATUS_OK && f->dns_status != DNS_STATUS_NODATA &&
+	    f->dns_status != DNS_STATUS_NXDOMAIN) {
+		char why[160];
+
+		snprintf(why, sizeof(why), "_smtp._tls.%s: %s", f->domain,
+		    dns_status_name(f->dns_status));
+		dl->cb(dl->arg, f->domain, NULL, why);
+	} else if (f->record->status != TLSRPT_RECORD_VALID) {
+		char why[256];
+
+		snprintf(why, sizeof(why), "_smtp._tls.%s: %s", f->domain, f->record->reason);
+		dl->cb(dl->arg, f->domain, NULL, why);
+	} else
+		dl->cb(dl->arg, f->domain, &f->record->rua, NULL);
 	free(dl);
 }
 
@@ -78,18 +128,13 @@ rpt_destinations_lookup(struct resolver *resolver, const char *domain, rpt_desti
     void *arg)
 {
 	struct dest_lookup *dl = xcalloc(1, sizeof(*dl));
-	char *name = xasprintf("_smtp._tls.%s", domain);
 
-	dl->domain = xstrdup(domain);
 	dl->cb = cb;
 	dl->arg = arg;
-	if (resolver_query(resolver, name, DNS_TYPE_TXT, dest_answer, dl) == NULL) {
-		free(name);
-		free(dl->domain);
+	if (rpt_record_lookup(resolver, domain, dest_answer, dl) == NULL) {
 		free(dl);
 		return -1;
 	}
-	free(name);
 	return 0;
 }
 

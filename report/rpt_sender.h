@@ -17,10 +17,35 @@
 #include "policy/resolver.h"
 #include "report/rpt_report.h"
 #include "report/rpt_store.h"
+#include "report/tlsrpt_record.h"
 
 struct event_base;
 struct rpt_sender;
 struct rpt_destinations;
+
+/** Everything a _smtp._tls lookup found; valid only during the callback. */
+struct rpt_record_facts {
+	const char				*domain;
+	enum dns_status				 dns_status;
+	enum dns_security			 security;
+	const char				*dns_why;	/* resolver's explanation, or NULL */
+	const struct strlist			*records;	/* every TXT record, joined (RPT-4) */
+	const struct tlsrpt_record_result	*record;	/* the selection (RPT-1 ... RPT-5) */
+};
+
+struct rpt_record_lookup;
+typedef void (*rpt_record_cb)(void *arg, const struct rpt_record_facts *facts);
+
+/**
+ * Look up _smtp._tls.<domain> on resolver (borrowed) and select the
+ * record. cb runs once, later, from the loop, unless cancelled first.
+ * NULL (no callback) when the query cannot start.
+ */
+struct rpt_record_lookup *rpt_record_lookup(struct resolver *resolver, const char *domain,
+    rpt_record_cb cb, void *arg);
+
+/** Abandon a lookup: the callback will not run. NULL is fine. */
+void rpt_record_lookup_cancel(struct rpt_record_lookup *lookup);
 
 /** The usable destinations of a domain's _smtp._tls record, or why none. */
 typedef void (*rpt_destinations_cb)(void *arg, const char *domain, const struct strlist *rua,

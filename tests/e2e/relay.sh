@@ -655,6 +655,16 @@ check_match "no report for a day without failures (send_success_only_reports = n
 out=$(rpt send --day "$TODAY" --domain "testing.$ZONE")
 check_match "RPT-4: no _smtp._tls record, no report" "$out" "no report: _smtp\._tls\.testing\.$ZONE: no TXT record starts with v=TLSRPTv1"
 
+# ---- report read: what the rua's owner makes of our reports --------------------
+# The enf report three ways: the signed mail, the POSTed gzip body, the JSON.
+rpt read "$W/report.eml" "$W/received/1.body" "$W/report-enf.json" --json > "$W/read-enf.json"; rc=$?
+check_match "report read: our mail, gzip and JSON forms are valid, without a warning" \
+	"$rc $(jq -c '[.reports[].where, ([.reports[].warnings[]] | length), (.malformed | length)]' "$W/read-enf.json")" \
+	"^0 \\[\"attachment relay\\.$ZONE!enf\\.$ZONE![0-9]+![0-9]+![0-9]+\\.json\\.gz\",\"gzip\",\"json\",0,0\\]$"
+check "RPT-16: one report, counted once, with the report's own sums" \
+	"$(jq -c '[([.reports[] | select(.duplicate)] | length), (.domains[] | [."policy-domain", ."successful-sessions", ."failed-sessions"])]' "$W/read-enf.json")" \
+	"$(jq -c '[2, ["enf.'"$ZONE"'", ([.policies[].summary."total-successful-session-count"] | add), ([.policies[].summary."total-failure-session-count"] | add)]]' "$W/report-enf.json")"
+
 
 # ---- the daemon sends yesterday's reports by itself (RPT-10, RPT-19) ---------
 # Tomorrow, through the injectable clock: the traffic day is now yesterday.

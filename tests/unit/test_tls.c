@@ -112,6 +112,44 @@ test_result_types(void **state)
 	assert_int_equal(rpt_result_type_parse("bogus"), -1);
 }
 
+/* The names an operator needs to see when a host name does not match. */
+static void
+test_cert_dns_names(void **state)
+{
+	X509 *x;
+	char out[64], tiny[16];
+
+	(void)state;
+	x = make_cert("cn.a.com", "DNS:mx1.a.com,IP:192.0.2.1,DNS:*.b.com");
+	tls_cert_dns_names(x, out, sizeof(out));
+	assert_string_equal(out, "mx1.a.com, *.b.com");	/* DNS names only, not the CN */
+	tls_cert_dns_names(x, tiny, sizeof(tiny));
+	assert_string_equal(tiny, "mx1.a.com, ...");	/* cut, and says so */
+	X509_free(x);
+	x = make_cert("mx1.a.com", NULL);
+	tls_cert_dns_names(x, out, sizeof(out));
+	assert_string_equal(out, "");
+	X509_free(x);
+}
+
+/* Every result type has a meaning, and every failure a fix (check, report read). */
+static void
+test_result_type_advice(void **state)
+{
+	(void)state;
+	for (int t = 0; t < RPT_RESULT_COUNT; t++) {
+		assert_true(strlen(rpt_result_type_meaning((enum rpt_result_type)t)) > 10);
+		if (t != RPT_RESULT_NONE)
+			assert_true(strlen(rpt_result_type_fix((enum rpt_result_type)t)) > 10);
+	}
+	assert_string_equal(rpt_result_type_fix(RPT_RESULT_NONE), "");
+	assert_non_null(strstr(rpt_result_type_meaning(RPT_RESULT_CERT_HOST_MISMATCH),
+	    "does not cover its name"));
+	/* out of range: treated as validation-failure, never a crash */
+	assert_string_equal(rpt_result_type_fix((enum rpt_result_type)99),
+	    rpt_result_type_fix(RPT_RESULT_VALIDATION_FAILURE));
+}
+
 static void
 test_client_context(void **state)
 {
@@ -143,6 +181,8 @@ main(void)
 		cmocka_unit_test(test_cn_without_san_rejected),
 		cmocka_unit_test(test_policy_domain_is_not_the_mx),
 		cmocka_unit_test(test_result_types),
+		cmocka_unit_test(test_cert_dns_names),
+		cmocka_unit_test(test_result_type_advice),
 		cmocka_unit_test(test_client_context),
 	};
 
