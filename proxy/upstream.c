@@ -525,34 +525,14 @@ tls_established(struct upstream *up)
 	upstream_enter_state(up, UPSTREAM_S_EHLO_TLS);
 }
 
-/* The command a reply in this state answers, for the latency metric. */
-static const char *
-command_of_state(enum upstream_state state)
-{
-	switch (state) {
-	case UPSTREAM_S_BANNER: return "greeting";
-	case UPSTREAM_S_EHLO: case UPSTREAM_S_EHLO_TLS: return "ehlo";
-	case UPSTREAM_S_RSET: return "rset";
-	case UPSTREAM_S_HELO: return "helo";
-	case UPSTREAM_S_STARTTLS: return "starttls";
-	case UPSTREAM_S_MAIL: return "mail";
-	case UPSTREAM_S_RCPT: return "rcpt";
-	case UPSTREAM_S_DATA: return "data";
-	case UPSTREAM_S_EOM: return "eom";
-	case UPSTREAM_S_QUIT: return "quit";
-	default: return NULL;
-	}
-}
-
 /* An operator tells a slow network (greeting) from a slow content filter (eom). */
 static void
-observe_reply_latency(struct upstream *up)
+observe_reply_latency(struct upstream *up, const char *cmd)
 {
-	const char *cmd = command_of_state(up->state);
 	struct timeval now;
 	char labels[32];
 
-	if (cmd == NULL || up->cmd_sent.tv_sec == 0)
+	if (up->cmd_sent.tv_sec == 0)
 		return;
 	evutil_gettimeofday(&now, NULL);
 	snprintf(labels, sizeof(labels), "command=\"%s\"", cmd);
@@ -695,71 +675,141 @@ reply_mail(struct upstream *up, const struct smtp_reply *r, const char *flat)
 	notify(up, UPSTREAM_EV_READY, NULL);
 }
 
+/* From RCPT on, the client session gets the replies as they are (PRX). */
+static void
+reply_rcpt(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	(void)flat;
+	upstream_enter_state(up, UPSTREAM_S_READY);
+	notify(up, UPSTREAM_EV_REPLY, r);
+}
+
+static void
+reply_data(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	(void)flat;
+	upstream_enter_state(up, r->code == 354 ? UPSTREAM_S_BODY : UPSTREAM_S_READY);
+	notify(up, UPSTREAM_EV_REPLY, r);
+}
+
+/* The final reply to the message: what the client hears (SMTP-10). */
+static void
+reply_eom(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	(void)flat;
+	record_delivery(up);
+	upstream_enter_state(up, UPSTREAM_S_READY);
+	notify(up, UPSTREAM_EV_REPLY, r);
+}
+
+static void
+reply_quit(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	(void)r;
+	(void)flat;
+	upstream_enter_state(up, UPSTREAM_S_CLOSED);
+}
+
+static void
+reply_unexpected(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	(void)r;
+	log_warnx("session=%s event=unexpected_reply mx=%s state=%s reply=%s", up->txn.session,
+	    up->route.mx_host, state_names[up->state], log_quote(flat));
+}
+
+/* After a refused MAIL only the reply to the RCPT pipelined behind it is due. */
+static void
+reply_after_failure(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	if (!up->rcpt_pipelined) {
+		reply_unexpected(up, r, flat);
+		return;
+	}
+	up->rcpt_pipelined = false;
+}
+
+/* Which replies a command can have (RFC 5321 §4.3.2); FIT_ANY is not checked. */
+enum reply_fit {
+	FIT_ANY,
+	FIT_2_4_5,		/* a 3xx is no answer to it */
+	FIT_354_4_5,		/* DATA: neither 2xx nor any other 3xx */
+};
+
 /*
- * Decide the next state from a complete reply in the current state
- * (SMTP-9: by code only). From MAIL on, the replies go to the client
- * session as they are (PRX).
+ * The states a reply is due in, and per state: the command the reply
+ * answers (for the latency metric, and in a protocol error), which
+ * replies fit, and the function that decides the next state from it
+ * (SMTP-9: by code only). The states not listed expect no reply.
  */
+static const struct reply_rule {
+	const char	*metric;	/* command="..." of the latency metric */
+	const char	*answers;	/* "a 334 reply to <answers>" */
+	enum reply_fit	 fit;
+	void		(*decide)(struct upstream *, const struct smtp_reply *, const char *flat);
+} reply_rules[] = {
+	[UPSTREAM_S_BANNER] =	{ "greeting", "nothing (greeting)", FIT_2_4_5, reply_greeting },
+	[UPSTREAM_S_EHLO] =	{ "ehlo", "EHLO", FIT_2_4_5, reply_ehlo },
+	[UPSTREAM_S_HELO] =	{ "helo", "HELO", FIT_2_4_5, reply_helo },
+	[UPSTREAM_S_STARTTLS] =	{ "starttls", "STARTTLS", FIT_2_4_5, reply_starttls },
+	[UPSTREAM_S_EHLO_TLS] =	{ "ehlo", "EHLO", FIT_2_4_5, reply_ehlo_tls },
+	[UPSTREAM_S_RSET] =	{ "rset", "RSET", FIT_2_4_5, reply_rset },
+	[UPSTREAM_S_MAIL] =	{ "mail", "MAIL", FIT_2_4_5, reply_mail },
+	[UPSTREAM_S_RCPT] =	{ "rcpt", "RCPT", FIT_2_4_5, reply_rcpt },
+	[UPSTREAM_S_DATA] =	{ "data", "DATA", FIT_354_4_5, reply_data },
+	[UPSTREAM_S_EOM] =	{ "eom", "the end of data", FIT_2_4_5, reply_eom },
+	[UPSTREAM_S_QUIT] =	{ "quit", "QUIT", FIT_ANY, reply_quit },
+	[UPSTREAM_S_FAILED] =	{ NULL, NULL, FIT_ANY, reply_after_failure },
+};
+
+static const struct reply_rule *
+reply_rule(enum upstream_state state)
+{
+	static const struct reply_rule none = { NULL, NULL, FIT_ANY, reply_unexpected };
+
+	if ((size_t)state < sizeof(reply_rules) / sizeof(reply_rules[0]) &&
+	    reply_rules[state].decide != NULL)
+		return &reply_rules[state];
+	return &none;
+}
+
+/*
+ * SMTP-9 decides by class, but only among the classes the command can
+ * be answered with (RFC 5321 section 4.3.2). Anything else is a protocol
+ * error, never relayed: above all a 3xx to the end of data, which the
+ * client would take for the final reply, and a 2xx to DATA, after which
+ * the client would never send the message.
+ */
+static bool
+reply_fits(enum upstream_state state, const struct smtp_reply *r)
+{
+	int cls = smtp_reply_class(r);
+
+	switch (reply_rule(state)->fit) {
+	case FIT_2_4_5:
+		return cls == 2 || cls == 4 || cls == 5;
+	case FIT_354_4_5:
+		return r->code == 354 || cls == 4 || cls == 5;
+	case FIT_ANY:
+		break;
+	}
+	return true;
+}
+
+/* A complete reply in the current state: the common part, then its rule decides. */
 static void
 upstream_response(struct upstream *up, const struct smtp_reply *r)
 {
+	const struct reply_rule *rule = reply_rule(up->state);
 	char *flat = smtp_reply_flatten(r);
 
 	log_debug("session=%s upstream=%s <<< %s", up->txn.session, up->route.mx_host, flat);
-	observe_reply_latency(up);
+	if (rule->metric != NULL)
+		observe_reply_latency(up, rule->metric);
 	free(up->last_reply);
 	up->last_reply = flat;
 	up->clean = up->state != UPSTREAM_S_QUIT;
-
-	switch (up->state) {
-	case UPSTREAM_S_BANNER:
-		reply_greeting(up, r, flat);
-		return;
-	case UPSTREAM_S_EHLO:
-		reply_ehlo(up, r, flat);
-		return;
-	case UPSTREAM_S_HELO:
-		reply_helo(up, r, flat);
-		return;
-	case UPSTREAM_S_STARTTLS:
-		reply_starttls(up, r, flat);
-		return;
-	case UPSTREAM_S_EHLO_TLS:
-		reply_ehlo_tls(up, r, flat);
-		return;
-	case UPSTREAM_S_RSET:
-		reply_rset(up, r, flat);
-		return;
-	case UPSTREAM_S_MAIL:
-		reply_mail(up, r, flat);
-		return;
-	case UPSTREAM_S_RCPT:
-		upstream_enter_state(up, UPSTREAM_S_READY);
-		notify(up, UPSTREAM_EV_REPLY, r);
-		return;
-	case UPSTREAM_S_DATA:
-		upstream_enter_state(up, r->code == 354 ? UPSTREAM_S_BODY : UPSTREAM_S_READY);
-		notify(up, UPSTREAM_EV_REPLY, r);
-		return;
-	case UPSTREAM_S_EOM:
-		record_delivery(up);
-		upstream_enter_state(up, UPSTREAM_S_READY);
-		notify(up, UPSTREAM_EV_REPLY, r);
-		return;
-	case UPSTREAM_S_QUIT:
-		upstream_enter_state(up, UPSTREAM_S_CLOSED);
-		return;
-	case UPSTREAM_S_FAILED:
-		if (up->rcpt_pipelined) {
-			up->rcpt_pipelined = false;	/* the RCPT behind a refused MAIL */
-			return;
-		}
-		/* FALLTHROUGH */
-	default:
-		log_warnx("session=%s event=unexpected_reply mx=%s state=%s reply=%s", up->txn.session,
-		    up->route.mx_host, state_names[up->state], log_quote(flat));
-		return;
-	}
+	rule->decide(up, r, flat);
 }
 
 static void
@@ -848,36 +898,6 @@ upstream_enter_state(struct upstream *up, enum upstream_state next)
 	}
 }
 
-/*
- * SMTP-9 decides by class, but only among the classes the command can
- * be answered with (RFC 5321 section 4.3.2). Anything else is a protocol
- * error, never relayed: above all a 3xx to the end of data, which the
- * client would take for the final reply, and a 2xx to DATA, after which
- * the client would never send the message.
- */
-static bool
-reply_fits(enum upstream_state state, const struct smtp_reply *r)
-{
-	int cls = smtp_reply_class(r);
-
-	switch (state) {
-	case UPSTREAM_S_DATA:
-		return r->code == 354 || cls == 4 || cls == 5;
-	case UPSTREAM_S_BANNER:
-	case UPSTREAM_S_EHLO:
-	case UPSTREAM_S_HELO:
-	case UPSTREAM_S_STARTTLS:
-	case UPSTREAM_S_EHLO_TLS:
-	case UPSTREAM_S_RSET:
-	case UPSTREAM_S_MAIL:
-	case UPSTREAM_S_RCPT:
-	case UPSTREAM_S_EOM:
-		return cls == 2 || cls == 4 || cls == 5;
-	default:
-		return true;
-	}
-}
-
 static void
 upstream_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -929,10 +949,7 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 		}
 		if (!reply_fits(up->state, &up->reply)) {
 			snprintf(misfit, sizeof(misfit), "%d reply to %s", up->reply.code,
-			    up->state == UPSTREAM_S_EOM ? "the end of data" :
-			    up->state == UPSTREAM_S_BANNER ? "nothing (greeting)" :
-			    up->state == UPSTREAM_S_EHLO_TLS ? "EHLO" : state_names[up->state] +
-			    strlen("UPSTREAM_S_"));
+			    reply_rule(up->state)->answers);
 			why = misfit;
 			set_last_reply(up, &up->reply);	/* the outcome names what it said */
 			goto protocol_error;
