@@ -124,9 +124,14 @@ static const struct conf_key conf_keys[] = {
 	  "yes: start anyway, with a warning at every start; only for a relay that a firewall or a "
 	  "private network already shields." },
 	{ "server", "max_connections", CONF_T_COUNT, "500", OFF(server_max_connections), 1, 100000, NULL, NULL,
-	  "Most client connections at once; more get 421 4.7.0 at connect." },
+	  "Most client connections at once (per worker), lowered at start with a warning when the descriptor "
+	  "limit cannot hold them (see LIMITS in stsproxy(8)). When full, the oldest connection still waiting "
+	  "for HELO/EHLO after a second is closed with 421 4.7.0 to make room; without one, the new client "
+	  "gets 421 4.7.0 at connect." },
 	{ "server", "max_connections_per_client", CONF_T_COUNT, "50", OFF(server_max_per_client), 1, 100000, NULL, NULL,
-	  "Most connections at once from one client address; more get 421 4.7.0 at connect." },
+	  "Most connections at once from one client address. When reached, that address's oldest connection "
+	  "still waiting for HELO/EHLO is closed to make room as for max_connections; without one, the new "
+	  "client gets 421 4.7.0 at connect." },
 	{ "server", "max_message_size", CONF_T_SIZE, "50M", OFF(server_max_message_size), 65536, 1ULL << 32, NULL, NULL,
 	  "Largest message accepted, advertised as SIZE; larger ones get 552 5.3.4." },
 	{ "server", "max_recipients", CONF_T_COUNT, "1000", OFF(server_max_recipients), 100, 100000, NULL, NULL,
@@ -137,9 +142,19 @@ static const struct conf_key conf_keys[] = {
 	  "smtpd_forbid_bare_newline. yes: accept such commands, for a legacy client that cannot be fixed. "
 	  "The message body is unaffected: there bare LF and bare CR are always normalised to CR LF." },
 	{ "server", "command_timeout", CONF_T_DURATION, "5m", OFF(server_command_timeout), 1, 3600, NULL, NULL,
-	  "Time a client may take to send a command (RFC 5321 section 4.5.3.2 asks for at least 5 minutes)." },
+	  "Time a client may take for a whole command line, counted from when stsproxy is ready for it (RFC 5321 "
+	  "section 4.5.3.2 asks for at least 5 minutes); bytes trickling in do not extend it. Then 421 4.4.2." },
+	{ "server", "helo_timeout", CONF_T_DURATION, "30s", OFF(server_helo_timeout), 1, 3600, NULL, NULL,
+	  "Time from the greeting (and from the end of a STARTTLS handshake) to a successful HELO or EHLO; "
+	  "then 421 4.4.2. Mail servers send EHLO at once; a connection idle before it only holds a slot." },
 	{ "server", "data_timeout", CONF_T_DURATION, "5m", OFF(server_data_timeout), 1, 3600, NULL, NULL,
-	  "Time a client may leave the message body idle." },
+	  "Time a client may leave the message body idle; then 421 4.4.2." },
+	{ "server", "data_deadline", CONF_T_DURATION, "5m", OFF(server_data_deadline), 1, 86400, NULL, NULL,
+	  "Time every message body gets in total, however small, from the 354 to the final dot; each "
+	  "data_min_rate bytes received add one second. A slower client gets 421 4.4.2 and keeps its message." },
+	{ "server", "data_min_rate", CONF_T_SIZE, "1k", OFF(server_data_min_rate), 1, 1ULL << 30, NULL, NULL,
+	  "Bytes per second that extend data_deadline: a body of N bytes may take data_deadline + N / "
+	  "data_min_rate seconds. Time the relay makes the client wait for a slow MX does not count." },
 	{ "server", "shutdown_timeout", CONF_T_DURATION, "60s", OFF(server_shutdown_timeout), 1, 3600, NULL, NULL,
 	  "On SIGTERM, transactions in flight may finish for this long; then the remaining clients get "
 	  "421 4.3.2 (their messages stay queued with them) and stsproxy exits." },

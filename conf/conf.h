@@ -45,8 +45,11 @@ struct conf {
 	size_t		 server_max_message_size;
 	unsigned	 server_max_recipients;
 	bool		 server_allow_bare_newline;	/* commands may end in a bare LF */
-	unsigned	 server_command_timeout;	/* seconds */
-	unsigned	 server_data_timeout;
+	unsigned	 server_command_timeout;	/* seconds, for a whole command line */
+	unsigned	 server_helo_timeout;	/* seconds from the greeting to HELO/EHLO */
+	unsigned	 server_data_timeout;	/* seconds the body may stay idle */
+	unsigned	 server_data_deadline;	/* seconds every body gets in total */
+	size_t		 server_data_min_rate;	/* bytes per second beyond data_deadline */
 	unsigned	 server_shutdown_timeout;	/* seconds */
 	char		*server_tls_cert_file;	/* empty: no STARTTLS */
 	char		*server_tls_key_file;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "conf/log.h"
 #include "conf/util.h"
@@ -231,4 +232,13 @@ strlist_equal(const struct strlist *a, const struct strlist *b)
 		if (strcmp(a->items[i], b->items[i]) != 0)
 			return false;
 	return true;
+}
+
+long long
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

@@ -32,6 +32,9 @@ char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0
 /** A broken invariant: log and abort. Never for bad input. */
 noreturn void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/** Milliseconds of CLOCK_MONOTONIC: for deadlines that wall-clock jumps must not move. */
+long long mono_ms(void);
+
 /** Lower-case ASCII in place; returns s. */
 char *str_lower(char *s);
 /** true if s ends with suffix (case-insensitive ASCII). */

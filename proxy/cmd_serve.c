@@ -25,6 +25,7 @@
 #include "policy/dns_probe.h"
 #include "policy/tls.h"
 #include "proxy/commands.h"
+#include "proxy/limits.h"
 #include "proxy/listener.h"
 #include "proxy/metrics_http.h"
 #include "proxy/preflight.h"
@@ -273,6 +274,7 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
 	policy_engine_set_conf(sv->rt->engine, conf);
 	listener_reconfigure(sv->listener, conf);
 	(void)apply_logging(conf, sv->debug_flag);
+	limits_log(conf);
 	log_notice("event=reloaded path=%s", sv->path ? sv->path : "(embedded defaults)");
 }
 
@@ -410,6 +412,9 @@ serve_worker(const struct conf *conf, void *arg)
 			    sv.reports, &id, &sv.mailer);
 	} else
 		log_warnx("event=reports_disabled reason=\"the report database cannot be opened\"");
+	/* Before the listeners: what is open now is part of the budget. */
+	(void)limits_init();
+	limits_log(conf);
 	if ((sv.listener = listener_new(&env, &err)) == NULL) {
 		log_err("event=startup_failed reason=%s", log_quote(err));
 		goto out;

@@ -3,8 +3,13 @@
  *
  * Binds every [server] listen address, refuses clients outside
  * allow_clients with 554 5.7.1 before any SMTP (never an open relay),
- * enforces max_connections overall and per client address with 421
- * 4.7.0, and hands accepted connections to smtp_server sessions.
+ * enforces max_connections (as far as the descriptor limit allows, see
+ * limits.h) overall and per client address, and hands accepted
+ * connections to smtp_server sessions. When full it closes the oldest
+ * connection still waiting for HELO/EHLO to make room, and only when
+ * there is none answers 421 4.7.0. Out of descriptors it answers the
+ * waiting clients 421 4.3.2 through a reserve descriptor and pauses
+ * accepting with a back-off instead of spinning.
  */
 #ifndef STSPROXY_LISTENER_H
 #define STSPROXY_LISTENER_H

@@ -26,6 +26,14 @@
 
 /* Unread client input kept in memory; beyond it TCP pushes back. */
 #define INPUT_HIGH_WATER	(64 * 1024)
+/*
+ * Replies the client has not read yet. Above this the session reads no
+ * more commands until the client has read them: one bound for every
+ * reply, local or relayed, so a client that writes without reading
+ * cannot grow the relay's memory. A client that reads is always served
+ * (reading resumes as soon as its replies are gone).
+ */
+#define OUTPUT_HIGH_WATER	(64 * 1024)
 /* A client making this many mistakes is not a mail server. */
 #define MAX_ERRORS		10
 #define CLOSE_FLUSH_TIMEOUT	10
@@ -65,6 +73,8 @@ struct failed_domain {
  * of the first recipient the upstream accepted: until then each domain
  * in turn gets an upstream of its own, so one that fails never holds the
  * message's other domains back (PRX: one domain per transaction).
+ * Allocated at MAIL and freed at its end, so that a session between
+ * transactions stays small (~20 KB less).
  */
 struct txn {
 	struct smtp_path	 mail;
@@ -108,7 +118,19 @@ struct smtp_server {
 	bool				 skip_line;	/* discarding an over-long line */
 	bool				 paused;	/* body buffer upstream is full */
 	bool				 draining;	/* shutdown: close when idle */
-	struct txn			 txn;
+	bool				 write_blocked;	/* stopped reading: replies not read */
+
+	/*
+	 * Time limits on the client, in mono_ms(). They move only later as
+	 * the client makes progress, so the timer is armed on entering a
+	 * state and re-armed when it fires early (client_deadline()).
+	 */
+	struct event			*deadline;
+	long long			 phase_at;	/* greeted, TLS started, or body started */
+	long long			 line_at;	/* ready for the next command line */
+	long long			 paused_at;	/* body paused for the upstream since, or 0 */
+	long long			 paused_ms;	/* body paused for the upstream in all */
+	struct txn			*txn;		/* NULL outside MAIL ... end of data */
 	unsigned			 txn_count;
 	unsigned long			 messages;
 };
@@ -118,6 +140,7 @@ static void smtp_process_input(struct smtp_server *s);
 static void smtp_read_cb(struct bufferevent *bev, void *arg);
 static void smtp_write_cb(struct bufferevent *bev, void *arg);
 static void smtp_event_cb(struct bufferevent *bev, short what, void *arg);
+static void client_timed_out(struct smtp_server *s, const char *limit);
 
 void
 smtp_session_id_new(char out[17])
@@ -197,8 +220,10 @@ client_error(struct smtp_server *s)
 static void
 txn_drop_upstream(struct smtp_server *s)
 {
-	struct txn *t = &s->txn;
+	struct txn *t = s->txn;
 
+	if (t == NULL)
+		return;
 	if (t->up != NULL) {
 		log_debug("session=%s event=txn_upstream action=drop domain=%s", s->id, t->up_domain);
 		s->env->ops->free(t->up);
@@ -211,8 +236,10 @@ txn_drop_upstream(struct smtp_server *s)
 static void
 txn_reset(struct smtp_server *s)
 {
-	struct txn *t = &s->txn;
+	struct txn *t = s->txn;
 
+	if (t == NULL)
+		return;
 	txn_drop_upstream(s);
 	for (size_t i = 0; i < t->nfailed; i++) {
 		free(t->failed[i].domain);
@@ -222,7 +249,8 @@ txn_reset(struct smtp_server *s)
 	strlist_clear(&t->accepted);
 	smtp_reply_clear(&t->fail_reply);
 	smtp_reply_clear(&t->discard_reply);
-	memset(t, 0, sizeof(*t));
+	free(t);
+	s->txn = NULL;
 }
 
 static const struct smtp_reply *
@@ -242,7 +270,7 @@ txn_domain_failure(const struct txn *t, const char *domain)
 static void
 txn_domain_failed(struct smtp_server *s, const struct smtp_reply *r)
 {
-	struct txn *t = &s->txn;
+	struct txn *t = s->txn;
 	struct failed_domain *f;
 	char *flat = smtp_reply_flatten(r);
 
@@ -390,8 +418,9 @@ cmd_mail(struct smtp_server *s, const struct smtp_command *cmd)
 		return;
 	}
 	txn_reset(s);
-	s->txn.mail = path;
-	s->txn.number = ++s->txn_count;
+	s->txn = xcalloc(1, sizeof(*s->txn));
+	s->txn->mail = path;
+	s->txn->number = ++s->txn_count;
 	log_info("session=%s event=mail from=%s", s->id, log_quote_address(path.address));
 	reply(s, 250, "2.1.0", "Ok");
 	smtp_enter_state(s, SMTP_S_MAIL);
@@ -433,7 +462,7 @@ check_rcpt_params(struct smtp_server *s, const struct smtp_path *p)
 			return -1;
 		}
 	}
-	if (p->utf8 && smtp_path_param(&s->txn.mail, "SMTPUTF8") == NULL) {
+	if (p->utf8 && smtp_path_param(&s->txn->mail, "SMTPUTF8") == NULL) {
 		reply(s, 553, "5.6.7", "Non-ASCII address needs SMTPUTF8 in MAIL FROM");
 		return -1;
 	}
@@ -477,7 +506,7 @@ refuse_rcpt(struct smtp_server *s, const char *address, int code, const char *en
 static void
 cmd_rcpt(struct smtp_server *s, const struct smtp_command *cmd)
 {
-	struct txn *t = &s->txn;
+	struct txn *t = s->txn;
 	const struct smtp_reply *failed;
 	struct smtp_path path;
 	struct smtp_error err;
@@ -591,7 +620,7 @@ cmd_rcpt(struct smtp_server *s, const struct smtp_command *cmd)
 static void
 cmd_data(struct smtp_server *s, const struct smtp_command *cmd)
 {
-	struct txn *t = &s->txn;
+	struct txn *t = s->txn;
 
 	if (cmd->arg[0] != '\0') {
 		reply(s, 501, "5.5.4", "DATA takes no arguments");
@@ -749,9 +778,9 @@ add_received(struct smtp_server *s, struct evbuffer *out)
 	evbuffer_add_printf(out, "Received: from %s ([%s])\r\n\tby %s (stsproxy) with %s id %s.%u",
 	    s->helo, s->ip, s->env->rt->hostname,
 	    s->tls ? (s->esmtp ? "ESMTPS" : "SMTPS") : (s->esmtp ? "ESMTP" : "SMTP"),
-	    s->id, s->txn.number);
-	if (s->txn.rcpts_ok == 1 && strchr(s->txn.first_rcpt, '\r') == NULL)
-		evbuffer_add_printf(out, "\r\n\tfor <%s>", s->txn.first_rcpt);
+	    s->id, s->txn->number);
+	if (s->txn->rcpts_ok == 1 && strchr(s->txn->first_rcpt, '\r') == NULL)
+		evbuffer_add_printf(out, "\r\n\tfor <%s>", s->txn->first_rcpt);
 	evbuffer_add_printf(out, "; %s\r\n", date);
 }
 
@@ -759,7 +788,7 @@ add_received(struct smtp_server *s, struct evbuffer *out)
 static bool
 process_body(struct smtp_server *s)
 {
-	struct txn *t = &s->txn;
+	struct txn *t = s->txn;
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 
 	while (evbuffer_get_length(in) > 0) {
@@ -772,6 +801,7 @@ process_body(struct smtp_server *s)
 			if (s->env->ops->body_full(t->up)) {
 				/* Backpressure: the client waits until the upstream drains. */
 				s->paused = true;
+				s->paused_at = mono_ms();
 				return false;
 			}
 			out = s->env->ops->body(t->up);
@@ -818,8 +848,17 @@ process_body(struct smtp_server *s)
 	return true;
 }
 
+/* More replies wait for the client than OUTPUT_HIGH_WATER. */
 static bool
-reading_allowed(const struct smtp_server *s)
+output_full(struct smtp_server *s)
+{
+	/* With TLS the socket underneath takes records only up to the same
+	 * mark (tls_handshake_start), so the rest waits here, unencrypted. */
+	return evbuffer_get_length(bufferevent_get_output(s->bev)) > OUTPUT_HIGH_WATER;
+}
+
+static bool
+reading_allowed(struct smtp_server *s)
 {
 	if (s->paused)
 		return false;
@@ -829,11 +868,12 @@ reading_allowed(const struct smtp_server *s)
 	case SMTP_S_MAIL:
 	case SMTP_S_BODY:
 	case SMTP_S_BODY_DISCARD:
-		return true;
+		return !output_full(s);
 	default:
 		return false;
 	}
 }
+
 
 /*
  * true if the next command line in `in` ends in a bare LF. RFC 5321
@@ -896,13 +936,28 @@ smtp_process_input(struct smtp_server *s)
 		}
 		handle_line(s, line, len);
 		free(line);
+		/* command_timeout runs for each whole line, from here. */
+		s->line_at = mono_ms();
 	}
 	if (s->bev != NULL && s->state != SMTP_S_CLOSED) {
 		if (reading_allowed(s))
 			bufferevent_enable(s->bev, EV_READ);
 		else
 			bufferevent_disable(s->bev, EV_READ);
+		/* smtp_write_cb takes up reading once the client has read its replies. */
+		s->write_blocked = output_full(s);
 	}
+}
+
+/* The upstream took the body again: time waiting for it was not the client's. */
+static void
+body_resumed(struct smtp_server *s)
+{
+	if (s->paused_at != 0) {
+		s->paused_ms += mono_ms() - s->paused_at;
+		s->paused_at = 0;
+	}
+	s->paused = false;
 }
 
 /* The upstream transaction speaks: answer the command that waits for it. */
@@ -910,7 +965,7 @@ static void
 upstream_event(void *arg, enum upstream_event ev, const struct smtp_reply *r)
 {
 	struct smtp_server *s = arg;
-	struct txn *t = &s->txn;
+	struct txn *t = s->txn;
 
 	switch (ev) {
 	case UPSTREAM_EV_READY:
@@ -986,10 +1041,10 @@ upstream_event(void *arg, enum upstream_event ev, const struct smtp_reply *r)
 		}
 		break;
 	case UPSTREAM_EV_WRITABLE:
-		s->paused = false;
+		body_resumed(s);
 		break;
 	case UPSTREAM_EV_LOST:
-		s->paused = false;
+		body_resumed(s);
 		if (s->state == SMTP_S_RCPT_WAIT)
 			log_rcpt(s, t->rcpt.address, t->up_domain, NULL, r, NULL);
 		if (t->domain[0] == '\0') {
@@ -1042,6 +1097,9 @@ tls_handshake_start(struct smtp_server *s)
 		return;
 	}
 	s->bev = tls;
+	/* The filter encrypts into the socket's buffer only up to this mark,
+	 * so the output bound holds for TLS sessions too (output_full). */
+	bufferevent_setwatermark(bufferevent_get_underlying(tls), EV_WRITE, 0, OUTPUT_HIGH_WATER);
 	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
 	bufferevent_setcb(tls, smtp_read_cb, smtp_write_cb, smtp_event_cb, s);
 	bufferevent_setwatermark(tls, EV_READ, 0, INPUT_HIGH_WATER);
@@ -1080,10 +1138,89 @@ flush_check(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(s->flush_timer, &tv);
 }
 
+/*
+ * When the client's time in this state is up (mono_ms), naming the limit,
+ * or 0 when none runs (the session waits for the upstream, which has
+ * limits of its own). Whole command lines, the wait for HELO and the
+ * whole body are timed here: a bufferevent timeout restarts on every
+ * byte, so a client dripping one byte at a time would never reach it.
+ */
+static long long
+client_deadline(const struct smtp_server *s, const char **limit)
+{
+	const struct conf *c = s->conf;
+	long long line = s->line_at + 1000LL * c->server_command_timeout;
+
+	switch (s->state) {
+	case SMTP_S_GREETED: {
+		long long helo = s->phase_at + 1000LL * c->server_helo_timeout;
+
+		*limit = helo <= line ? "helo_timeout" : "command_timeout";
+		return helo <= line ? helo : line;
+	}
+	case SMTP_S_IDLE:
+	case SMTP_S_MAIL:
+		*limit = "command_timeout";
+		return line;
+	case SMTP_S_TLS:
+		*limit = "command_timeout";
+		return s->phase_at + 1000LL * c->server_command_timeout;
+	case SMTP_S_BODY:
+	case SMTP_S_BODY_DISCARD: {
+		long long paused = s->paused_ms + (s->paused_at != 0 ? mono_ms() - s->paused_at : 0);
+
+		/* data_deadline, one more second per data_min_rate bytes read. */
+		*limit = "data_deadline";
+		return s->phase_at + 1000LL * c->server_data_deadline + paused +
+		    (long long)(s->txn->filter.bytes_in * 1000 / c->server_data_min_rate);
+	}
+	default:
+		return 0;
+	}
+}
+
+static void
+deadline_arm(struct smtp_server *s)
+{
+	const char *limit = NULL;
+	long long at = client_deadline(s, &limit), left;
+	struct timeval tv;
+
+	if (at == 0) {
+		evtimer_del(s->deadline);
+		return;
+	}
+	left = at - mono_ms();
+	if (left < 0)
+		left = 0;
+	tv.tv_sec = left / 1000;
+	tv.tv_usec = (left % 1000) * 1000;
+	evtimer_add(s->deadline, &tv);
+}
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server *s = arg;
+	const char *limit = NULL;
+	long long at = client_deadline(s, &limit);
+
+	(void)fd;
+	(void)what;
+	if (at == 0)
+		return;
+	if (at > mono_ms()) {
+		deadline_arm(s);	/* the client made progress meanwhile */
+		return;
+	}
+	client_timed_out(s, limit);
+}
+
 static void
 smtp_enter_state(struct smtp_server *s, enum smtp_state next)
 {
 	struct timeval tv = { 0, 0 };
+	enum smtp_state prev = s->state;
 
 	if (s->state == SMTP_S_CLOSED)
 		return;
@@ -1098,16 +1235,26 @@ smtp_enter_state(struct smtp_server *s, enum smtp_state next)
 			smtp_server_shutdown(s);
 			break;
 		}
+		/* Reading is timed per whole line (client_deadline), writing
+		 * per stall: a client that reads nothing is cut as well. */
 		tv.tv_sec = s->conf->server_command_timeout;
-		bufferevent_set_timeouts(s->bev, &tv, &tv);
+		bufferevent_set_timeouts(s->bev, NULL, &tv);
+		s->line_at = mono_ms();
+		if (next == SMTP_S_GREETED)
+			s->phase_at = s->line_at;
 		break;
 	case SMTP_S_BODY:
 	case SMTP_S_BODY_DISCARD:
 		tv.tv_sec = s->conf->server_data_timeout;
 		bufferevent_set_timeouts(s->bev, &tv, &tv);
+		if (prev != SMTP_S_BODY && prev != SMTP_S_BODY_DISCARD) {
+			s->phase_at = mono_ms();
+			s->paused_ms = s->paused_at = 0;
+		}
 		break;
 	case SMTP_S_TLS:
 		tv.tv_sec = s->conf->server_command_timeout;
+		s->phase_at = mono_ms();
 		tls_handshake_start(s);
 		if (s->bev != NULL)
 			bufferevent_set_timeouts(s->bev, &tv, &tv);
@@ -1129,6 +1276,9 @@ smtp_enter_state(struct smtp_server *s, enum smtp_state next)
 	default:
 		break;
 	}
+	/* After a nested change (IDLE -> QUIT when draining) the inner call armed it. */
+	if (s->state == next)
+		deadline_arm(s);
 }
 
 static void
@@ -1148,6 +1298,21 @@ smtp_write_cb(struct bufferevent *bev, void *arg)
 	(void)bev;
 	if (s->state == SMTP_S_QUIT)
 		flush_check(-1, 0, s);
+	else if (s->write_blocked && !output_full(s)) {
+		/* The client read its replies: take its next commands. */
+		s->write_blocked = false;
+		smtp_process_input(s);
+	}
+}
+
+/* A client limit ran out: 421, and the client keeps whatever it had not finished. */
+static void
+client_timed_out(struct smtp_server *s, const char *limit)
+{
+	log_notice("session=%s event=client_timeout state=%s client=%s limit=%s", s->id,
+	    state_names[s->state], s->ip, limit);
+	reply(s, 421, "4.4.2", "%s Timeout, closing connection", s->env->rt->hostname);
+	smtp_enter_state(s, SMTP_S_QUIT);
 }
 
 static void
@@ -1174,10 +1339,9 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		if (s->state != SMTP_S_QUIT) {
-			log_notice("session=%s event=client_timeout state=%s client=%s", s->id,
-			    state_names[s->state], s->ip);
-			reply(s, 421, "4.4.2", "%s Timeout, closing connection", s->env->rt->hostname);
-			smtp_enter_state(s, SMTP_S_QUIT);
+			client_timed_out(s, (what & BEV_EVENT_WRITING) ? "write_stalled" :
+			    (s->state == SMTP_S_BODY || s->state == SMTP_S_BODY_DISCARD) ? "data_timeout" :
+			    "command_timeout");
 			return;
 		}
 	} else if (s->state == SMTP_S_TLS) {
@@ -1209,6 +1373,7 @@ reap(evutil_socket_t fd, short what, void *arg)
 		bufferevent_free(s->bev);
 	event_free(s->reaper);
 	event_free(s->flush_timer);
+	event_free(s->deadline);
 	free(s);
 }
 
@@ -1233,6 +1398,24 @@ smtp_server_shutdown(struct smtp_server *s)
 		s->draining = true;
 		break;
 	}
+}
+
+bool
+smtp_server_awaiting_helo(const struct smtp_server *s)
+{
+	return s->state == SMTP_S_GREETED;
+}
+
+void
+smtp_server_evict(struct smtp_server *s, const char *why, unsigned idle_seconds)
+{
+	if (s->state != SMTP_S_GREETED)
+		return;
+	log_notice("session=%s event=client_evicted client=%s idle=%us reason=%s", s->id, s->ip,
+	    idle_seconds, log_quote(why));
+	reply(s, 421, "4.7.0", "%s Too many connections; closing this one, idle before EHLO",
+	    s->env->rt->hostname);
+	smtp_enter_state(s, SMTP_S_QUIT);
 }
 
 void
@@ -1265,6 +1448,7 @@ smtp_server_new(const struct smtp_server_env *env, evutil_socket_t fd, const str
 	netaddr_ntop(peer, s->ip, sizeof(s->ip));
 	s->reaper = event_new(env->rt->base, -1, 0, reap, s);
 	s->flush_timer = evtimer_new(env->rt->base, flush_check, s);
+	s->deadline = evtimer_new(env->rt->base, deadline_cb, s);
 	s->bev = bufferevent_socket_new(env->rt->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL)
 		fatalx("bufferevent_socket_new failed");

@@ -46,6 +46,16 @@ void smtp_server_shutdown(struct smtp_server *s);
 /** Shutdown timeout reached: 421 now, whatever the state; the transaction is dropped unacknowledged. */
 void smtp_server_abort(struct smtp_server *s);
 
+/** true while the client has not completed HELO/EHLO: the first to go when the relay is full. */
+bool smtp_server_awaiting_helo(const struct smtp_server *s);
+
+/**
+ * The relay is full: a session still awaiting HELO/EHLO gets 421 4.7.0
+ * and closes (the closed callback follows later); why and idle_seconds
+ * go to the log. Any other session is left alone.
+ */
+void smtp_server_evict(struct smtp_server *s, const char *why, unsigned idle_seconds);
+
 const char *smtp_server_id(const struct smtp_server *s);
 const struct sockaddr *smtp_server_peer(const struct smtp_server *s);
 

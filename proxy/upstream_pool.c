@@ -14,6 +14,7 @@
 #include "conf/log.h"
 #include "conf/metrics.h"
 #include "conf/util.h"
+#include "proxy/limits.h"
 #include "proxy/upstream_pool.h"
 
 /* A parked connection must answer RSET within this. */
@@ -111,7 +112,7 @@ upstream_pool_put(const struct conf *conf, struct upstream_conn *conn)
 {
 	struct pool_entry *e = xcalloc(1, sizeof(*e));
 
-	while (parked >= conf->upstream_reuse_pool_size && head != NULL)
+	while (parked >= limits_pool_size(conf) && head != NULL)
 		drop(head, true, "reuse_pool_size reached");
 	e->conn = conn;
 	e->state = POOL_S_RSET;
