@@ -142,18 +142,6 @@ static void smtp_write_cb(struct bufferevent *bev, void *arg);
 static void smtp_event_cb(struct bufferevent *bev, short what, void *arg);
 static void client_timed_out(struct smtp_server *s, const char *limit);
 
-const struct upstream_ops upstream_default_ops = {
-	.open = upstream_new,
-	.rcpt = upstream_rcpt,
-	.data = upstream_data,
-	.body = upstream_body,
-	.body_full = upstream_body_full,
-	.body_end = upstream_body_end,
-	.free = upstream_free,
-	.mx_host = upstream_mx_host,
-	.first_rcpt = upstream_first_rcpt,
-};
-
 void
 smtp_session_id_new(char out[17])
 {
