@@ -9,10 +9,13 @@
  */
 #include "config.h"
 
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proxy/commands.h"
+#include "proxy/limits.h"
 #include "proxy/preflight.h"
 
 void
@@ -31,10 +34,27 @@ cmd_check_config_usage(FILE *out)
 	    "Exit status: 0 serve would start (warnings may be printed), 2 it would not.\n");
 }
 
+static void
+add_warning(struct strlist *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+add_warning(struct strlist *l, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	s = xvasprintf(fmt, ap);
+	va_end(ap);
+	strlist_add(l, s);
+	free(s);
+}
+
 int
 cmd_check_config(const struct conf *conf, const char *path, int argc, char **argv)
 {
 	struct strlist errors = { 0 }, warnings = { 0 };
+	struct limits_plan plan;
 	bool changed_only = false;
 	int rc;
 
@@ -48,6 +68,16 @@ cmd_check_config(const struct conf *conf, const char *path, int argc, char **arg
 	}
 	/* Syntax errors were printed by main(), which does not get this far. */
 	rc = preflight_check(conf, PREFLIGHT_F_RUNNING_OK, &errors, &warnings);
+	/* serve raises its soft descriptor limit to the hard one and lowers
+	 * max_connections when that is still too few: say so before it does. */
+	(void)limits_init();
+	limits_plan(conf, &plan);
+	if (plan.lowered)
+		add_warning(&warnings, "the descriptor limit (%lu) is too low for max_connections = %u "
+		    "and reuse_pool_size = %u (%u descriptors needed): serve would take %u clients "
+		    "and park %u connections; raise the limit (LimitNOFILE=, ulimit -n) to %u",
+		    plan.hard, conf->server_max_connections, conf->upstream_reuse_pool_size,
+		    plan.needed, plan.max_connections, plan.pool_size, plan.needed);
 	for (size_t i = 0; i < warnings.count; i++)
 		fprintf(stderr, "stsproxy: warning: %s\n", warnings.items[i]);
 	for (size_t i = 0; i < errors.count; i++)
@@ -57,6 +87,13 @@ cmd_check_config(const struct conf *conf, const char *path, int argc, char **arg
 		    path ? path : "embedded defaults", errors.count, errors.count == 1 ? "" : "s");
 	} else {
 		printf("# config=%s: OK, serve would start\n", path ? path : "\"embedded defaults\"");
+		printf("# descriptors: limit %lu, %u needed for max_connections = %u and "
+		    "reuse_pool_size = %u", plan.hard, plan.needed, conf->server_max_connections,
+		    conf->upstream_reuse ? conf->upstream_reuse_pool_size : 0);
+		if (plan.lowered)
+			printf(" (serve would lower them to %u and %u)", plan.max_connections,
+			    plan.pool_size);
+		printf("\n");
 		if (changed_only) {
 			if (conf_print_changed(conf, stdout) == 0)
 				printf("# every key has its default value\n");

@@ -11,9 +11,7 @@
 #include "conf/log.h"
 #include "proxy/report_mailer.h"
 #include "proxy/smtp_server.h"
-#include "conf/netaddr.h"
 #include "proxy/upstream.h"
-#include "proxy/upstream_internal.h"
 
 enum mail_state {
 	MAIL_S_CONNECTING,	/* waiting for READY */
@@ -147,17 +145,11 @@ mailer_send(void *ctx, const char *from, const char *to, const char *msg, rpt_ma
 	job->arg = arg;
 	smtp_session_id_new(job->session);
 	/* RPT-18: no MTA-STS for report mail, and no record of it. */
-	if (rt->conf->report_submission_relay[0] != '\0') {
-		struct mx_host relay;
-		socklen_t len;
-
-		memset(&relay, 0, sizeof(relay));
-		snprintf(relay.name, sizeof(relay.name), "%s", rt->conf->report_submission_relay);
-		if (netaddr_parse_hostport(rt->conf->report_submission_relay, &relay.addrs[0], &len) == NULL)
-			relay.naddrs = 1;
-		job->up = upstream_new_resolved(rt, job->session, job->rcpt.domain, &mail, &relay, 1,
-		    STS_MODE_NONE, NULL, UPSTREAM_F_NO_POLICY | UPSTREAM_F_NO_RECORD, mail_event, job);
-	} else
+	if (rt->conf->report_submission_relay[0] != '\0')
+		job->up = upstream_new_relay(rt, job->session, job->rcpt.domain, &mail,
+		    rt->conf->report_submission_relay, UPSTREAM_F_NO_POLICY | UPSTREAM_F_NO_RECORD,
+		    mail_event, job);
+	else
 		job->up = upstream_new_flags(rt, job->session, job->rcpt.domain, &mail,
 		    UPSTREAM_F_NO_POLICY | UPSTREAM_F_NO_RECORD, mail_event, job);
 	return job;

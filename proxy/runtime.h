@@ -1,9 +1,11 @@
 /*
  * runtime.h - the policy stack one process runs on: event loop, resolver,
- * TLS context, policy cache and engine, built from a configuration.
+ * TLS context, policy cache and engine, and the host name it speaks as,
+ * built from a configuration.
  *
- * Shared by the command-line tools now and by the relay daemon later, so
- * both see exactly the same policy behaviour.
+ * The relay daemon (serve) and the command-line tools (policy, cache,
+ * report) build it the same way, so a lookup from the command line sees
+ * exactly the policy behaviour the daemon applies.
  */
 #ifndef STSPROXY_RUNTIME_H
 #define STSPROXY_RUNTIME_H

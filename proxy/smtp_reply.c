@@ -129,6 +129,23 @@ smtp_reply_set(struct smtp_reply *r, int code, const char *enhanced, const char 
 }
 
 void
+smtp_reply_own(struct smtp_reply *r, const char *session, int code, const char *enhanced,
+    const char *fmt, ...)
+{
+	va_list ap;
+	char *text;
+
+	va_start(ap, fmt);
+	text = xvasprintf(fmt, ap);
+	va_end(ap);
+	if (code / 100 == 4)
+		smtp_reply_set(r, code, enhanced, "%s [stsproxy session %s]", text, session);
+	else
+		smtp_reply_set(r, code, enhanced, "%s", text);
+	free(text);
+}
+
+void
 smtp_reply_copy(struct smtp_reply *dst, const struct smtp_reply *src)
 {
 	smtp_reply_clear(dst);

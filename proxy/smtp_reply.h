@@ -51,6 +51,15 @@ enum smtp_reply_status smtp_reply_feed(struct smtp_reply *r, const char *line, s
 void smtp_reply_set(struct smtp_reply *r, int code, const char *enhanced, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/**
+ * smtp_reply_set() for a reply stsproxy makes itself (spec §11), as
+ * opposed to one it relays from an MX unchanged (PRX): a 4xx ends with
+ * "[stsproxy session ID]", so the client's queue entry leads to the
+ * session's log lines.
+ */
+void smtp_reply_own(struct smtp_reply *r, const char *session, int code, const char *enhanced,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
 /** Deep copy. */
 void smtp_reply_copy(struct smtp_reply *dst, const struct smtp_reply *src);
 

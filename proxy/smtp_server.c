@@ -142,18 +142,6 @@ static void smtp_write_cb(struct bufferevent *bev, void *arg);
 static void smtp_event_cb(struct bufferevent *bev, short what, void *arg);
 static void client_timed_out(struct smtp_server *s, const char *limit);
 
-const struct upstream_ops upstream_default_ops = {
-	.open = upstream_new,
-	.rcpt = upstream_rcpt,
-	.data = upstream_data,
-	.body = upstream_body,
-	.body_full = upstream_body_full,
-	.body_end = upstream_body_end,
-	.free = upstream_free,
-	.mx_host = upstream_mx_host,
-	.first_rcpt = upstream_first_rcpt,
-};
-
 void
 smtp_session_id_new(char out[17])
 {
@@ -557,11 +545,15 @@ cmd_rcpt(struct smtp_server *s, const struct smtp_command *cmd)
 		/* SMTP-8: an implementation limit is a 452. */
 		refuse_rcpt(s, path.address, 452, "4.5.3", "[server] max_recipients reached",
 		    "Too many recipients");
+		/* A client that goes on past the limit is either broken or
+		 * flooding (one log line per refusal): it counts as an error. */
+		client_error(s);
 		return;
 	}
 	if (path.domain[0] == '\0') {
 		refuse_rcpt(s, path.address, 550, "5.1.1", "no domain",
 		    "stsproxy has no local mailboxes; write to postmaster@domain");
+		client_error(s);
 		return;
 	}
 	/* DNS, policy, MX matching and TLS use the A-label form; the address

@@ -21,33 +21,11 @@
 #include "proxy/runtime.h"
 #include "proxy/upstream.h"
 
-/**
- * How a session reaches upstream. The daemon uses upstream_default_ops;
- * the unit tests substitute a scripted fake to drive the server from
- * dialogue files without DNS or MX servers.
- */
-struct upstream_ops {
-	struct upstream *(*open)(struct runtime *rt, const char *session, const char *domain,
-	    const struct smtp_path *mail, upstream_cb cb, void *arg);
-	int		 (*rcpt)(struct upstream *up, const struct smtp_path *rcpt);
-	int		 (*data)(struct upstream *up);
-	struct evbuffer	*(*body)(struct upstream *up);
-	bool		 (*body_full)(struct upstream *up);
-	int		 (*body_end)(struct upstream *up);
-	void		 (*free)(struct upstream *up);
-	const char	*(*mx_host)(const struct upstream *up);
-	/* optional: the first recipient, known before MAIL goes upstream, so
-	 * it can be pipelined behind it; rcpt() for it then sends nothing */
-	void		 (*first_rcpt)(struct upstream *up, const struct smtp_path *rcpt);
-};
-
-extern const struct upstream_ops upstream_default_ops;
-
 /** What every session of a listener shares; all borrowed. */
 struct smtp_server_env {
 	struct runtime			*rt;
 	SSL_CTX				*tls_ctx;	/* NULL: no STARTTLS */
-	const struct upstream_ops	*ops;
+	const struct upstream_ops	*ops;		/* upstream.h */
 };
 
 struct smtp_server;

@@ -3,8 +3,6 @@
 #define LOG_SUBSYSTEM LOG_SUB_UPSTREAM
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,30 +10,22 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
-#include <openssl/err.h>
 
-#include "conf/clock.h"
 #include "conf/log.h"
 #include "conf/metrics.h"
 #include "conf/netaddr.h"
-#include "policy/mx_match.h"
-#include "policy/mx_resolve.h"
-#include "policy/tls.h"
+#include "proxy/mx_walk.h"
 #include "proxy/upstream.h"
+#include "proxy/upstream_conn.h"
 #include "proxy/upstream_internal.h"
 #include "proxy/upstream_pool.h"
-#include "report/outcome.h"
+#include "proxy/upstream_record.h"
 
 /* Body bytes buffered towards the upstream before the client is paused. */
 #define BODY_HIGH_WATER	(256 * 1024)
 #define BODY_LOW_WATER	(64 * 1024)
 #define QUIT_TIMEOUT	10
-/* Room for the per-MX failure list in a reply line (RFC 5321 §4.5.3.1.5). */
-#define FAILURES_MAX	400
-/* The recipient list on a log line; every recipient has its own line too. */
-#define TO_LOG_MAX	400
 
 #define UPSTREAM_STATES(X)		\
 	X(UPSTREAM_S_RESOLVING)		\
@@ -66,78 +56,25 @@ enum upstream_state { UPSTREAM_STATES(STATE_ENUM) };
 static const char *const state_names[] = { UPSTREAM_STATES(STATE_NAME) };
 #undef STATE_NAME
 
-/*
- * The walk over the MX list (STS-42): in the strict phase every MX must
- * meet the policy (enforce, and testing's evaluation); the opportunistic
- * phase is delivery without a policy, and testing's fallback.
- */
-enum walk_phase {
-	PHASE_STRICT,
-	PHASE_OPPORTUNISTIC,
-};
-
-/* Why an attempt failed: chooses the enhanced status code (spec §11). */
-enum fail_kind {
-	FAIL_CONNECT,		/* TCP, greeting, EHLO, timeouts: 4.4.1 */
-	FAIL_STARTTLS,		/* STARTTLS missing under enforce: 4.7.4 */
-	FAIL_POLICY,		/* pattern or certificate: 4.7.5 */
-};
-
 struct upstream {
 	struct runtime		*rt;
 	const struct conf	*conf;
-	char			*session;
-	char			*domain;
+	struct upstream_txn	 txn;		/* session, domain, recipients, policy */
 	struct smtp_path	 mail;
 	upstream_cb		 cb;
 	void			*arg;
 	enum upstream_state	 state;
 	bool			 detached;	/* upstream_free() called: no callbacks */
 	struct timeval		 started;
-	unsigned		 flags;		/* UPSTREAM_F_* */
 	struct event		*reaper;
 
-	/* resolution, MX set and policy both, in parallel */
-	struct mx_lookup	*mx_lookup;
-	struct policy_lookup	*policy_lookup;
-	bool			 mx_done, policy_done;
-	enum mx_status		 mx_status;
-	char			*mx_reason;
-	struct mx_host		*hosts;
-	size_t			 nhosts;
-	bool			 have_policy;
-	enum sts_mode		 mode;		/* STS_MODE_NONE without a policy */
-	char			*policy_id;
-	struct strlist		 patterns;
-	struct strlist		 policy_lines;
+	struct mx_walk		*walk;		/* which MX next, and when to give up */
 
-	/* the walk */
-	enum walk_phase		 phase;
-	size_t			 host_i, addr_i;
-	bool			 host_checked;
-	unsigned		 attempts;
-	struct strbuf		 failures;
-	unsigned		 fail_kinds;	/* bit per enum fail_kind */
-	bool			 would_defer;
-	bool			 plaintext_retry; /* opportunistic: TLS failed, same address in clear */
-	bool			 plaintext;	/* this attempt is that retry: no STARTTLS */
-	struct event		*kick;		/* resolution finished without a callback */
-
-	/* the current connection */
-	struct bufferevent	*bev;
-	SSL			*ssl;		/* owned by bev once the filter exists */
-	struct sockaddr_storage	 addr;
-	char			 ip[64];
-	char			 local_ip[64];	/* sending-mta-ip */
-	char			 mx_helo[256];	/* from the greeting */
-	const char		*mx_host;
-	struct smtp_reply	 reply;
-	struct smtp_reply	 ehlo;
-	bool			 starttls_offered;
-	bool			 tls_active;
-	struct tls_peer_info	 peer;
-	enum rpt_result_type	 tls_result;
-	char			 tls_reason[256];
+	/* the current attempt */
+	struct mx_route		 route;		/* route.mx_host is NULL before the first */
+	struct upstream_conn	*conn;		/* NULL between attempts */
+	unsigned		 conn_seq;	/* changes whenever conn is let go */
+	struct smtp_reply	 reply;		/* the reply being read */
 	bool			 recorded;	/* outcome of this attempt recorded */
 	bool			 clean;		/* at a reply boundary: QUIT before hanging up */
 	bool			 want_writable;
@@ -145,11 +82,8 @@ struct upstream {
 	bool			 mail_pipelined; /* MAIL already sent behind the pool's RSET */
 	struct smtp_path	 first_rcpt;	/* upstream_first_rcpt(), if given */
 	bool			 have_first_rcpt;
-	struct strbuf		 to;		/* "<a>,<b>": the recipients, for to= */
-	bool			 to_has_first;	/* first_rcpt is in to, not yet claimed */
+	bool			 to_has_first;	/* first_rcpt is in txn.to, not yet claimed */
 	bool			 rcpt_pipelined; /* its RCPT went out behind MAIL; not yet claimed */
-	bool			 opened_strict;	/* connected in the strict phase, with TLS */
-	unsigned		 conn_messages;	/* transactions this connection carried before */
 	struct timeval		 cmd_sent;	/* when the command now awaiting a reply went out */
 	char			*last_reply;	/* flattened, for the outcome */
 };
@@ -165,13 +99,13 @@ static void upstream_event_cb(struct bufferevent *bev, short what, void *arg);
 unsigned
 upstream_count(void)
 {
-	return live_upstreams;
+	return live_upstreams + upstream_conn_closing();
 }
 
 const char *
 upstream_mx_host(const struct upstream *up)
 {
-	return up->mx_host ? up->mx_host : "";
+	return up->route.mx_host ? up->route.mx_host : "";
 }
 
 static void
@@ -181,121 +115,19 @@ notify(struct upstream *up, enum upstream_event ev, const struct smtp_reply *rep
 		up->cb(up->arg, ev, reply);
 }
 
-/* The recipients this transaction carries, for to= on its log lines. */
+/* The attempt's connection carried the transaction, or tried to. */
+static void
+record_delivery(struct upstream *up)
+{
+	upstream_record_delivery(&up->txn, up->route.mx_host, up->conn, up->last_reply,
+	    &up->recorded);
+}
+
+/* The walk's phase for log lines. */
 static const char *
-recipients(const struct upstream *up)
+phase_name(const struct upstream *up)
 {
-	return log_quote(up->to.len ? up->to.data : "-");
-}
-
-static void
-note_recipient(struct upstream *up, const char *address)
-{
-	if (up->to.len > TO_LOG_MAX)
-		return;
-	strbuf_printf(&up->to, "%s<%s>", up->to.len ? "," : "", address);
-	if (up->to.len > TO_LOG_MAX)
-		strbuf_printf(&up->to, ",...");
-}
-
-static const char *
-mode_label(const struct upstream *up)
-{
-	return up->have_policy ? sts_mode_name(up->mode) : "";
-}
-
-/* One outcome record for the current MX (or a skipped one). */
-static void
-record(struct upstream *up, const char *mx_host, enum outcome_action action, bool sts_pass,
-    enum rpt_result_type result, const char *reason)
-{
-	struct delivery_outcome o = {
-		.session = up->session,
-		.when = clock_now(),
-		.policy_domain = up->domain,
-		.policy_type = up->have_policy && up->mode != STS_MODE_NONE ? "sts" : "no-policy-found",
-		.mode = mode_label(up),
-		.policy_id = up->policy_id ? up->policy_id : "",
-		.mx_patterns = up->have_policy ? &up->patterns : NULL,
-		.policy_lines = up->have_policy ? &up->policy_lines : NULL,
-		.mx_host = mx_host,
-		.ip = action == OUTCOME_ACTION_SKIPPED ? NULL : up->ip,
-		.sending_ip = action == OUTCOME_ACTION_SKIPPED || !up->local_ip[0] ? NULL : up->local_ip,
-		.mx_helo = action == OUTCOME_ACTION_SKIPPED || !up->mx_helo[0] ? NULL : up->mx_helo,
-		.tls_version = up->tls_active ? up->peer.version : NULL,
-		.cipher = up->tls_active ? up->peer.cipher : NULL,
-		.starttls_offered = up->starttls_offered,
-		.sts_pass = sts_pass,
-		.result = result,
-		.reason = reason,
-		.action = action,
-		.upstream_reply = up->last_reply,
-		.recipients = up->to.data,
-		.would_defer = up->would_defer,
-		/* RPT-18: a session that carries a TLS report stays out of the reports. */
-		.unreported = (up->flags & UPSTREAM_F_NO_RECORD) != 0,
-	};
-	char labels[160];
-
-	snprintf(labels, sizeof(labels), "mode=\"%s\",action=\"%s\",result=\"%s\"",
-	    up->have_policy ? sts_mode_name(up->mode) : "no-policy", outcome_action_name(action),
-	    rpt_result_type_name(result));
-	metrics_add("stsproxy_upstream_attempts_total", labels, 1);
-	outcome_record(&o);
-}
-
-/*
- * Would this connection pass the policy (STS-36)? For the record of a
- * connection that carried the transaction, whatever the phase.
- */
-static bool
-attempt_verdict(const struct upstream *up, enum rpt_result_type *result, const char **reason)
-{
-	if (!up->have_policy || up->mode == STS_MODE_NONE) {
-		*result = up->tls_active ? RPT_RESULT_NONE : RPT_RESULT_STARTTLS_NOT_SUPPORTED;
-		*reason = up->tls_active ? "opportunistic TLS" : "no TLS";
-		return false;
-	}
-	if (!mx_match_any(&up->patterns, up->mx_host, NULL)) {
-		*result = RPT_RESULT_VALIDATION_FAILURE;
-		*reason = "MX not in policy";
-		return false;
-	}
-	if (!up->tls_active) {
-		*result = RPT_RESULT_STARTTLS_NOT_SUPPORTED;
-		*reason = up->starttls_offered ? "STARTTLS failed" : "does not offer STARTTLS";
-		return false;
-	}
-	*result = up->tls_result;
-	*reason = up->tls_reason;
-	return up->tls_result == RPT_RESULT_NONE;
-}
-
-/* The record of the connection that carried (or tried) the transaction. */
-static void
-record_delivery(struct upstream *up, const char *override_reason)
-{
-	enum rpt_result_type result;
-	const char *reason;
-	bool pass;
-
-	if (up->recorded)
-		return;
-	up->recorded = true;
-	pass = attempt_verdict(up, &result, &reason);
-	record(up, up->mx_host, OUTCOME_ACTION_DELIVERED, pass, result,
-	    override_reason ? override_reason : reason);
-}
-
-static void
-add_failure(struct upstream *up, enum fail_kind kind, const char *host, const char *reason)
-{
-	up->fail_kinds |= 1u << kind;
-	if (up->failures.len > FAILURES_MAX)
-		return;
-	strbuf_printf(&up->failures, "%s%s %s", up->failures.len ? "; " : "", host, reason);
-	if (up->failures.len > FAILURES_MAX)
-		strbuf_printf(&up->failures, "; ...");
+	return up->route.strict ? "strict" : "opportunistic";
 }
 
 static void
@@ -305,111 +137,81 @@ set_last_reply(struct upstream *up, const struct smtp_reply *r)
 	up->last_reply = smtp_reply_flatten(r);
 }
 
+/* Let go of the connection (conn_seq tells the read loop); the caller now owns it. */
+static struct upstream_conn *
+release_conn(struct upstream *up)
+{
+	struct upstream_conn *conn = up->conn;
+
+	up->conn = NULL;
+	up->conn_seq++;
+	up->clean = false;
+	smtp_reply_clear(&up->reply);
+	return conn;
+}
+
 /*
- * A reply stsproxy makes for the client itself (spec §11), as opposed to
- * one it relays from the MX unchanged (PRX). A deferral ends with the
- * session id, so the client's queue entry leads to this session's log.
+ * Hang up. A connection at a clean point still gets a QUIT, as RFC 5321
+ * §4.1.1.10 asks (upstream_conn_close()).
  */
 static void
-own_reply(struct upstream *up, struct smtp_reply *r, int code, const char *enhanced,
-    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+close_connection(struct upstream *up)
+{
+	bool polite = up->clean && up->conn != NULL && up->conn->bev != NULL;
+
+	if (polite)
+		log_debug("session=%s upstream=%s >>> QUIT (giving up on this MX)", up->txn.session,
+		    up->route.mx_host);
+	upstream_conn_close(release_conn(up), polite);
+}
+
+/* No transaction, on this MX or another: reply is for every recipient (EV_FAILED). */
+static void
+transaction_failed(struct upstream *up, const struct smtp_reply *reply)
+{
+	upstream_enter_state(up, UPSTREAM_S_FAILED);
+	notify(up, UPSTREAM_EV_FAILED, reply);
+}
+
+/*
+ * The connection broke (reason) after MAIL was accepted: nothing more
+ * goes to this MX, and the recipients still waiting hear a 4.4.2 made
+ * of fmt. SMTP-10: without a final 2xx the client keeps the message.
+ */
+static void
+transaction_lost(struct upstream *up, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void
-own_reply(struct upstream *up, struct smtp_reply *r, int code, const char *enhanced,
-    const char *fmt, ...)
+transaction_lost(struct upstream *up, const char *reason, const char *fmt, ...)
 {
+	struct smtp_reply r;
 	va_list ap;
 	char *text;
 
 	va_start(ap, fmt);
 	text = xvasprintf(fmt, ap);
 	va_end(ap);
-	if (code / 100 == 4)
-		smtp_reply_set(r, code, enhanced, "%s [stsproxy session %s]", text, up->session);
-	else
-		smtp_reply_set(r, code, enhanced, "%s", text);
+	smtp_reply_init(&r);
+	smtp_reply_own(&r, up->txn.session, 451, "4.4.2", "%s", text);
 	free(text);
-}
-
-/*
- * A connection we give up on at a clean point still gets a QUIT, as RFC
- * 5321 §4.1.1.10 asks, from a detached bufferevent that frees itself on
- * the reply, on EOF or after QUIT_TIMEOUT. Counted in live_upstreams so
- * a shutdown waits for it.
- */
-static void
-farewell_done(struct bufferevent *bev)
-{
-	struct bufferevent *under = bufferevent_get_underlying(bev);
-
-	if (under != NULL) {
-		SSL *ssl = bufferevent_openssl_get_ssl(bev);
-
-		if (ssl != NULL)
-			SSL_shutdown(ssl);
-	}
-	bufferevent_free(bev);
-	live_upstreams--;
-}
-
-static void
-farewell_read(struct bufferevent *bev, void *arg)
-{
-	(void)arg;
-	if (evbuffer_search_eol(bufferevent_get_input(bev), NULL, NULL, EVBUFFER_EOL_CRLF).pos != -1 ||
-	    evbuffer_get_length(bufferevent_get_input(bev)) > SMTP_REPLY_LINE_MAX)
-		farewell_done(bev);
-}
-
-static void
-farewell_event(struct bufferevent *bev, short what, void *arg)
-{
-	(void)what;
-	(void)arg;
-	farewell_done(bev);
-}
-
-static void
-farewell(struct upstream *up)
-{
-	struct timeval tv = { QUIT_TIMEOUT, 0 };
-	struct bufferevent *bev = up->bev;
-
-	log_debug("session=%s upstream=%s >>> QUIT (giving up on this MX)", up->session, up->mx_host);
-	evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
-	bufferevent_setcb(bev, farewell_read, NULL, farewell_event, NULL);
-	bufferevent_set_timeouts(bev, &tv, &tv);
-	evbuffer_add(bufferevent_get_output(bev), "QUIT\r\n", 6);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
-	live_upstreams++;
-}
-
-static void
-close_connection(struct upstream *up)
-{
-	if (up->bev != NULL && up->clean) {
-		farewell(up);
-	} else if (up->bev != NULL) {
-		if (up->ssl != NULL && up->tls_active)
-			SSL_shutdown(up->ssl);	/* best effort close_notify */
-		bufferevent_free(up->bev);	/* frees the SSL too (CLOSE_ON_FREE) */
-	} else if (up->ssl != NULL)
-		SSL_free(up->ssl);
-	up->bev = NULL;
-	up->ssl = NULL;
-	up->tls_active = false;
-	up->clean = false;
-	smtp_reply_clear(&up->reply);
-	smtp_reply_clear(&up->ehlo);
+	log_warnx("session=%s event=upstream_lost domain=%s to=%s mx=%s ip=%s reason=%s",
+	    up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn), up->route.mx_host,
+	    up->conn->ip, log_quote(reason));
+	set_last_reply(up, &r);
+	record_delivery(up);
+	upstream_enter_state(up, UPSTREAM_S_LOST);
+	notify(up, UPSTREAM_EV_LOST, &r);
+	smtp_reply_clear(&r);
 }
 
 /* The current attempt failed: record it, hang up, try the next MX. */
 static void
-attempt_fail(struct upstream *up, enum fail_kind kind, enum rpt_result_type result,
+attempt_fail(struct upstream *up, enum mx_fail kind, enum rpt_result_type result,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 static void
-attempt_fail(struct upstream *up, enum fail_kind kind, enum rpt_result_type result,
+attempt_fail(struct upstream *up, enum mx_fail kind, enum rpt_result_type result,
     const char *fmt, ...)
 {
 	va_list ap;
@@ -423,15 +225,11 @@ attempt_fail(struct upstream *up, enum fail_kind kind, enum rpt_result_type resu
 		return;
 	}
 	log_info("session=%s event=mx_failed domain=%s mx=%s ip=%s phase=%s reason=%s",
-	    up->session, up->domain, up->mx_host, up->ip,
-	    up->phase == PHASE_STRICT ? "strict" : "opportunistic", log_quote(reason));
-	/* Testing's fallback walk meets the MXs the strict walk already
-	 * recorded; counting them twice would inflate the TLS-RPT failures. */
-	if (!up->recorded && !(up->phase == PHASE_OPPORTUNISTIC && up->would_defer)) {
-		record(up, up->mx_host, OUTCOME_ACTION_FAILED, false, result, reason);
-		up->recorded = true;
-	}
-	add_failure(up, kind, up->mx_host, reason);
+	    up->txn.session, up->txn.domain, up->route.mx_host, up->conn->ip, phase_name(up),
+	    log_quote(reason));
+	upstream_record_failed(&up->txn, up->route.mx_host, up->conn, up->last_reply, result, reason,
+	    &up->recorded);
+	mx_walk_failed(up->walk, kind, reason);
 	free(reason);
 	close_connection(up);
 	upstream_enter_state(up, UPSTREAM_S_NEXT_MX);
@@ -443,14 +241,14 @@ send_line(struct upstream *up, const char *fmt, ...) __attribute__((format(print
 static void
 send_line(struct upstream *up, const char *fmt, ...)
 {
-	struct evbuffer *out = bufferevent_get_output(up->bev);
+	struct evbuffer *out = bufferevent_get_output(up->conn->bev);
 	va_list ap;
 	char *line;
 
 	va_start(ap, fmt);
 	line = xvasprintf(fmt, ap);
 	va_end(ap);
-	log_debug("session=%s upstream=%s >>> %s", up->session, up->mx_host, line);
+	log_debug("session=%s upstream=%s >>> %s", up->txn.session, up->route.mx_host, line);
 	evbuffer_add_printf(out, "%s\r\n", line);
 	free(line);
 	evutil_gettimeofday(&up->cmd_sent, NULL);
@@ -459,9 +257,7 @@ send_line(struct upstream *up, const char *fmt, ...)
 static void
 set_timeout(struct upstream *up, unsigned seconds)
 {
-	struct timeval tv = { seconds, 0 };
-
-	bufferevent_set_timeouts(up->bev, &tv, &tv);
+	upstream_conn_set_timeouts(up->conn, seconds, seconds);
 }
 
 /* MAIL FROM with the client's parameters, adapted to the upstream's EHLO. */
@@ -474,19 +270,19 @@ send_mail(struct upstream *up)
 	strbuf_init(&cmd);
 	strbuf_printf(&cmd, "MAIL FROM:<%s>", up->mail.address);
 	if ((p = smtp_path_param(&up->mail, "SIZE")) != NULL &&
-	    smtp_reply_has_keyword(&up->ehlo, "SIZE", NULL))
+	    smtp_reply_has_keyword(&up->conn->ehlo, "SIZE", NULL))
 		strbuf_printf(&cmd, " SIZE=%s", p->value);
 	if ((p = smtp_path_param(&up->mail, "BODY")) != NULL &&
-	    smtp_reply_has_keyword(&up->ehlo, "8BITMIME", NULL))
+	    smtp_reply_has_keyword(&up->conn->ehlo, "8BITMIME", NULL))
 		strbuf_printf(&cmd, " BODY=%s", p->value);
 	if (smtp_path_param(&up->mail, "SMTPUTF8") != NULL) {
-		if (!smtp_reply_has_keyword(&up->ehlo, "SMTPUTF8", NULL)) {
+		if (!smtp_reply_has_keyword(&up->conn->ehlo, "SMTPUTF8", NULL)) {
 			strbuf_free(&cmd);
 			return -1;
 		}
 		strbuf_printf(&cmd, " SMTPUTF8");
 	}
-	if (smtp_reply_has_keyword(&up->ehlo, "DSN", NULL)) {
+	if (smtp_reply_has_keyword(&up->conn->ehlo, "DSN", NULL)) {
 		if ((p = smtp_path_param(&up->mail, "RET")) != NULL)
 			strbuf_printf(&cmd, " RET=%s", p->value);
 		if ((p = smtp_path_param(&up->mail, "ENVID")) != NULL)
@@ -505,7 +301,7 @@ send_rcpt(struct upstream *up, const struct smtp_path *rcpt)
 
 	strbuf_init(&cmd);
 	strbuf_printf(&cmd, "RCPT TO:<%s>", rcpt->address);
-	if (smtp_reply_has_keyword(&up->ehlo, "DSN", NULL)) {
+	if (smtp_reply_has_keyword(&up->conn->ehlo, "DSN", NULL)) {
 		if ((p = smtp_path_param(rcpt, "NOTIFY")) != NULL)
 			strbuf_printf(&cmd, " NOTIFY=%s", p->value);
 		if ((p = smtp_path_param(rcpt, "ORCPT")) != NULL)
@@ -520,7 +316,7 @@ static void
 pipeline_first_rcpt(struct upstream *up)
 {
 	up->rcpt_pipelined = false;
-	if (up->have_first_rcpt && smtp_reply_has_keyword(&up->ehlo, "PIPELINING", NULL)) {
+	if (up->have_first_rcpt && smtp_reply_has_keyword(&up->conn->ehlo, "PIPELINING", NULL)) {
 		send_rcpt(up, &up->first_rcpt);
 		up->rcpt_pipelined = true;
 	}
@@ -533,7 +329,7 @@ upstream_first_rcpt(struct upstream *up, const struct smtp_path *rcpt)
 		return;
 	up->first_rcpt = *rcpt;
 	up->have_first_rcpt = true;
-	note_recipient(up, rcpt->address);
+	upstream_txn_note_recipient(&up->txn, rcpt->address);
 	up->to_has_first = true;
 }
 
@@ -552,7 +348,7 @@ upstream_rcpt(struct upstream *up, const struct smtp_path *rcpt)
 	if (up->to_has_first)
 		up->to_has_first = false;	/* listed by upstream_first_rcpt() */
 	else
-		note_recipient(up, rcpt->address);
+		upstream_txn_note_recipient(&up->txn, rcpt->address);
 	send_rcpt(up, rcpt);
 	upstream_enter_state(up, UPSTREAM_S_RCPT);
 	return 0;
@@ -570,17 +366,17 @@ upstream_data(struct upstream *up)
 struct evbuffer *
 upstream_body(struct upstream *up)
 {
-	if (up->state != UPSTREAM_S_BODY || up->bev == NULL)
+	if (up->state != UPSTREAM_S_BODY || up->conn == NULL || up->conn->bev == NULL)
 		return NULL;
-	return bufferevent_get_output(up->bev);
+	return bufferevent_get_output(up->conn->bev);
 }
 
 bool
 upstream_body_full(struct upstream *up)
 {
-	if (up->state != UPSTREAM_S_BODY || up->bev == NULL)
+	if (up->state != UPSTREAM_S_BODY || up->conn == NULL || up->conn->bev == NULL)
 		return false;
-	if (evbuffer_get_length(bufferevent_get_output(up->bev)) < BODY_HIGH_WATER)
+	if (evbuffer_get_length(bufferevent_get_output(up->conn->bev)) < BODY_HIGH_WATER)
 		return false;
 	up->want_writable = true;
 	return true;
@@ -596,74 +392,6 @@ upstream_body_end(struct upstream *up)
 }
 
 /*
- * The reply when the strict walk found no MX meeting the policy: what
- * enforce gives the client, and what testing under simulate = enforce
- * logs. STS-41/43: never 5xx for a policy failure.
- */
-static void
-policy_defer_reply(struct upstream *up, struct smtp_reply *r)
-{
-	const char *why = up->failures.len ? up->failures.data : "no MX host could be tried";
-
-	if (up->fail_kinds == 1u << FAIL_STARTTLS)
-		own_reply(up, r, 451, "4.7.4", "MTA-STS: %s", why);
-	else if (up->fail_kinds & (1u << FAIL_POLICY | 1u << FAIL_STARTTLS))
-		own_reply(up, r, 451, "4.7.5", "MTA-STS: %s", why);
-	else
-		own_reply(up, r, 451, "4.4.1", "MTA-STS: no MX reachable: %s", why);
-}
-
-/* No MX left: the reply every recipient of this transaction gets (spec §11). */
-static void
-fail_transaction(struct upstream *up)
-{
-	struct smtp_reply r;
-	const char *why = up->failures.len ? up->failures.data : "no MX host could be tried";
-
-	smtp_reply_init(&r);
-	if (up->phase == PHASE_STRICT && up->mode == STS_MODE_ENFORCE) {
-		metrics_add("stsproxy_policy_deferrals_total", "", 1);
-		policy_defer_reply(up, &r);
-	} else
-		own_reply(up, &r, 451, "4.4.1", "No MX of %s reachable: %s", up->domain, why);
-	log_notice("session=%s event=deferred domain=%s to=%s mode=%s attempts=%u reason=%s",
-	    up->session, up->domain, recipients(up), up->have_policy ? sts_mode_name(up->mode) : "no-policy",
-	    up->attempts, log_quote(why));
-	up->state = UPSTREAM_S_FAILED;
-	notify(up, UPSTREAM_EV_FAILED, &r);
-	smtp_reply_clear(&r);
-}
-
-/* The strict phase found nothing: enforce defers, testing falls back. */
-static bool
-strict_phase_exhausted(struct upstream *up)
-{
-	if (up->mode != STS_MODE_TESTING)
-		return false;
-	up->would_defer = true;
-	log_notice("session=%s event=would_defer domain=%s to=%s mode=testing policy_id=%s reason=%s",
-	    up->session, up->domain, recipients(up), up->policy_id ? up->policy_id : "-",
-	    log_quote(up->failures.len ? up->failures.data : "no MX"));
-	if (strcmp(up->conf->policy_simulate, "enforce") == 0) {
-		struct smtp_reply r;
-		char *flat;
-
-		smtp_reply_init(&r);
-		policy_defer_reply(up, &r);
-		flat = smtp_reply_flatten(&r);
-		log_notice("session=%s event=sts_simulate domain=%s to=%s mode=enforce result=defer "
-		    "reply=%s", up->session, up->domain, recipients(up), log_quote(flat));
-		free(flat);
-		smtp_reply_clear(&r);
-	}
-	up->phase = PHASE_OPPORTUNISTIC;
-	up->host_i = up->addr_i = 0;
-	up->host_checked = false;
-	return true;
-}
-
-/* Choose the next MX address to try, or fail the transaction. */
-/*
  * Take an idle connection to this MX address from the pool, if one may
  * serve this transaction (upstream_pool.h: the policy boundary), and go
  * straight to MAIL on it. Its TLS facts come along for the outcome.
@@ -671,42 +399,30 @@ strict_phase_exhausted(struct upstream *up)
 static bool
 adopt_pooled(struct upstream *up)
 {
-	struct upstream_conn c;
+	bool rset_pending;
 
-	if (!up->conf->upstream_reuse || up->plaintext ||
-	    !upstream_pool_take(up->mx_host, &up->addr, up->phase == PHASE_STRICT, &c))
+	if (!up->conf->upstream_reuse || up->route.plaintext ||
+	    (up->conn = upstream_pool_take(up->route.mx_host, &up->route.addr, up->route.strict,
+	    &rset_pending)) == NULL)
 		return false;
-	up->bev = c.bev;
-	up->ssl = c.ssl;
-	memcpy(up->ip, c.ip, sizeof(up->ip));
-	memcpy(up->local_ip, c.local_ip, sizeof(up->local_ip));
-	memcpy(up->mx_helo, c.mx_helo, sizeof(up->mx_helo));
-	up->tls_active = c.tls_active;
-	up->peer = c.peer;
-	up->tls_result = c.tls_result;
-	memcpy(up->tls_reason, c.tls_reason, sizeof(up->tls_reason));
-	up->starttls_offered = c.starttls_offered;
-	smtp_reply_clear(&up->ehlo);
-	up->ehlo = c.ehlo;		/* moved */
-	up->conn_messages = c.messages;
-	up->opened_strict = c.strict;
 	up->reused = true;
 	up->recorded = false;
 	up->clean = true;
 	free(up->last_reply);
 	up->last_reply = NULL;
-	bufferevent_setcb(up->bev, upstream_read_cb, upstream_write_cb, upstream_event_cb, up);
-	bufferevent_enable(up->bev, EV_READ | EV_WRITE);
+	upstream_conn_set_owner(up->conn, upstream_read_cb, upstream_write_cb, upstream_event_cb, up);
+	bufferevent_enable(up->conn->bev, EV_READ | EV_WRITE);
 	log_info("session=%s event=connection_reused domain=%s mx=%s ip=%s tls=%s messages=%u phase=%s",
-	    up->session, up->domain, up->mx_host, up->ip, up->tls_active ? up->peer.version : "no",
-	    up->conn_messages, up->phase == PHASE_STRICT ? "strict" : "opportunistic");
-	if (!c.rset_pending) {
+	    up->txn.session, up->txn.domain, up->route.mx_host, up->conn->ip,
+	    up->conn->tls_active ? up->conn->peer.version : "no", up->conn->messages, phase_name(up));
+	if (!rset_pending) {
 		upstream_enter_state(up, UPSTREAM_S_MAIL);
 		return true;
 	}
 	/* The pool's RSET is still unanswered: read its reply first, with MAIL
 	 * pipelined behind it when the server allows (RFC 2920). */
-	up->mail_pipelined = smtp_reply_has_keyword(&up->ehlo, "PIPELINING", NULL) && send_mail(up) == 0;
+	up->mail_pipelined = smtp_reply_has_keyword(&up->conn->ehlo, "PIPELINING", NULL) &&
+	    send_mail(up) == 0;
 	if (up->mail_pipelined)
 		pipeline_first_rcpt(up);
 	upstream_enter_state(up, UPSTREAM_S_RSET);
@@ -727,7 +443,7 @@ retry_fresh(struct upstream *up, const char *why)
 	up->mail_pipelined = false;
 	up->rcpt_pipelined = false;
 	log_info("session=%s event=reused_connection_lost mx=%s ip=%s reason=%s; connecting afresh",
-	    up->session, up->mx_host, up->ip, log_quote(why));
+	    up->txn.session, up->route.mx_host, up->conn->ip, log_quote(why));
 	up->clean = false;
 	close_connection(up);
 	upstream_enter_state(up, UPSTREAM_S_CONNECTING);
@@ -738,219 +454,85 @@ retry_fresh(struct upstream *up, const char *why)
 static bool
 park(struct upstream *up)
 {
-	struct upstream_conn c;
-
-	memset(&c, 0, sizeof(c));
-	c.bev = up->bev;
-	c.messages = up->conn_messages + 1;
-	if (!up->clean || up->state != UPSTREAM_S_READY || !upstream_pool_accepts(up->conf, &c) ||
-	    evbuffer_get_length(bufferevent_get_input(up->bev)) > 0)
+	if (!up->clean || up->state != UPSTREAM_S_READY ||
+	    evbuffer_get_length(bufferevent_get_input(up->conn->bev)) > 0)
 		return false;
-	c.ssl = up->ssl;
-	c.addr = up->addr;
-	snprintf(c.mx_host, sizeof(c.mx_host), "%s", up->mx_host);
-	memcpy(c.ip, up->ip, sizeof(c.ip));
-	memcpy(c.local_ip, up->local_ip, sizeof(c.local_ip));
-	memcpy(c.mx_helo, up->mx_helo, sizeof(c.mx_helo));
-	c.strict = up->opened_strict && up->tls_active && up->tls_result == RPT_RESULT_NONE;
-	c.tls_active = up->tls_active;
-	c.peer = up->peer;
-	c.tls_result = up->tls_result;
-	memcpy(c.tls_reason, up->tls_reason, sizeof(c.tls_reason));
-	c.starttls_offered = up->starttls_offered;
-	c.ehlo = up->ehlo;		/* moved */
-	smtp_reply_init(&up->ehlo);
-	upstream_pool_put(up->rt->base, up->conf, &c);
-	up->bev = NULL;
-	up->ssl = NULL;
-	up->tls_active = false;
-	up->clean = false;
+	up->conn->messages++;
+	if (!upstream_pool_accepts(up->conf, up->conn))
+		return false;
+	upstream_pool_put(up->conf, release_conn(up));
 	return true;
 }
 
+/* Ask the walk for the next MX address, and take it from the pool or connect; or give up. */
 static void
 next_mx(struct upstream *up)
 {
-	for (;;) {
-		struct mx_host *h;
+	struct smtp_reply r;
 
-		up->plaintext = false;
-		if (up->plaintext_retry) {
-			/* Same address again, without STARTTLS. */
-			up->plaintext_retry = false;
-			up->plaintext = true;
-			up->attempts++;
-			upstream_enter_state(up, UPSTREAM_S_CONNECTING);
-			return;
-		}
-		if (up->host_i >= up->nhosts) {
-			if (up->phase == PHASE_STRICT && strict_phase_exhausted(up))
-				continue;
-			fail_transaction(up);
-			return;
-		}
-		if (up->attempts >= up->conf->upstream_max_attempts) {
-			add_failure(up, FAIL_CONNECT, "and", "no more attempts ([upstream] max_attempts)");
-			fail_transaction(up);
-			return;
-		}
-		h = &up->hosts[up->host_i];
-		up->mx_host = h->name;
-		if (!up->host_checked) {
-			up->host_checked = true;
-			if (up->phase == PHASE_STRICT &&
-			    !mx_match_any(&up->patterns, h->name, NULL)) {
-				/* STS-36a, STS-54: treated as unreachable. */
-				up->ip[0] = '\0';
-				up->starttls_offered = false;
-				free(up->last_reply);
-				up->last_reply = NULL;
-				record(up, h->name, OUTCOME_ACTION_SKIPPED, false,
-				    RPT_RESULT_VALIDATION_FAILURE, "MX not in policy");
-				add_failure(up, FAIL_POLICY, h->name, "not in policy");
-				up->host_i++;
-				up->host_checked = false;
-				continue;
-			}
-			if (h->naddrs == 0) {
-				add_failure(up, FAIL_CONNECT, h->name, "has no address");
-				up->host_i++;
-				up->host_checked = false;
-				continue;
-			}
-		}
-		if (up->addr_i >= h->naddrs) {
-			up->host_i++;
-			up->addr_i = 0;
-			up->host_checked = false;
-			continue;
-		}
-		up->addr = h->addrs[up->addr_i++];
-		up->attempts++;
-		if (adopt_pooled(up))
-			return;
+	smtp_reply_init(&r);
+	if (mx_walk_next(up->walk, &up->route, &r) == MX_WALK_GIVE_UP)
+		transaction_failed(up, &r);
+	else if (!adopt_pooled(up))
 		upstream_enter_state(up, UPSTREAM_S_CONNECTING);
-		return;
-	}
+	smtp_reply_clear(&r);
 }
 
 static void
 start_connect(struct upstream *up)
 {
-	socklen_t len = up->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
-	    sizeof(struct sockaddr_in);
-
-	netaddr_ntop((struct sockaddr *)&up->addr, up->ip, sizeof(up->ip));
-	up->local_ip[0] = up->mx_helo[0] = '\0';
 	up->recorded = false;
 	up->reused = false;
 	up->rcpt_pipelined = false;
-	up->conn_messages = 0;
-	up->opened_strict = up->phase == PHASE_STRICT && !up->plaintext;
-	up->starttls_offered = false;
-	up->tls_result = RPT_RESULT_NONE;
-	up->tls_reason[0] = '\0';
-	memset(&up->peer, 0, sizeof(up->peer));
 	free(up->last_reply);
 	up->last_reply = NULL;
-	up->bev = bufferevent_socket_new(up->rt->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (up->bev == NULL)
-		fatalx("bufferevent_socket_new failed");
-	bufferevent_setcb(up->bev, upstream_read_cb, upstream_write_cb, upstream_event_cb, up);
-	set_timeout(up, up->conf->upstream_connect_timeout);
-	bufferevent_enable(up->bev, EV_READ | EV_WRITE);
-	log_info("session=%s event=connecting domain=%s mx=%s ip=%s phase=%s%s", up->session,
-	    up->domain, up->mx_host, up->ip, up->phase == PHASE_STRICT ? "strict" : "opportunistic",
-	    up->plaintext ? " tls=no" : "");
+	up->conn = upstream_conn_new(up->route.mx_host, &up->route.addr,
+	    up->route.strict && !up->route.plaintext);
+	log_info("session=%s event=connecting domain=%s mx=%s ip=%s phase=%s%s", up->txn.session,
+	    up->txn.domain, up->route.mx_host, up->conn->ip, phase_name(up),
+	    up->route.plaintext ? " tls=no" : "");
 	evutil_gettimeofday(&up->cmd_sent, NULL);
-	if (bufferevent_socket_connect(up->bev, (struct sockaddr *)&up->addr, (int)len) < 0)
-		attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "connect failed: %s",
+	if (upstream_conn_connect(up->conn, up->rt->base, up->conf->upstream_connect_timeout,
+	    upstream_read_cb, upstream_write_cb, upstream_event_cb, up) < 0)
+		attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "connect failed: %s",
 		    strerror(errno));
 }
 
 static void
 start_tls(struct upstream *up)
 {
-	struct bufferevent *tls;
-
-	up->ssl = tls_smtp_client_new(up->rt->ssl_ctx, up->mx_host);
-	/* With CLOSE_ON_FREE the filter owns both the SSL and the plain
-	 * bufferevent, even when it fails to start. */
-	tls = bufferevent_openssl_filter_new(up->rt->base, up->bev, up->ssl,
-	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-	if (tls == NULL) {
-		up->bev = NULL;
-		up->ssl = NULL;
-		attempt_fail(up, FAIL_CONNECT, RPT_RESULT_VALIDATION_FAILURE,
-		    "cannot start TLS");
-		return;
-	}
-	up->bev = tls;
-	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
-	bufferevent_setcb(tls, upstream_read_cb, upstream_write_cb, upstream_event_cb, up);
-	set_timeout(up, up->conf->upstream_command_timeout);
-	bufferevent_enable(tls, EV_READ | EV_WRITE);
+	if (upstream_conn_start_tls(up->conn, up->rt->base, up->rt->ssl_ctx,
+	    up->conf->upstream_command_timeout) < 0)
+		attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_VALIDATION_FAILURE, "cannot start TLS");
 }
 
 /* The handshake completed: does this MX meet the policy? */
 static void
 tls_established(struct upstream *up)
 {
-	up->tls_active = true;
-	up->clean = true;
-	tls_peer_describe(up->ssl, &up->peer);
-	{
-		char labels[48];
+	enum rpt_result_type verdict = upstream_conn_tls_ready(up->conn);
 
-		snprintf(labels, sizeof(labels), "version=\"%s\"", up->peer.version);
-		metrics_add("stsproxy_upstream_tls_total", labels, 1);
-		if (SSL_session_reused(up->ssl))
-			metrics_add("stsproxy_upstream_tls_resumed_total", "", 1);
-	}
-	up->tls_result = tls_peer_verdict(up->ssl, up->tls_reason, sizeof(up->tls_reason));
+	up->clean = true;
 	log_info("session=%s event=tls mx=%s ip=%s version=%s cipher=%s resumed=%s verify=%s reason=%s",
-	    up->session, up->mx_host, up->ip, up->peer.version, up->peer.cipher,
-	    SSL_session_reused(up->ssl) ? "yes" : "no",
-	    rpt_result_type_name(up->tls_result), log_quote(up->tls_reason));
-	if (up->tls_result != RPT_RESULT_NONE && up->phase == PHASE_STRICT) {
+	    up->txn.session, up->route.mx_host, up->conn->ip, up->conn->peer.version,
+	    up->conn->peer.cipher, up->conn->tls_resumed ? "yes" : "no",
+	    rpt_result_type_name(verdict), log_quote(up->conn->tls_reason));
+	if (verdict != RPT_RESULT_NONE && up->route.strict) {
 		/* STS-38, STS-41: a certificate that fails is an unreachable MX. */
-		attempt_fail(up, FAIL_POLICY, up->tls_result, "%s", up->tls_reason);
+		attempt_fail(up, MX_FAIL_POLICY, verdict, "%s", up->conn->tls_reason);
 		return;
 	}
 	upstream_enter_state(up, UPSTREAM_S_EHLO_TLS);
 }
 
-/*
- * Decide the next state from a complete reply in the current state
- * (SMTP-9: by code only).
- */
-static const char *
-command_of_state(enum upstream_state state)
-{
-	switch (state) {
-	case UPSTREAM_S_BANNER: return "greeting";
-	case UPSTREAM_S_EHLO: case UPSTREAM_S_EHLO_TLS: return "ehlo";
-	case UPSTREAM_S_RSET: return "rset";
-	case UPSTREAM_S_HELO: return "helo";
-	case UPSTREAM_S_STARTTLS: return "starttls";
-	case UPSTREAM_S_MAIL: return "mail";
-	case UPSTREAM_S_RCPT: return "rcpt";
-	case UPSTREAM_S_DATA: return "data";
-	case UPSTREAM_S_EOM: return "eom";
-	case UPSTREAM_S_QUIT: return "quit";
-	default: return NULL;
-	}
-}
-
 /* An operator tells a slow network (greeting) from a slow content filter (eom). */
 static void
-observe_reply_latency(struct upstream *up)
+observe_reply_latency(struct upstream *up, const char *cmd)
 {
-	const char *cmd = command_of_state(up->state);
 	struct timeval now;
 	char labels[32];
 
-	if (cmd == NULL || up->cmd_sent.tv_sec == 0)
+	if (up->cmd_sent.tv_sec == 0)
 		return;
 	evutil_gettimeofday(&now, NULL);
 	snprintf(labels, sizeof(labels), "command=\"%s\"", cmd);
@@ -958,166 +540,283 @@ observe_reply_latency(struct upstream *up)
 	    (double)(now.tv_sec - up->cmd_sent.tv_sec) + (double)(now.tv_usec - up->cmd_sent.tv_usec) / 1e6);
 }
 
+/* The greeting: note the server's name (RFC 5321 §4.3.1), then EHLO. */
 static void
-upstream_response(struct upstream *up, const struct smtp_reply *r)
+reply_greeting(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	if (r->nlines > 0) {
+		size_t n = strcspn(r->lines[0], " ");
+
+		if (n >= sizeof(up->conn->mx_helo))
+			n = sizeof(up->conn->mx_helo) - 1;
+		memcpy(up->conn->mx_helo, r->lines[0], n);
+		up->conn->mx_helo[n] = '\0';
+	}
+	if (smtp_reply_class(r) != 2) {
+		attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "greeting %s", flat);
+		return;
+	}
+	upstream_enter_state(up, UPSTREAM_S_EHLO);
+}
+
+/* EHLO in the clear: STARTTLS if offered; the strict phase requires it. */
+static void
+reply_ehlo(struct upstream *up, const struct smtp_reply *r, const char *flat)
 {
 	int cls = smtp_reply_class(r);
-	char *flat = smtp_reply_flatten(r);
 
-	log_debug("session=%s upstream=%s <<< %s", up->session, up->mx_host, flat);
-	observe_reply_latency(up);
-	free(up->last_reply);
-	up->last_reply = flat;
-	up->clean = up->state != UPSTREAM_S_QUIT;
-
-	switch (up->state) {
-	case UPSTREAM_S_BANNER:
-		if (r->nlines > 0) {
-			/* RFC 5321 §4.3.1: the greeting starts with the server's name. */
-			size_t n = strcspn(r->lines[0], " ");
-
-			if (n >= sizeof(up->mx_helo))
-				n = sizeof(up->mx_helo) - 1;
-			memcpy(up->mx_helo, r->lines[0], n);
-			up->mx_helo[n] = '\0';
-		}
-		if (cls != 2) {
-			attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "greeting %s", flat);
+	if (cls != 2) {
+		if (cls == 5 && !up->route.strict) {
+			upstream_enter_state(up, UPSTREAM_S_HELO);
 			return;
 		}
-		upstream_enter_state(up, UPSTREAM_S_EHLO);
+		attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "EHLO refused: %s", flat);
 		return;
-	case UPSTREAM_S_EHLO:
-		if (cls != 2) {
-			if (cls == 5 && up->phase == PHASE_OPPORTUNISTIC) {
-				upstream_enter_state(up, UPSTREAM_S_HELO);
-				return;
-			}
-			attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "EHLO refused: %s", flat);
-			return;
-		}
-		smtp_reply_copy(&up->ehlo, r);
-		up->starttls_offered = smtp_reply_has_keyword(r, "STARTTLS", NULL);
-		if (up->plaintext) {
-			upstream_enter_state(up, UPSTREAM_S_MAIL);
-		} else if (up->starttls_offered)
-			upstream_enter_state(up, UPSTREAM_S_STARTTLS);
-		else if (up->phase == PHASE_STRICT)
-			attempt_fail(up, FAIL_STARTTLS, RPT_RESULT_STARTTLS_NOT_SUPPORTED,
-			    "does not offer STARTTLS");
+	}
+	smtp_reply_copy(&up->conn->ehlo, r);
+	up->conn->starttls_offered = smtp_reply_has_keyword(r, "STARTTLS", NULL);
+	if (up->route.plaintext)
+		upstream_enter_state(up, UPSTREAM_S_MAIL);
+	else if (up->conn->starttls_offered)
+		upstream_enter_state(up, UPSTREAM_S_STARTTLS);
+	else if (up->route.strict)
+		attempt_fail(up, MX_FAIL_STARTTLS, RPT_RESULT_STARTTLS_NOT_SUPPORTED,
+		    "does not offer STARTTLS");
+	else
+		upstream_enter_state(up, UPSTREAM_S_MAIL);
+}
+
+/* HELO, after EHLO got a 5xx in the opportunistic phase: no extensions. */
+static void
+reply_helo(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	if (smtp_reply_class(r) != 2) {
+		attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "HELO refused: %s", flat);
+		return;
+	}
+	smtp_reply_clear(&up->conn->ehlo);
+	upstream_enter_state(up, UPSTREAM_S_MAIL);
+}
+
+static void
+reply_starttls(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	if (smtp_reply_class(r) != 2) {
+		if (up->route.strict)
+			attempt_fail(up, MX_FAIL_STARTTLS, RPT_RESULT_STARTTLS_NOT_SUPPORTED,
+			    "STARTTLS refused: %s", flat);
 		else
 			upstream_enter_state(up, UPSTREAM_S_MAIL);
 		return;
-	case UPSTREAM_S_HELO:
-		if (cls != 2) {
-			attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "HELO refused: %s", flat);
-			return;
-		}
-		smtp_reply_clear(&up->ehlo);
-		upstream_enter_state(up, UPSTREAM_S_MAIL);
-		return;
-	case UPSTREAM_S_STARTTLS:
-		if (cls != 2) {
-			if (up->phase == PHASE_STRICT)
-				attempt_fail(up, FAIL_STARTTLS, RPT_RESULT_STARTTLS_NOT_SUPPORTED,
-				    "STARTTLS refused: %s", flat);
-			else
-				upstream_enter_state(up, UPSTREAM_S_MAIL);
-			return;
-		}
-		/* RFC 3207 §5 and the STARTTLS injection attacks: nothing may
-		 * follow the 220 in the clear; it would be read as TLS-protected. */
-		if (evbuffer_get_length(bufferevent_get_input(up->bev)) > 0) {
-			up->clean = false;
-			attempt_fail(up, up->phase == PHASE_STRICT ? FAIL_STARTTLS : FAIL_CONNECT,
-			    RPT_RESULT_VALIDATION_FAILURE,
-			    "sent plaintext after its STARTTLS reply (command injection)");
-			return;
-		}
-		upstream_enter_state(up, UPSTREAM_S_TLS);
-		return;
-	case UPSTREAM_S_EHLO_TLS:
-		if (cls != 2) {
-			attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "EHLO after STARTTLS refused: %s",
-			    flat);
-			return;
-		}
-		smtp_reply_copy(&up->ehlo, r);
-		upstream_enter_state(up, UPSTREAM_S_MAIL);
-		return;
-	case UPSTREAM_S_RSET:
-		if (cls != 2) {
-			(void)retry_fresh(up, flat);
-			return;
-		}
-		upstream_enter_state(up, UPSTREAM_S_MAIL);
-		return;
-	case UPSTREAM_S_MAIL:
-		if (r->code == 421 && retry_fresh(up, flat))
-			return;
-		if (cls != 2) {
-			/* The upstream spoke for the domain: pass its word on (PRX). */
-			log_notice("session=%s event=mail_refused domain=%s to=%s mx=%s reply=%s",
-			    up->session, up->domain, recipients(up), up->mx_host, log_quote(flat));
-			record_delivery(up, NULL);
-			up->state = UPSTREAM_S_FAILED;
-			notify(up, UPSTREAM_EV_FAILED, r);
-			return;
-		}
-		{
-			struct timeval now;
-
-			evutil_gettimeofday(&now, NULL);
-			metrics_observe("stsproxy_upstream_ready_seconds", "",
-			    (double)(now.tv_sec - up->started.tv_sec) +
-			    (double)(now.tv_usec - up->started.tv_usec) / 1e6);
-		}
-		log_info("session=%s event=upstream_ready domain=%s mx=%s ip=%s tls=%s mode=%s",
-		    up->session, up->domain, up->mx_host, up->ip,
-		    up->tls_active ? up->peer.version : "no", up->have_policy ?
-		    sts_mode_name(up->mode) : "no-policy");
-		/* With the first RCPT pipelined, its reply is next: the client
-		 * session claims it with upstream_rcpt() when it hears READY. */
-		upstream_enter_state(up, up->rcpt_pipelined ? UPSTREAM_S_RCPT : UPSTREAM_S_READY);
-		notify(up, UPSTREAM_EV_READY, NULL);
-		return;
-	case UPSTREAM_S_RCPT:
-		upstream_enter_state(up, UPSTREAM_S_READY);
-		notify(up, UPSTREAM_EV_REPLY, r);
-		return;
-	case UPSTREAM_S_DATA:
-		if (r->code == 354) {
-			upstream_enter_state(up, UPSTREAM_S_BODY);
-		} else
-			upstream_enter_state(up, UPSTREAM_S_READY);
-		notify(up, UPSTREAM_EV_REPLY, r);
-		return;
-	case UPSTREAM_S_EOM:
-		record_delivery(up, NULL);
-		upstream_enter_state(up, UPSTREAM_S_READY);
-		notify(up, UPSTREAM_EV_REPLY, r);
-		return;
-	case UPSTREAM_S_QUIT:
-		upstream_enter_state(up, UPSTREAM_S_CLOSED);
-		return;
-	case UPSTREAM_S_FAILED:
-		if (up->rcpt_pipelined) {
-			up->rcpt_pipelined = false;	/* the RCPT behind a refused MAIL */
-			return;
-		}
-		/* FALLTHROUGH */
-	default:
-		log_warnx("session=%s event=unexpected_reply mx=%s state=%s reply=%s", up->session,
-		    up->mx_host, state_names[up->state], log_quote(flat));
+	}
+	/* RFC 3207 §5 and the STARTTLS injection attacks: nothing may
+	 * follow the 220 in the clear; it would be read as TLS-protected. */
+	if (evbuffer_get_length(bufferevent_get_input(up->conn->bev)) > 0) {
+		up->clean = false;
+		attempt_fail(up, up->route.strict ? MX_FAIL_STARTTLS : MX_FAIL_CONNECT,
+		    RPT_RESULT_VALIDATION_FAILURE,
+		    "sent plaintext after its STARTTLS reply (command injection)");
 		return;
 	}
+	upstream_enter_state(up, UPSTREAM_S_TLS);
+}
+
+/* EHLO again under TLS: its reply replaces the one from the clear. */
+static void
+reply_ehlo_tls(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	if (smtp_reply_class(r) != 2) {
+		attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "EHLO after STARTTLS refused: %s",
+		    flat);
+		return;
+	}
+	smtp_reply_copy(&up->conn->ehlo, r);
+	upstream_enter_state(up, UPSTREAM_S_MAIL);
+}
+
+/* The pool's RSET on a reused connection; anything but 2xx: connect afresh. */
+static void
+reply_rset(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	if (smtp_reply_class(r) != 2) {
+		(void)retry_fresh(up, flat);
+		return;
+	}
+	upstream_enter_state(up, UPSTREAM_S_MAIL);
+}
+
+/* MAIL: the transaction is on (READY), or the MX refused it for everyone. */
+static void
+reply_mail(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	struct timeval now;
+
+	if (r->code == 421 && retry_fresh(up, flat))
+		return;
+	if (smtp_reply_class(r) != 2) {
+		/* The upstream spoke for the domain: pass its word on (PRX). */
+		log_notice("session=%s event=mail_refused domain=%s to=%s mx=%s reply=%s",
+		    up->txn.session, up->txn.domain, upstream_txn_recipients(&up->txn),
+		    up->route.mx_host, log_quote(flat));
+		record_delivery(up);
+		transaction_failed(up, r);
+		return;
+	}
+	evutil_gettimeofday(&now, NULL);
+	metrics_observe("stsproxy_upstream_ready_seconds", "",
+	    (double)(now.tv_sec - up->started.tv_sec) +
+	    (double)(now.tv_usec - up->started.tv_usec) / 1e6);
+	log_info("session=%s event=upstream_ready domain=%s mx=%s ip=%s tls=%s mode=%s",
+	    up->txn.session, up->txn.domain, up->route.mx_host, up->conn->ip,
+	    up->conn->tls_active ? up->conn->peer.version : "no", upstream_txn_mode(&up->txn));
+	/* With the first RCPT pipelined, its reply is next: the client
+	 * session claims it with upstream_rcpt() when it hears READY. */
+	upstream_enter_state(up, up->rcpt_pipelined ? UPSTREAM_S_RCPT : UPSTREAM_S_READY);
+	notify(up, UPSTREAM_EV_READY, NULL);
+}
+
+/* From RCPT on, the client session gets the replies as they are (PRX). */
+static void
+reply_rcpt(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	(void)flat;
+	upstream_enter_state(up, UPSTREAM_S_READY);
+	notify(up, UPSTREAM_EV_REPLY, r);
+}
+
+static void
+reply_data(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	(void)flat;
+	upstream_enter_state(up, r->code == 354 ? UPSTREAM_S_BODY : UPSTREAM_S_READY);
+	notify(up, UPSTREAM_EV_REPLY, r);
+}
+
+/* The final reply to the message: what the client hears (SMTP-10). */
+static void
+reply_eom(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	(void)flat;
+	record_delivery(up);
+	upstream_enter_state(up, UPSTREAM_S_READY);
+	notify(up, UPSTREAM_EV_REPLY, r);
+}
+
+static void
+reply_quit(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	(void)r;
+	(void)flat;
+	upstream_enter_state(up, UPSTREAM_S_CLOSED);
+}
+
+static void
+reply_unexpected(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	(void)r;
+	log_warnx("session=%s event=unexpected_reply mx=%s state=%s reply=%s", up->txn.session,
+	    up->route.mx_host, state_names[up->state], log_quote(flat));
+}
+
+/* After a refused MAIL only the reply to the RCPT pipelined behind it is due. */
+static void
+reply_after_failure(struct upstream *up, const struct smtp_reply *r, const char *flat)
+{
+	if (!up->rcpt_pipelined) {
+		reply_unexpected(up, r, flat);
+		return;
+	}
+	up->rcpt_pipelined = false;
+}
+
+/* Which replies a command can have (RFC 5321 §4.3.2); FIT_ANY is not checked. */
+enum reply_fit {
+	FIT_ANY,
+	FIT_2_4_5,		/* a 3xx is no answer to it */
+	FIT_354_4_5,		/* DATA: neither 2xx nor any other 3xx */
+};
+
+/*
+ * The states a reply is due in, and per state: the command the reply
+ * answers (for the latency metric, and in a protocol error), which
+ * replies fit, and the function that decides the next state from it
+ * (SMTP-9: by code only). The states not listed expect no reply.
+ */
+static const struct reply_rule {
+	const char	*metric;	/* command="..." of the latency metric */
+	const char	*answers;	/* "a 334 reply to <answers>" */
+	enum reply_fit	 fit;
+	void		(*decide)(struct upstream *, const struct smtp_reply *, const char *flat);
+} reply_rules[] = {
+	[UPSTREAM_S_BANNER] =	{ "greeting", "nothing (greeting)", FIT_2_4_5, reply_greeting },
+	[UPSTREAM_S_EHLO] =	{ "ehlo", "EHLO", FIT_2_4_5, reply_ehlo },
+	[UPSTREAM_S_HELO] =	{ "helo", "HELO", FIT_2_4_5, reply_helo },
+	[UPSTREAM_S_STARTTLS] =	{ "starttls", "STARTTLS", FIT_2_4_5, reply_starttls },
+	[UPSTREAM_S_EHLO_TLS] =	{ "ehlo", "EHLO", FIT_2_4_5, reply_ehlo_tls },
+	[UPSTREAM_S_RSET] =	{ "rset", "RSET", FIT_2_4_5, reply_rset },
+	[UPSTREAM_S_MAIL] =	{ "mail", "MAIL", FIT_2_4_5, reply_mail },
+	[UPSTREAM_S_RCPT] =	{ "rcpt", "RCPT", FIT_2_4_5, reply_rcpt },
+	[UPSTREAM_S_DATA] =	{ "data", "DATA", FIT_354_4_5, reply_data },
+	[UPSTREAM_S_EOM] =	{ "eom", "the end of data", FIT_2_4_5, reply_eom },
+	[UPSTREAM_S_QUIT] =	{ "quit", "QUIT", FIT_ANY, reply_quit },
+	[UPSTREAM_S_FAILED] =	{ NULL, NULL, FIT_ANY, reply_after_failure },
+};
+
+static const struct reply_rule *
+reply_rule(enum upstream_state state)
+{
+	static const struct reply_rule none = { NULL, NULL, FIT_ANY, reply_unexpected };
+
+	if ((size_t)state < sizeof(reply_rules) / sizeof(reply_rules[0]) &&
+	    reply_rules[state].decide != NULL)
+		return &reply_rules[state];
+	return &none;
+}
+
+/*
+ * SMTP-9 decides by class, but only among the classes the command can
+ * be answered with (RFC 5321 section 4.3.2). Anything else is a protocol
+ * error, never relayed: above all a 3xx to the end of data, which the
+ * client would take for the final reply, and a 2xx to DATA, after which
+ * the client would never send the message.
+ */
+static bool
+reply_fits(enum upstream_state state, const struct smtp_reply *r)
+{
+	int cls = smtp_reply_class(r);
+
+	switch (reply_rule(state)->fit) {
+	case FIT_2_4_5:
+		return cls == 2 || cls == 4 || cls == 5;
+	case FIT_354_4_5:
+		return r->code == 354 || cls == 4 || cls == 5;
+	case FIT_ANY:
+		break;
+	}
+	return true;
+}
+
+/* A complete reply in the current state: the common part, then its rule decides. */
+static void
+upstream_response(struct upstream *up, const struct smtp_reply *r)
+{
+	const struct reply_rule *rule = reply_rule(up->state);
+	char *flat = smtp_reply_flatten(r);
+
+	log_debug("session=%s upstream=%s <<< %s", up->txn.session, up->route.mx_host, flat);
+	if (rule->metric != NULL)
+		observe_reply_latency(up, rule->metric);
+	free(up->last_reply);
+	up->last_reply = flat;
+	up->clean = up->state != UPSTREAM_S_QUIT;
+	rule->decide(up, r, flat);
 }
 
 static void
 upstream_enter_state(struct upstream *up, enum upstream_state next)
 {
-	log_debug("session=%s upstream=%s state=%s -> %s", up->session,
-	    up->mx_host ? up->mx_host : "-", state_names[up->state], state_names[next]);
+	log_debug("session=%s upstream=%s state=%s -> %s", up->txn.session,
+	    up->route.mx_host ? up->route.mx_host : "-", state_names[up->state], state_names[next]);
 	up->state = next;
 
 	switch (next) {
@@ -1158,12 +857,11 @@ upstream_enter_state(struct upstream *up, enum upstream_state next)
 			struct smtp_reply r;
 
 			smtp_reply_init(&r);
-			own_reply(up, &r, 553, "5.6.7",
-			    "The message needs SMTPUTF8, which %s does not support", up->mx_host);
+			smtp_reply_own(&r, up->txn.session, 553, "5.6.7",
+			    "The message needs SMTPUTF8, which %s does not support", up->route.mx_host);
 			set_last_reply(up, &r);
-			record_delivery(up, NULL);
-			up->state = UPSTREAM_S_FAILED;
-			notify(up, UPSTREAM_EV_FAILED, &r);
+			record_delivery(up);
+			transaction_failed(up, &r);
 			smtp_reply_clear(&r);
 		}
 		break;
@@ -1172,11 +870,8 @@ upstream_enter_state(struct upstream *up, enum upstream_state next)
 		break;
 	case UPSTREAM_S_BODY:
 		/* Write timeout only: the body's pace is the client's. */
-		{
-			struct timeval tv = { up->conf->upstream_data_timeout, 0 };
-			bufferevent_set_timeouts(up->bev, NULL, &tv);
-			bufferevent_setwatermark(up->bev, EV_WRITE, BODY_LOW_WATER, 0);
-		}
+		upstream_conn_set_timeouts(up->conn, 0, up->conf->upstream_data_timeout);
+		bufferevent_setwatermark(up->conn->bev, EV_WRITE, BODY_LOW_WATER, 0);
 		break;
 	case UPSTREAM_S_EOM:
 		evutil_gettimeofday(&up->cmd_sent, NULL);
@@ -1184,6 +879,9 @@ upstream_enter_state(struct upstream *up, enum upstream_state next)
 		break;
 	case UPSTREAM_S_READY:
 		set_timeout(up, up->conf->upstream_command_timeout);
+		break;
+	case UPSTREAM_S_LOST:
+		close_connection(up);	/* mid-transaction: cut, so the server discards it */
 		break;
 	case UPSTREAM_S_QUIT:
 		send_line(up, "QUIT");
@@ -1200,45 +898,17 @@ upstream_enter_state(struct upstream *up, enum upstream_state next)
 	}
 }
 
-/*
- * SMTP-9 decides by class, but only among the classes the command can
- * be answered with (RFC 5321 section 4.3.2). Anything else is a protocol
- * error, never relayed: above all a 3xx to the end of data, which the
- * client would take for the final reply, and a 2xx to DATA, after which
- * the client would never send the message.
- */
-static bool
-reply_fits(enum upstream_state state, const struct smtp_reply *r)
-{
-	int cls = smtp_reply_class(r);
-
-	switch (state) {
-	case UPSTREAM_S_DATA:
-		return r->code == 354 || cls == 4 || cls == 5;
-	case UPSTREAM_S_BANNER:
-	case UPSTREAM_S_EHLO:
-	case UPSTREAM_S_HELO:
-	case UPSTREAM_S_STARTTLS:
-	case UPSTREAM_S_EHLO_TLS:
-	case UPSTREAM_S_RSET:
-	case UPSTREAM_S_MAIL:
-	case UPSTREAM_S_RCPT:
-	case UPSTREAM_S_EOM:
-		return cls == 2 || cls == 4 || cls == 5;
-	default:
-		return true;
-	}
-}
-
 static void
 upstream_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct upstream *up = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
+	unsigned seq = up->conn_seq;
 	const char *why = NULL;
 	char misfit[64];
 
-	while (up->bev == bev) {
+	/* Until a handler lets the connection go or starts TLS on it. */
+	while (up->conn_seq == seq && up->conn->bev == bev) {
 		size_t n;
 		char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
 
@@ -1279,10 +949,7 @@ upstream_read_cb(struct bufferevent *bev, void *arg)
 		}
 		if (!reply_fits(up->state, &up->reply)) {
 			snprintf(misfit, sizeof(misfit), "%d reply to %s", up->reply.code,
-			    up->state == UPSTREAM_S_EOM ? "the end of data" :
-			    up->state == UPSTREAM_S_BANNER ? "nothing (greeting)" :
-			    up->state == UPSTREAM_S_EHLO_TLS ? "EHLO" : state_names[up->state] +
-			    strlen("UPSTREAM_S_"));
+			    reply_rule(up->state)->answers);
 			why = misfit;
 			set_last_reply(up, &up->reply);	/* the outcome names what it said */
 			goto protocol_error;
@@ -1307,21 +974,10 @@ protocol_error:
 		return;
 	}
 	if (up->state >= UPSTREAM_S_READY) {
-		struct smtp_reply r;
-
-		smtp_reply_init(&r);
-		own_reply(up, &r, 451, "4.4.2", "Upstream %s protocol error: %s", up->mx_host, why);
-		log_warnx("session=%s event=upstream_lost domain=%s to=%s mx=%s reason=%s", up->session,
-		    up->domain, recipients(up), up->mx_host, log_quote(why));
-		set_last_reply(up, &r);
-		record_delivery(up, NULL);
-		upstream_enter_state(up, UPSTREAM_S_LOST);
-		close_connection(up);
-		notify(up, UPSTREAM_EV_LOST, &r);
-		smtp_reply_clear(&r);
+		transaction_lost(up, why, "Upstream %s protocol error: %s", up->route.mx_host, why);
 		return;
 	}
-	attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "protocol error: %s", why);
+	attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "protocol error: %s", why);
 }
 
 static void
@@ -1342,18 +998,11 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct upstream *up = arg;
 	char reason[300];
 
+	(void)bev;
 	up->clean = false;
 	if (what & BEV_EVENT_CONNECTED) {
 		if (up->state == UPSTREAM_S_CONNECTING) {
-			struct sockaddr_storage local;
-			socklen_t llen = sizeof(local);
-
-			int one = 1;
-
-			if (getsockname(bufferevent_getfd(bev), (struct sockaddr *)&local, &llen) == 0)
-				netaddr_ntop((struct sockaddr *)&local, up->local_ip, sizeof(up->local_ip));
-			/* commands are small writes awaiting a reply: no Nagle delay */
-			(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			upstream_conn_connected(up->conn);
 			upstream_enter_state(up, UPSTREAM_S_BANNER);
 		}
 		else if (up->state == UPSTREAM_S_TLS)
@@ -1378,20 +1027,18 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 		enum rpt_result_type t;
 		char treason[256];
 
-		(void)bev;
-		t = tls_failure_reason(up->ssl, bufferevent_get_openssl_error(up->bev), treason,
-		    sizeof(treason));
-		if (up->phase == PHASE_OPPORTUNISTIC) {
+		t = upstream_conn_tls_failed(up->conn, treason, sizeof(treason));
+		if (!up->route.strict) {
 			/* Opportunistic TLS that fails is retried in the clear (RFC 3207 §4.1
 			 * leaves it to the client); the policy phase never does. */
-			up->plaintext_retry = true;
-			attempt_fail(up, FAIL_CONNECT, t, "%s", treason);
+			mx_walk_retry_plaintext(up->walk);
+			attempt_fail(up, MX_FAIL_CONNECT, t, "%s", treason);
 		} else
-			attempt_fail(up, FAIL_POLICY, t, "%s", treason);
+			attempt_fail(up, MX_FAIL_POLICY, t, "%s", treason);
 		return;
 	}
 	case UPSTREAM_S_CONNECTING:
-		attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "%s",
+		attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "%s",
 		    what & BEV_EVENT_TIMEOUT ? "connection timed out" : reason);
 		return;
 	case UPSTREAM_S_BANNER:
@@ -1401,29 +1048,16 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	case UPSTREAM_S_EHLO_TLS:
 	case UPSTREAM_S_RSET:
 	case UPSTREAM_S_MAIL:
-		attempt_fail(up, FAIL_CONNECT, RPT_RESULT_NONE, "%s", reason);
+		attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_NONE, "%s", reason);
 		return;
 	case UPSTREAM_S_READY:
 	case UPSTREAM_S_RCPT:
 	case UPSTREAM_S_DATA:
 	case UPSTREAM_S_BODY:
-	case UPSTREAM_S_EOM: {
-		struct smtp_reply r;
-
-		/* SMTP-10: without a final 2xx the client keeps the message. */
-		smtp_reply_init(&r);
-		own_reply(up, &r, 451, "4.4.2", "Upstream %s %s; message not delivered",
-		    up->mx_host, reason);
-		log_warnx("session=%s event=upstream_lost domain=%s to=%s mx=%s ip=%s reason=%s",
-		    up->session, up->domain, recipients(up), up->mx_host, up->ip, log_quote(reason));
-		set_last_reply(up, &r);
-		record_delivery(up, NULL);
-		upstream_enter_state(up, UPSTREAM_S_LOST);
-		close_connection(up);
-		notify(up, UPSTREAM_EV_LOST, &r);
-		smtp_reply_clear(&r);
+	case UPSTREAM_S_EOM:
+		transaction_lost(up, reason, "Upstream %s %s; message not delivered", up->route.mx_host,
+		    reason);
 		return;
-	}
 	case UPSTREAM_S_QUIT:
 		upstream_enter_state(up, UPSTREAM_S_CLOSED);
 		return;
@@ -1433,132 +1067,11 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
-/* MX set and policy are both known: start the walk. */
+/* The walk has the MX set and the policy: start it. */
 static void
-resolution_done(struct upstream *up)
+resolved(void *arg)
 {
-	struct smtp_reply r;
-
-	if (!up->mx_done || !up->policy_done)
-		return;
-	smtp_reply_init(&r);
-	switch (up->mx_status) {
-	case MX_STATUS_OK:
-		break;
-	case MX_STATUS_NULL_MX:
-		own_reply(up, &r, 556, "5.1.10", "Recipient domain %s accepts no mail (null MX)",
-		    up->domain);
-		break;
-	case MX_STATUS_NXDOMAIN:
-		own_reply(up, &r, 550, "5.1.2", "Recipient domain %s does not exist", up->domain);
-		break;
-	case MX_STATUS_NO_HOSTS:
-		own_reply(up, &r, 554, "5.4.4", "No usable MX for %s: %s", up->domain,
-		    up->mx_reason);
-		break;
-	case MX_STATUS_TEMPFAIL:
-		own_reply(up, &r, 451, "4.4.3", "MX lookup for %s failed: %s", up->domain,
-		    up->mx_reason);
-		break;
-	}
-	if (up->mx_status != MX_STATUS_OK) {
-		{
-			char labels[48];
-
-			snprintf(labels, sizeof(labels), "status=\"%s\"", mx_status_name(up->mx_status));
-			metrics_add("stsproxy_dns_failures_total", labels, 1);
-		}
-		log_notice("session=%s event=mx_lookup_failed domain=%s to=%s status=%s reason=%s",
-		    up->session, up->domain, recipients(up), mx_status_name(up->mx_status),
-		    log_quote(up->mx_reason));
-		up->state = UPSTREAM_S_FAILED;
-		notify(up, UPSTREAM_EV_FAILED, &r);
-		smtp_reply_clear(&r);
-		return;
-	}
-	up->phase = up->have_policy && (up->mode == STS_MODE_ENFORCE ||
-	    up->mode == STS_MODE_TESTING) ? PHASE_STRICT : PHASE_OPPORTUNISTIC;
-	upstream_enter_state(up, UPSTREAM_S_NEXT_MX);
-}
-
-static void
-on_mx_set(void *arg, const struct mx_set *set)
-{
-	struct upstream *up = arg;
-	struct strbuf list;
-
-	up->mx_lookup = NULL;
-	up->mx_done = true;
-	up->mx_status = set->status;
-	up->mx_reason = xstrdup(set->reason ? set->reason : "");
-	if (set->nhosts > 0) {
-		up->hosts = xcalloc(set->nhosts, sizeof(*up->hosts));
-		memcpy(up->hosts, set->hosts, set->nhosts * sizeof(*up->hosts));
-		up->nhosts = set->nhosts;
-	}
-	strbuf_init(&list);
-	for (size_t i = 0; i < up->nhosts; i++)
-		strbuf_printf(&list, "%s%u:%s/%zu", i ? "," : "", up->hosts[i].preference,
-		    up->hosts[i].name, up->hosts[i].naddrs);
-	log_info("session=%s event=mx_set domain=%s status=%s dnssec=%s mx=%s", up->session,
-	    up->domain, mx_status_name(set->status), set->mx_secure ? "secure" : "insecure",
-	    list.data ? list.data : "-");
-	strbuf_free(&list);
-	resolution_done(up);
-}
-
-static void
-on_policy(void *arg, const struct policy_result *res)
-{
-	struct upstream *up = arg;
-
-	up->policy_lookup = NULL;
-	up->policy_done = true;
-	{
-		char labels[64];
-
-		snprintf(labels, sizeof(labels), "source=\"%s\"", policy_source_name(res->source));
-		metrics_add("stsproxy_policy_lookups_total", labels, 1);
-		if (res->failure != RPT_RESULT_NONE) {
-			snprintf(labels, sizeof(labels), "result=\"%s\"", rpt_result_type_name(res->failure));
-			metrics_add("stsproxy_policy_failures_total", labels, 1);
-		}
-	}
-	if (res->source != POLICY_SOURCE_NONE && res->policy != NULL) {
-		up->have_policy = true;
-		up->mode = res->mode;
-		up->policy_id = xstrdup(res->id ? res->id : "");
-		strlist_copy(&up->patterns, &res->policy->mx);
-		strlist_copy(&up->policy_lines, &res->policy->lines);
-	}
-	log_info("session=%s event=policy domain=%s source=%s mode=%s id=%s%s%s note=%s",
-	    up->session, up->domain, policy_source_name(res->source),
-	    up->have_policy ? sts_mode_name(up->mode) : "none", up->policy_id ? up->policy_id : "-",
-	    res->override_mode ? " override=" : "", res->override_mode ? res->override_mode : "",
-	    log_quote(res->note ? res->note : ""));
-	if (res->failure != RPT_RESULT_NONE && res->failure_reportable) {
-		/* STS-45: a fetch failure is reported even though mail flows. */
-		struct delivery_outcome o = {
-			.session = up->session, .when = clock_now(), .policy_domain = up->domain,
-			/* Spec notes §8 (choice): fetch, parse and PKIX failures are "sts". */
-			.policy_type = "sts",
-			.mode = mode_label(up), .policy_id = up->policy_id ? up->policy_id : "",
-			.mx_patterns = up->have_policy ? &up->patterns : NULL,
-			.policy_lines = up->have_policy ? &up->policy_lines : NULL,
-			.result = res->failure, .reason = res->failure_reason,
-			.action = OUTCOME_ACTION_POLICY, .recipients = up->to.data,
-		};
-		outcome_record(&o);
-	}
-	resolution_done(up);
-}
-
-static void
-kick(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	resolution_done(arg);
+	upstream_enter_state(arg, UPSTREAM_S_NEXT_MX);
 }
 
 static void
@@ -1571,10 +1084,10 @@ reap(evutil_socket_t fd, short what, void *arg)
 	if (up->state != UPSTREAM_S_CLOSED && up->state != UPSTREAM_S_QUIT) {
 		/* A clean point in the dialogue gets a polite QUIT; anything else
 		 * (mid-body above all) is cut, so the server discards it. */
-		if (up->bev != NULL && (up->state == UPSTREAM_S_READY ||
+		if (up->conn != NULL && up->conn->bev != NULL && (up->state == UPSTREAM_S_READY ||
 		    up->state == UPSTREAM_S_FAILED)) {
 			if (up->state == UPSTREAM_S_READY) {
-				record_delivery(up, NULL);
+				record_delivery(up);
 				if (park(up)) {
 					upstream_enter_state(up, UPSTREAM_S_CLOSED);
 					return;
@@ -1587,23 +1100,12 @@ reap(evutil_socket_t fd, short what, void *arg)
 	}
 	if (up->state == UPSTREAM_S_QUIT)
 		return;
-	event_free(up->kick);
 	/* CLOSED: nothing of ours is pending any more. */
-	mx_lookup_cancel(up->mx_lookup);
-	if (up->policy_lookup != NULL)
-		policy_lookup_cancel(up->policy_lookup);
+	mx_walk_free(up->walk);
 	close_connection(up);
 	event_free(up->reaper);
-	free(up->session);
-	free(up->domain);
-	free(up->mx_reason);
-	free(up->hosts);
-	free(up->policy_id);
+	upstream_txn_clear(&up->txn);
 	free(up->last_reply);
-	strlist_clear(&up->patterns);
-	strlist_clear(&up->policy_lines);
-	strbuf_free(&up->failures);
-	strbuf_free(&up->to);
 	live_upstreams--;
 	free(up);
 }
@@ -1620,26 +1122,20 @@ upstream_free(struct upstream *up)
 
 static struct upstream *
 upstream_alloc(struct runtime *rt, const char *session, const char *domain,
-    const struct smtp_path *mail, upstream_cb cb, void *arg)
+    const struct smtp_path *mail, unsigned flags, upstream_cb cb, void *arg)
 {
 	struct upstream *up = xcalloc(1, sizeof(*up));
 
 	up->rt = rt;
 	up->conf = rt->conf;
-	up->session = xstrdup(session);
-	up->domain = xstrdup(domain);
+	upstream_txn_init(&up->txn, session, domain, flags);
 	up->mail = *mail;
 	up->cb = cb;
 	up->arg = arg;
 	up->state = UPSTREAM_S_RESOLVING;
-	up->mode = STS_MODE_NONE;
-	strbuf_init(&up->failures);
-	strbuf_init(&up->to);
 	smtp_reply_init(&up->reply);
-	smtp_reply_init(&up->ehlo);
 	evutil_gettimeofday(&up->started, NULL);
 	up->reaper = event_new(rt->base, -1, 0, reap, up);
-	up->kick = event_new(rt->base, -1, 0, kick, up);
 	live_upstreams++;
 	return up;
 }
@@ -1649,24 +1145,15 @@ upstream_new_resolved(struct runtime *rt, const char *session, const char *domai
     const struct smtp_path *mail, const struct mx_host *hosts, size_t nhosts, enum sts_mode mode,
     const struct strlist *patterns, unsigned flags, upstream_cb cb, void *arg)
 {
-	struct upstream *up = upstream_alloc(rt, session, domain, mail, cb, arg);
+	struct upstream *up = upstream_alloc(rt, session, domain, mail, flags, cb, arg);
 
-	up->flags = flags;
-	up->mx_done = up->policy_done = true;
-	up->mx_status = nhosts ? MX_STATUS_OK : MX_STATUS_NO_HOSTS;
-	up->mx_reason = xstrdup(nhosts ? "" : "no hosts given");
-	if (nhosts > 0) {
-		up->hosts = xcalloc(nhosts, sizeof(*up->hosts));
-		memcpy(up->hosts, hosts, nhosts * sizeof(*hosts));
-		up->nhosts = nhosts;
-	}
 	if (patterns != NULL) {
-		up->have_policy = true;
-		up->mode = mode;
-		up->policy_id = xstrdup("test");
-		strlist_copy(&up->patterns, patterns);
+		up->txn.policy.have = true;
+		up->txn.policy.mode = mode;
+		up->txn.policy.id = xstrdup("test");
+		strlist_copy(&up->txn.policy.patterns, patterns);
 	}
-	event_active(up->kick, EV_TIMEOUT, 0);
+	up->walk = mx_walk_new_resolved(rt, &up->txn, hosts, nhosts, resolved, up);
 	return up;
 }
 
@@ -1681,23 +1168,35 @@ struct upstream *
 upstream_new_flags(struct runtime *rt, const char *session, const char *domain,
     const struct smtp_path *mail, unsigned flags, upstream_cb cb, void *arg)
 {
-	struct upstream *up = upstream_alloc(rt, session, domain, mail, cb, arg);
+	struct upstream *up = upstream_alloc(rt, session, domain, mail, flags, cb, arg);
 
-	up->flags = flags;
-
-	/* MX set and policy in parallel; the walk starts when both are in. */
-	up->mx_lookup = mx_resolve(rt->resolver, domain, rt->hostname, rt->conf->upstream_ipv6,
-	    rt->conf->upstream_port, on_mx_set, up);
-	if (up->mx_lookup == NULL) {
-		up->mx_done = true;
-		up->mx_status = MX_STATUS_TEMPFAIL;
-		up->mx_reason = xstrdup("the resolver could not start the MX lookup");
-	}
-	if (!(flags & UPSTREAM_F_NO_POLICY))
-		up->policy_lookup = policy_engine_resolve(rt->engine, domain, 0, on_policy, up);
-	if (up->policy_lookup == NULL)
-		up->policy_done = true;
-	if (up->mx_done && up->policy_done)
-		event_active(up->kick, EV_TIMEOUT, 0);
+	up->walk = mx_walk_new(rt, &up->txn, resolved, up);
 	return up;
 }
+
+struct upstream *
+upstream_new_relay(struct runtime *rt, const char *session, const char *domain,
+    const struct smtp_path *mail, const char *relay, unsigned flags, upstream_cb cb, void *arg)
+{
+	struct mx_host host;
+	socklen_t len;
+
+	memset(&host, 0, sizeof(host));
+	snprintf(host.name, sizeof(host.name), "%s", relay);
+	if (netaddr_parse_hostport(relay, &host.addrs[0], &len) == NULL)
+		host.naddrs = 1;
+	return upstream_new_resolved(rt, session, domain, mail, &host, 1, STS_MODE_NONE, NULL,
+	    flags | UPSTREAM_F_NO_POLICY, cb, arg);
+}
+
+const struct upstream_ops upstream_default_ops = {
+	.open = upstream_new,
+	.rcpt = upstream_rcpt,
+	.data = upstream_data,
+	.body = upstream_body,
+	.body_full = upstream_body_full,
+	.body_end = upstream_body_end,
+	.free = upstream_free,
+	.mx_host = upstream_mx_host,
+	.first_rcpt = upstream_first_rcpt,
+};

@@ -9,8 +9,15 @@
  * no MX could be used, the 4xx/5xx reply of spec §11.
  *
  * Lifetime: upstream_free() may be called at any time, also from inside
- * the callback; the object then says QUIT (when a connection is clean)
- * and frees itself later from the event loop, never on the caller's stack.
+ * the callback; the object then parks its connection for the next
+ * transaction or says QUIT (when the connection is clean) and frees
+ * itself later from the event loop, never on the caller's stack.
+ *
+ * Inside, each file answers one question: mx_walk.c which MX and
+ * address next, and when to give up with which reply; upstream.c (the
+ * UPSTREAM_S_* state machine) the SMTP dialogue with one MX;
+ * upstream_conn.c the connection, which upstream_pool.c parks between
+ * transactions; upstream_record.c what goes to TLS-RPT.
  */
 #ifndef STSPROXY_UPSTREAM_H
 #define STSPROXY_UPSTREAM_H
@@ -54,6 +61,16 @@ struct upstream *upstream_new_flags(struct runtime *rt, const char *session, con
     const struct smtp_path *mail, unsigned flags, upstream_cb cb, void *arg);
 
 /**
+ * upstream_new_flags() through one fixed relay instead of the domain's
+ * MX set: relay is "ADDRESS:PORT" or "[IPV6]:PORT" (copied), and neither
+ * the MX set nor a policy is looked up. A relay that does not parse
+ * fails the transaction (EV_FAILED) like an MX without an address. How
+ * the report mailer reaches [report] submission_relay.
+ */
+struct upstream *upstream_new_relay(struct runtime *rt, const char *session, const char *domain,
+    const struct smtp_path *mail, const char *relay, unsigned flags, upstream_cb cb, void *arg);
+
+/**
  * The transaction's first recipient (copied), before EV_READY: with
  * PIPELINING its RCPT goes out right behind MAIL (RFC 2920), and the
  * upstream_rcpt() the client session makes for it after EV_READY sends
@@ -88,7 +105,31 @@ const char *upstream_mx_host(const struct upstream *up);
 /** Stop: no more callbacks. Frees later, after a QUIT when possible. NULL is fine. */
 void upstream_free(struct upstream *up);
 
-/** Number of upstream objects alive (for tests and shutdown). */
+/** Upstream objects alive, and connections still saying QUIT (for tests and shutdown). */
 unsigned upstream_count(void);
+
+/**
+ * The verbs above as a table: how a client session reaches upstream.
+ * The daemon uses upstream_default_ops; the unit tests of the client
+ * session substitute a scripted fake to drive it from dialogue files
+ * without DNS or MX servers.
+ */
+struct upstream_ops {
+	struct upstream *(*open)(struct runtime *rt, const char *session, const char *domain,
+	    const struct smtp_path *mail, upstream_cb cb, void *arg);
+	int		 (*rcpt)(struct upstream *up, const struct smtp_path *rcpt);
+	int		 (*data)(struct upstream *up);
+	struct evbuffer	*(*body)(struct upstream *up);
+	bool		 (*body_full)(struct upstream *up);
+	int		 (*body_end)(struct upstream *up);
+	void		 (*free)(struct upstream *up);
+	const char	*(*mx_host)(const struct upstream *up);
+	/* optional: the first recipient, known before MAIL goes upstream, so
+	 * it can be pipelined behind it; rcpt() for it then sends nothing */
+	void		 (*first_rcpt)(struct upstream *up, const struct smtp_path *rcpt);
+};
+
+/** upstream_new(), upstream_rcpt() and the rest of this header. */
+extern const struct upstream_ops upstream_default_ops;
 
 #endif

@@ -2,7 +2,8 @@
  * upstream_internal.h - what only the tests need: start an upstream
  * transaction on an MX set and a policy given directly, without DNS or
  * the policy engine, so test_upstream can drive the state machine
- * against a scripted server on loopback.
+ * against a scripted server on loopback. (The daemon's own fixed-route
+ * case, a submission relay, is upstream_new_relay() in upstream.h.)
  */
 #ifndef STSPROXY_UPSTREAM_INTERNAL_H
 #define STSPROXY_UPSTREAM_INTERNAL_H
@@ -14,8 +15,7 @@
 /**
  * As upstream_new_flags(), with the MX set (hosts, copied) and the
  * policy already known: patterns NULL means no policy. rt needs base,
- * conf, ssl_ctx and hostname only. Also how report mail reaches a fixed
- * [report] submission_relay.
+ * conf, ssl_ctx and hostname only.
  */
 struct upstream *upstream_new_resolved(struct runtime *rt, const char *session, const char *domain,
     const struct smtp_path *mail, const struct mx_host *hosts, size_t nhosts, enum sts_mode mode,

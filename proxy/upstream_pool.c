@@ -9,7 +9,6 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
 #include "conf/log.h"
@@ -18,26 +17,24 @@
 #include "proxy/limits.h"
 #include "proxy/upstream_pool.h"
 
-/* A parked connection that must answer QUIT or RSET within this. */
+/* A parked connection must answer RSET within this. */
 #define POOL_REPLY_TIMEOUT	10
 
 enum pool_state {
 	POOL_S_RSET,		/* RSET sent, waiting for 250 */
 	POOL_S_IDLE,		/* ready to be taken */
-	POOL_S_CLOSING,		/* QUIT sent, waiting for anything */
 };
 
 struct pool_entry {
-	struct upstream_conn	 conn;
+	struct upstream_conn	*conn;
 	enum pool_state		 state;
 	bool			 partial;	/* part of a multi-line RSET reply was read */
 	unsigned		 idle_timeout;	/* seconds, from the conf it was parked under */
 	struct pool_entry	*prev, *next;	/* oldest first */
 };
 
-static struct pool_entry *head, *tail;	/* parked */
-static struct pool_entry *closing_list;	/* saying QUIT; singly linked via next */
-static unsigned parked, closing;
+static struct pool_entry *head, *tail;
+static unsigned parked;
 
 static void
 unlink_entry(struct pool_entry *e)
@@ -49,68 +46,15 @@ unlink_entry(struct pool_entry *e)
 	metrics_set("stsproxy_upstream_pool_connections", "", parked);
 }
 
-static void
-entry_free(struct pool_entry *e)
-{
-	if (e->conn.bev != NULL) {
-		if (e->conn.ssl != NULL && e->conn.tls_active)
-			SSL_shutdown(e->conn.ssl);
-		bufferevent_free(e->conn.bev);	/* and the SSL with it */
-	}
-	smtp_reply_clear(&e->conn.ehlo);
-	free(e);
-}
-
-static void
-closing_done(struct pool_entry *e)
-{
-	for (struct pool_entry **p = &closing_list; *p != NULL; p = &(*p)->next)
-		if (*p == e) {
-			*p = e->next;
-			break;
-		}
-	closing--;
-	entry_free(e);
-}
-
-static void
-closing_read(struct bufferevent *bev, void *arg)
-{
-	(void)bev;
-	closing_done(arg);
-}
-
-static void
-closing_event(struct bufferevent *bev, short what, void *arg)
-{
-	(void)bev;
-	(void)what;
-	closing_done(arg);
-}
-
-/* Leave the pool: politely (QUIT, RFC 5321 §4.1.1.10) when the dialogue is at a reply boundary. */
+/* Leave the pool: politely (QUIT) when the dialogue is at a reply boundary. */
 static void
 drop(struct pool_entry *e, bool polite, const char *why)
 {
-	struct timeval tv = { POOL_REPLY_TIMEOUT, 0 };
-
-	log_debug("event=pool_drop mx=%s ip=%s messages=%u reason=%s", e->conn.mx_host, e->conn.ip,
-	    e->conn.messages, log_quote(why));
+	log_debug("event=pool_drop mx=%s ip=%s messages=%u reason=%s", e->conn->mx_host, e->conn->ip,
+	    e->conn->messages, log_quote(why));
 	unlink_entry(e);
-	if (!polite) {
-		entry_free(e);
-		return;
-	}
-	e->state = POOL_S_CLOSING;
-	e->next = closing_list;
-	closing_list = e;
-	closing++;
-	evbuffer_drain(bufferevent_get_input(e->conn.bev),
-	    evbuffer_get_length(bufferevent_get_input(e->conn.bev)));
-	bufferevent_setcb(e->conn.bev, closing_read, NULL, closing_event, e);
-	bufferevent_set_timeouts(e->conn.bev, &tv, &tv);
-	evbuffer_add(bufferevent_get_output(e->conn.bev), "QUIT\r\n", 6);
-	bufferevent_enable(e->conn.bev, EV_READ | EV_WRITE);
+	upstream_conn_close(e->conn, polite);
+	free(e);
 }
 
 static void
@@ -127,7 +71,7 @@ pool_read(struct bufferevent *bev, void *arg)
 
 		if (e->state != POOL_S_RSET || !ok) {
 			/* e.g. 421 on the server's idle timeout: it is going away */
-			log_debug("event=pool_unexpected mx=%s reply=%s", e->conn.mx_host, log_quote(line));
+			log_debug("event=pool_unexpected mx=%s reply=%s", e->conn->mx_host, log_quote(line));
 			free(line);
 			drop(e, false, "the server spoke while idle");
 			return;
@@ -135,10 +79,8 @@ pool_read(struct bufferevent *bev, void *arg)
 		free(line);
 		e->partial = !last;
 		if (last) {
-			struct timeval idle = { (time_t)e->idle_timeout, 0 };
-
 			e->state = POOL_S_IDLE;
-			bufferevent_set_timeouts(bev, &idle, NULL);
+			upstream_conn_set_timeouts(e->conn, e->idle_timeout, 0);
 		}
 	}
 	if (evbuffer_get_length(in) > 1024)
@@ -166,17 +108,13 @@ upstream_pool_accepts(const struct conf *conf, const struct upstream_conn *conn)
 }
 
 void
-upstream_pool_put(struct event_base *base, const struct conf *conf, struct upstream_conn *conn)
+upstream_pool_put(const struct conf *conf, struct upstream_conn *conn)
 {
 	struct pool_entry *e = xcalloc(1, sizeof(*e));
-	struct timeval rto = { POOL_REPLY_TIMEOUT, 0 };
 
-	(void)base;
 	while (parked >= limits_pool_size(conf) && head != NULL)
 		drop(head, true, "reuse_pool_size reached");
-	e->conn = *conn;		/* moved in: the caller's copy is emptied */
-	memset(conn, 0, sizeof(*conn));
-	smtp_reply_init(&conn->ehlo);
+	e->conn = conn;
 	e->state = POOL_S_RSET;
 	e->idle_timeout = conf->upstream_reuse_idle_timeout;
 	e->prev = tail;
@@ -184,13 +122,13 @@ upstream_pool_put(struct event_base *base, const struct conf *conf, struct upstr
 	tail = e;
 	parked++;
 	metrics_set("stsproxy_upstream_pool_connections", "", parked);
-	bufferevent_setcb(e->conn.bev, pool_read, NULL, pool_event, e);
-	bufferevent_set_timeouts(e->conn.bev, &rto, &rto);
+	upstream_conn_set_owner(conn, pool_read, NULL, pool_event, e);
 	/* the idle timer replaces the RSET timer once 250 arrives */
-	evbuffer_add(bufferevent_get_output(e->conn.bev), "RSET\r\n", 6);
-	bufferevent_enable(e->conn.bev, EV_READ | EV_WRITE);
-	log_debug("event=pool_put mx=%s ip=%s messages=%u strict=%s parked=%u", e->conn.mx_host,
-	    e->conn.ip, e->conn.messages, e->conn.strict ? "yes" : "no", parked);
+	upstream_conn_set_timeouts(conn, POOL_REPLY_TIMEOUT, POOL_REPLY_TIMEOUT);
+	evbuffer_add(bufferevent_get_output(conn->bev), "RSET\r\n", 6);
+	bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+	log_debug("event=pool_put mx=%s ip=%s messages=%u strict=%s parked=%u", conn->mx_host,
+	    conn->ip, conn->messages, upstream_conn_strict(conn) ? "yes" : "no", parked);
 }
 
 static bool
@@ -212,29 +150,29 @@ same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 	return false;
 }
 
-bool
+struct upstream_conn *
 upstream_pool_take(const char *mx_host, const struct sockaddr_storage *addr, bool strict,
-    struct upstream_conn *conn)
+    bool *rset_pending)
 {
 	/* newest first: the likeliest to be still open on the server's side */
 	for (struct pool_entry *e = tail; e != NULL; e = e->prev) {
+		struct upstream_conn *conn = e->conn;
+
 		if (!(e->state == POOL_S_IDLE || (e->state == POOL_S_RSET && !e->partial)) ||
-		    strcasecmp(e->conn.mx_host, mx_host) != 0 ||
-		    !same_address(&e->conn.addr, addr))
+		    strcasecmp(conn->mx_host, mx_host) != 0 || !same_address(&conn->addr, addr))
 			continue;
 		/* the policy boundary: see the header */
-		if (strict && !(e->conn.strict && e->conn.tls_active && e->conn.tls_result == RPT_RESULT_NONE))
+		if (strict && !upstream_conn_strict(conn))
 			continue;
 		unlink_entry(e);
-		bufferevent_setcb(e->conn.bev, NULL, NULL, NULL, NULL);
-		bufferevent_set_timeouts(e->conn.bev, NULL, NULL);
-		*conn = e->conn;
-		conn->rset_pending = e->state == POOL_S_RSET;
+		upstream_conn_set_owner(conn, NULL, NULL, NULL, NULL);
+		upstream_conn_set_timeouts(conn, 0, 0);
+		*rset_pending = e->state == POOL_S_RSET;
 		free(e);
 		metrics_add("stsproxy_upstream_reuses_total", "", 1);
-		return true;
+		return conn;
 	}
-	return false;
+	return NULL;
 }
 
 void
@@ -251,14 +189,14 @@ upstream_pool_free_all(void)
 		struct pool_entry *e = head;
 
 		unlink_entry(e);
-		entry_free(e);
+		upstream_conn_close(e->conn, false);
+		free(e);
 	}
-	while (closing_list != NULL)
-		closing_done(closing_list);
+	upstream_conn_closing_free_all();
 }
 
 unsigned
 upstream_pool_size(void)
 {
-	return parked + closing;
+	return parked + upstream_conn_closing();
 }

@@ -4,8 +4,9 @@
  *
  * A full TLS handshake costs more than relaying a small message, so a
  * connection that ended a transaction cleanly is parked here instead of
- * saying QUIT. Parking sends RSET; only a connection whose RSET got 250
- * can be taken. A parked connection that the server closes, that says
+ * saying QUIT. Parking sends RSET; a connection can be taken once its
+ * RSET got 250, or while the reply is on its way (the taker reads it).
+ * A parked connection that the server closes, that says
  * anything, or that stays idle past [upstream] reuse_idle_timeout is
  * dropped. The pool is bounded ([upstream] reuse_pool_size; the oldest
  * goes first) and so is a connection's life ([upstream]
@@ -27,55 +28,29 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
-#include <openssl/ssl.h>
-
 #include "conf/conf.h"
-#include "policy/result_type.h"
-#include "policy/tls.h"
-#include "proxy/smtp_reply.h"
-
-struct event_base;
-struct bufferevent;
-
-/** What a connection carries from one transaction to the next. */
-struct upstream_conn {
-	struct bufferevent	*bev;		/* owns the SSL when TLS is on */
-	SSL			*ssl;
-	struct sockaddr_storage	 addr;
-	char			 mx_host[256];
-	char			 ip[64];
-	char			 local_ip[64];
-	char			 mx_helo[256];
-	bool			 strict;	/* opened under a policy, verified for mx_host */
-	bool			 tls_active;
-	struct tls_peer_info	 peer;
-	enum rpt_result_type	 tls_result;
-	char			 tls_reason[256];
-	bool			 starttls_offered;
-	struct smtp_reply	 ehlo;		/* the EHLO reply in force */
-	unsigned		 messages;	/* transactions carried so far */
-	bool			 rset_pending;	/* taken before the 250 to RSET arrived */
-};
+#include "proxy/upstream_conn.h"
 
 /**
- * Park conn (its contents are moved in; conn is left empty). The pool
- * sends RSET and owns the connection from now on: it may close it at any
- * time. conf is borrowed and must outlive the pool's use of it.
+ * Park conn (owned from now on; the pool may close it at any time). The
+ * pool sends RSET and keeps it for the next transaction to its MX host
+ * and address. conf is borrowed and must outlive the pool's use of it.
  */
-void upstream_pool_put(struct event_base *base, const struct conf *conf, struct upstream_conn *conn);
+void upstream_pool_put(const struct conf *conf, struct upstream_conn *conn);
 
 /**
  * Take an idle connection to mx_host at addr: with strict, only one
- * opened under a policy. On success *conn receives it (the caller owns
- * it, callbacks unset) and the result is true.
+ * opened under a policy (upstream_conn_strict()). The caller owns the
+ * result (callbacks unset), or NULL when none fits. *rset_pending says
+ * whether the 250 to the pool's RSET is still to be read.
  */
-bool upstream_pool_take(const char *mx_host, const struct sockaddr_storage *addr, bool strict,
-    struct upstream_conn *conn);
+struct upstream_conn *upstream_pool_take(const char *mx_host, const struct sockaddr_storage *addr,
+    bool strict, bool *rset_pending);
 
 /** Whether conn may be parked after a transaction under conf. */
 bool upstream_pool_accepts(const struct conf *conf, const struct upstream_conn *conn);
 
-/** Close every parked connection (QUIT), e.g. at shutdown. */
+/** Close every parked connection (QUIT when idle), e.g. at shutdown. */
 void upstream_pool_flush(void);
 
 /** Free everything without a word to the servers: the loop is gone (exit). */

@@ -1,8 +1,9 @@
 /*
  * outcome.h - one structured record per upstream attempt.
  *
- * The relay (proxy/upstream.c) fills a struct delivery_outcome for every
- * MX it considers: skipped for the policy, failed, or used. The record is
+ * The relay's upstream leg (proxy/upstream_record.c) fills a struct
+ * delivery_outcome for every MX it considers: skipped for the policy,
+ * failed, or used. The record is
  * logged as one key=value line and handed to the single recording hook,
  * which the TLS-RPT layer installs to aggregate daily reports (RFC 8460
  * §4). Policy-level failures (a fetch that failed) are records with no

@@ -43,6 +43,15 @@ check_match "environment STSPROXY_HOSTNAME sets a top-level key" "$out" "hostnam
 out=$(STSPROXY_SERVER_MAX_RECIPIENTS=5 "$STSPROXY" -c /dev/null check-config 2>&1); rc=$?
 check "a bad environment value refuses to start (exit 2)" "$rc" 2
 check_match "the error names the variable and the key" "$out" "environment STSPROXY_SERVER_MAX_RECIPIENTS: \[server\] max_recipients: 5 is out of range"
+# The descriptor plan serve would make (it raises its soft limit to the
+# hard one, then lowers max_connections that still does not fit).
+out=$(prlimit --nofile=256 "$STSPROXY" -c /dev/null check-config 2>&1); rc=$?
+check_match "check-config warns when the descriptor limit is too low for max_connections" \
+	"$rc $out" "^0 .*warning: the descriptor limit \(256\) is too low for max_connections = 500.*serve would take [0-9]+ clients"
+out=$(prlimit --nofile=4096 "$STSPROXY" -c /dev/null check-config 2>&1)
+check_match "... and states the plan without a warning when it fits" \
+	"$(echo "$out" | grep -c warning) $(echo "$out" | grep '^# descriptors')" \
+	"^0 .*# descriptors: limit 4096, [0-9]+ needed for max_connections = 500 and reuse_pool_size = 200"
 
 
 # ---- errors suggest the fix (issue 11 §4) --------------------------------

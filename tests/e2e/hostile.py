@@ -9,8 +9,9 @@ Every mode prints its results as one line of key=value pairs.
             command lines (reading their replies), then write --text
             over and over without ever reading a reply, until --bytes
             are written or writing has been blocked for --stall seconds
-            (the relay stopped reading). Prints written=BYTES
-            blocked=yes|no, then waits --hold seconds and closes.
+            (the relay stopped reading) or the relay closed the connection.
+            Prints written=BYTES blocked=yes|no closed=yes|no, then waits
+            --hold seconds and closes.
   pipeline  EHLO (after STARTTLS with --starttls), then write --count
             NOOPs in one go while reading the replies (a client that
             pipelines and reads), starting to read after --read-delay
@@ -106,6 +107,7 @@ def mode_noread(a):
     chunk = unit * max(1, 65536 // len(unit))
     written = 0
     blocked = False
+    closed = False
     s.setblocking(False)
     stalled_since = None
     pending = memoryview(chunk)
@@ -124,8 +126,10 @@ def mode_noread(a):
                 break
             time.sleep(0.02)
         except OSError:
+            closed = True
             break
-    print("written=%d blocked=%s" % (written, "yes" if blocked else "no"), flush=True)
+    print("written=%d blocked=%s closed=%s" % (written, "yes" if blocked else "no",
+                                               "yes" if closed else "no"), flush=True)
     time.sleep(a.hold)
     s.close()
     return 0

@@ -1,8 +1,10 @@
 /*
- * Unit tests of the upstream state machine (proxy/upstream.c), driven by
- * dialogue files under tests/data/upstream/. The test plays the MX
- * server on a loopback socket; every MX host of the dialogue resolves to
- * it, so the walk over several MXs is a series of accepted connections.
+ * Unit tests of the upstream state machine (proxy/upstream.c, with the
+ * walk, connection and records it uses), driven by dialogue files under
+ * tests/data/upstream/ (the walk alone: test_mx_walk). The test plays
+ * the MX server on a loopback socket; every MX host of the dialogue
+ * resolves to it, so the walk over several MXs is a series of accepted
+ * connections.
  *
  * Dialogue lines:
  *   # req: ...            the requirement checked
