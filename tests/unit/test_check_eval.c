@@ -1,5 +1,5 @@
 /*
- * Unit tests of the verdicts of `stsproxy check` (proxy/check_eval.c):
+ * Unit tests of the verdicts of `stsproxy check` (cli/check_eval.c):
  * facts built by hand, checks and exit status asserted. The facts come
  * from real servers in tests/e2e/check.sh; here the rules themselves are
  * pinned down: thresholds, readiness, the id rule, untestable addresses.
@@ -18,7 +18,7 @@
 #include <arpa/inet.h>
 #include <cmocka.h>
 
-#include "proxy/check.h"
+#include "cli/check.h"
 
 #define NOW	1790000000	/* 2026-09-21 */
 

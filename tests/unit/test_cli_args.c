@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "proxy/cli_args.h"
+#include "cli/cli_args.h"
 
 /* Split a command line on spaces into argv (static storage), run cli_take_globals. */
 static const char *

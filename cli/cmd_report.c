@@ -18,8 +18,8 @@
 
 #include "conf/clock.h"
 #include "conf/log.h"
-#include "proxy/commands.h"
-#include "proxy/format.h"
+#include "cli/commands.h"
+#include "cli/format.h"
 #include "proxy/report_mailer.h"
 #include "proxy/runtime.h"
 #include "proxy/upstream.h"

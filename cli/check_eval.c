@@ -18,8 +18,8 @@
 
 #include "policy/fetch.h"
 #include "policy/mx_match.h"
-#include "proxy/check.h"
-#include "proxy/format.h"
+#include "cli/check.h"
+#include "cli/format.h"
 
 const char *
 check_status_name(enum check_status status)

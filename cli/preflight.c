@@ -24,7 +24,7 @@
 #include "conf/netaddr.h"
 #include "policy/resolver.h"
 #include "policy/tls.h"
-#include "proxy/preflight.h"
+#include "cli/preflight.h"
 #include "report/rpt_mail.h"
 #include "report/rpt_report.h"
 

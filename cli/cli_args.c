@@ -5,7 +5,7 @@
 #include <strings.h>
 
 #include "conf/util.h"
-#include "proxy/cli_args.h"
+#include "cli/cli_args.h"
 
 /* The commands' options that take a value: their value is never an option. */
 static const char *const value_options[] = {

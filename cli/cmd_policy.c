@@ -11,9 +11,9 @@
 #include "conf/idna.h"
 #include "conf/log.h"
 #include "policy/mx_match.h"
-#include "proxy/cli_args.h"
-#include "proxy/commands.h"
-#include "proxy/format.h"
+#include "cli/cli_args.h"
+#include "cli/commands.h"
+#include "cli/format.h"
 #include "proxy/runtime.h"
 
 struct policy_cmd {

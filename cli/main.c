@@ -10,8 +10,8 @@
 #include "conf/clock.h"
 #include "conf/conf.h"
 #include "conf/log.h"
-#include "proxy/cli_args.h"
-#include "proxy/commands.h"
+#include "cli/cli_args.h"
+#include "cli/commands.h"
 
 struct command {
 	const char	*name;

@@ -4,7 +4,7 @@
 #include <time.h>
 
 #include "conf/clock.h"
-#include "proxy/format.h"
+#include "cli/format.h"
 
 const char *
 format_time(time_t t, char *buf, size_t len)

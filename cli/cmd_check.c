@@ -14,10 +14,10 @@
 #include <jansson.h>
 
 #include "conf/log.h"
-#include "proxy/check.h"
-#include "proxy/cli_args.h"
-#include "proxy/commands.h"
-#include "proxy/format.h"
+#include "cli/check.h"
+#include "cli/cli_args.h"
+#include "cli/commands.h"
+#include "cli/format.h"
 #include "proxy/runtime.h"
 
 void

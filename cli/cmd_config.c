@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/commands.h"
+#include "cli/commands.h"
 #include "proxy/limits.h"
-#include "proxy/preflight.h"
+#include "cli/preflight.h"
 
 void
 cmd_check_config_usage(FILE *out)

@@ -24,7 +24,7 @@
 #include "conf/clock.h"
 #include "conf/log.h"
 #include "policy/fetch.h"
-#include "proxy/check.h"
+#include "cli/check.h"
 #include "report/rpt_sender.h"
 
 #define DNS_TYPE_TLSA		52

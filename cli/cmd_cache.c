@@ -7,8 +7,8 @@
 #include <event2/event.h>
 
 #include "conf/clock.h"
-#include "proxy/commands.h"
-#include "proxy/format.h"
+#include "cli/commands.h"
+#include "cli/format.h"
 #include "proxy/runtime.h"
 
 static const char *
