@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <openssl/ssl.h>
 
 #include "conf/conf.h"
@@ -62,6 +63,7 @@ static const char *check_mode(const char *item, char **owned);
 static const char *check_contact(const char *item, char **owned);
 static const char *check_abs_path(const char *item, char **owned);
 static const char *check_selector(const char *item, char **owned);
+static const char *check_conninfo(const char *item, char **owned);
 
 #define OFF(f) offsetof(struct conf, f)
 
@@ -255,6 +257,25 @@ static const struct conf_key conf_keys[] = {
 	{ "report", "max_delay", CONF_T_DURATION, "4h", OFF(report_max_delay), 0, 86400, NULL, NULL,
 	  "Reports leave after 00:00 UTC plus a random delay up to this (RFC 8460 section 4.1), "
 	  "so that a fleet of senders does not hit receivers at once." },
+
+	{ "store", "backend", CONF_T_ENUM, "lmdb", OFF(store_backend), 0, 0, "lmdb|postgresql", NULL,
+	  "Where the TLS-RPT counters and outbox live. lmdb: <state_dir>/reports.mdb on this host. "
+	  "postgresql: the database of [store] postgresql, shared by a fleet of relays, so that they "
+	  "send one report per domain and destination (docs/fleet.md). Run stsproxy store init first." },
+	{ "store", "postgresql", CONF_T_STRING, "", OFF(store_postgresql), 0, 0, NULL, check_conninfo,
+	  "libpq connection string (host=... dbname=... user=...; or a postgresql:// URI). No password: "
+	  "it comes from the file passfile= names or from the standard PGPASSFILE (~/.pgpass). "
+	  "Prefer hostaddr= to host=: a host name is resolved with a blocking lookup at each (re)connect." },
+	{ "store", "share_policies", CONF_T_BOOL, "no", OFF(store_share_policies), 0, 0, NULL, NULL,
+	  "yes: the MTA-STS policy cache lives in the database too, so one fetch serves the fleet; each "
+	  "relay keeps its in-process memo and a copy in <state_dir>/policy.mdb for when the database "
+	  "is down. Needs backend = postgresql." },
+	{ "store", "timeout", CONF_T_DURATION, "2s", OFF(store_timeout), 1, 60, NULL, NULL,
+	  "Longest wait for the database in one step (connect, query, commit); after it the step "
+	  "counts as failed and the store as degraded, and mail flows on." },
+	{ "store", "buffer", CONF_T_COUNT, "100000", OFF(store_buffer), 100, 10000000, NULL, NULL,
+	  "While the database is unreachable, counter records kept in memory before they are written "
+	  "(spilled) to <state_dir>/reports.mdb; spilled counts reach the database once when it is back." },
 };
 
 #define NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -371,6 +392,42 @@ check_abs_path(const char *item, char **owned)
 		return NULL;
 	*owned = xasprintf("'%s' is not an absolute path", item);
 	return *owned;
+}
+
+/*
+ * A libpq connection string, checked by libpq itself so the message is
+ * the one psql would give. The password must come from a file
+ * (passfile=, PGPASSFILE): a configuration file is read by tools, copied
+ * into tickets and printed by check-config.
+ */
+static const char *
+check_conninfo(const char *item, char **owned)
+{
+	PQconninfoOption *opts;
+	char *err = NULL;
+	bool password = false;
+
+	if (item[0] == '\0')
+		return NULL;
+	if ((opts = PQconninfoParse(item, &err)) == NULL) {
+		size_t n = err != NULL ? strlen(err) : 0;
+
+		while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
+			n--;
+		*owned = xasprintf("not a libpq connection string: %.*s", (int)n,
+		    err != NULL ? err : "out of memory");
+		PQfreemem(err);
+		return *owned;
+	}
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val != NULL)
+			password = true;
+	PQconninfoFree(opts);
+	if (password)
+		return "has a password: put it in a file that only the relay's user reads and name it "
+		    "with passfile=/path, or use PGPASSFILE or ~/.pgpass (format "
+		    "host:port:dbname:user:password)";
+	return NULL;
 }
 
 /* A DKIM selector is a sub-domain: letters, digits, '-', '.' (RFC 6376 3.1). */
@@ -1001,6 +1058,17 @@ conf_check_keys(struct conf *conf, struct strlist *errors)
 	} else if (conf->report_dkim_key.count > 4)
 		add_error(errors, origin_of(conf, "report", "dkim_key"), 0, conf_key_find("report", "dkim_key"),
 		    "%zu keys; at most 4 sign a report", conf->report_dkim_key.count);
+
+	if (strcmp(conf->store_backend, "postgresql") == 0 && conf->store_postgresql[0] == '\0')
+		add_error(errors, origin_of(conf, "store", "backend"), 0, conf_key_find("store", "backend"),
+		    "postgresql needs [store] postgresql, the connection string of the database");
+	if (conf->store_share_policies && strcmp(conf->store_backend, "postgresql") != 0)
+		add_error(errors, origin_of(conf, "store", "share_policies"), 0,
+		    conf_key_find("store", "share_policies"),
+		    "yes needs [store] backend = postgresql: the policies are shared through its database");
+	if (strcmp(conf->store_backend, "postgresql") != 0 && conf->store_postgresql[0] != '\0')
+		strlist_add(&conf->warnings, "[store] postgresql is set but backend is lmdb: the database "
+		    "is not used");
 
 	/* Without a certificate the key would be ignored and STARTTLS silently off. */
 	if (conf->server_tls_key_file[0] != '\0' && conf->server_tls_cert_file[0] == '\0')

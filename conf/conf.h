@@ -100,6 +100,13 @@ struct conf {
 	char		*report_dkim_domain;	/* empty: submitter */
 	char		*report_submission_relay; /* "addr:port", empty: MX */
 
+	/* [store]: where counters, outbox (and shared policies) live */
+	char		*store_backend;		/* "lmdb" or "postgresql" */
+	char		*store_postgresql;	/* libpq conninfo, no password */
+	bool		 store_share_policies;
+	unsigned	 store_timeout;		/* seconds */
+	unsigned	 store_buffer;		/* records held in memory before spilling */
+
 	/* Not keys: what conf_load() learnt on the way. */
 	struct strlist	 warnings;	/* dubious but accepted: shown by check-config, logged by serve */
 	char		**origins;	/* per key of the table: "file:line", "environment VAR", or NULL

@@ -3,13 +3,13 @@
 # and generates the build system.
 
 STSPROXY_BUILD_PKGS="autoconf automake make gcc pkg-config ca-certificates dns-root-data
-	libevent-dev libssl-dev libunbound-dev liblmdb-dev libjansson-dev zlib1g-dev libcmocka-dev libidn2-dev"
+	libevent-dev libssl-dev libunbound-dev liblmdb-dev libjansson-dev zlib1g-dev libcmocka-dev libidn2-dev libpq-dev"
 # What the tests drive: a DNSSEC zone (NSD, ldns), HTTPS (nginx), JSON (jq),
 # fuzzing (clang, libFuzzer), leak checks (valgrind), man page rendering,
 # and Postfix as the legacy client of the relay (Exim: bootstrap_exim).
 STSPROXY_TEST_PKGS="nsd ldnsutils nginx-light jq python3 openssl iproute2 clang
 	libclang-rt-14-dev valgrind man-db postfix libidn12 python3-jsonschema
-	python3-dkim python3-nacl prometheus"
+	python3-dkim python3-nacl prometheus postgresql"
 # Exim is unpacked here, not installed: Debian allows one MTA package.
 STSPROXY_EXIM_ROOT=${STSPROXY_EXIM_ROOT:-/opt/stsproxy-test/exim}
 
