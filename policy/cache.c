@@ -1,113 +1,54 @@
+/*
+ * cache.c - the policy cache every caller sees: the entry and its JSON
+ * form, the merge of two writers, and the dispatch to the backend conf
+ * chose (policy/cache_backend.h).
+ */
 #include "config.h"
 
 #define LOG_SUBSYSTEM LOG_SUB_POLICY
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
+#include <event2/event.h>
 #include <jansson.h>
-#include <lmdb.h>
 
-#include "conf/clock.h"
 #include "conf/log.h"
-#include "policy/cache.h"
+#include "policy/cache_backend.h"
 
-#define CACHE_FILE	"policy.mdb"
 #define CACHE_FORMAT	1
 
 struct policy_cache {
-	MDB_env		*env;
-	MDB_dbi		 dbi;
-	bool		 enabled;
-	char		*path;
-	size_t		 map_size;
+	const struct policy_cache_backend *ops;
+	void			*be;
+	struct event_base	*base;
 };
 
-static bool
-is_corruption(int rc)
-{
-	return rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ||
-	    rc == MDB_VERSION_MISMATCH || rc == MDB_PANIC;
-}
-
-static int
-cache_env_open(struct policy_cache *c)
-{
-	MDB_txn *txn;
-	int rc;
-
-	if ((rc = mdb_env_create(&c->env)) != 0)
-		return rc;
-	mdb_env_set_mapsize(c->env, c->map_size);
-	/* NOMETASYNC: a power loss may undo the last commit but never corrupts
-	 * the file; policies are re-fetchable, so that trade is right.
-	 * NOTLS: read transactions are not tied to a thread. */
-	rc = mdb_env_open(c->env, c->path, MDB_NOSUBDIR | MDB_NOMETASYNC | MDB_NOTLS, 0600);
-	if (rc == 0 && (rc = mdb_txn_begin(c->env, NULL, 0, &txn)) == 0) {
-		if ((rc = mdb_dbi_open(txn, NULL, 0, &c->dbi)) == 0)
-			rc = mdb_txn_commit(txn);
-		else
-			mdb_txn_abort(txn);
-	}
-	if (rc != 0) {
-		mdb_env_close(c->env);
-		c->env = NULL;
-	}
-	return rc;
-}
-
-/* Move a corrupt database aside (kept for inspection) and start afresh. */
-static int
-cache_rebuild(struct policy_cache *c, int why)
-{
-	char *aside = xasprintf("%s.corrupt.%lld", c->path, (long long)time(NULL));
-	char *lock = xasprintf("%s-lock", c->path);
-	int rc;
-
-	if (c->env != NULL) {
-		mdb_env_close(c->env);
-		c->env = NULL;
-	}
-	log_err("event=cache_corrupt path=%s error=%s action=rebuild moved_to=%s",
-	    log_quote(c->path), log_quote(mdb_strerror(why)), log_quote(aside));
-	if (rename(c->path, aside) != 0)
-		unlink(c->path);
-	unlink(lock);
-	free(aside);
-	free(lock);
-	rc = cache_env_open(c);
-	c->enabled = rc == 0;
-	if (rc != 0)
-		log_err("event=cache_disabled path=%s error=%s", log_quote(c->path),
-		    log_quote(mdb_strerror(rc)));
-	return rc;
-}
+struct policy_cache_read {
+	struct policy_cache	*cache;
+	policy_cache_read_cb	 cb;
+	void			*arg;
+	void			*job;		/* the backend's read in flight */
+	struct event		*ev;		/* synchronous backends: the deferred answer */
+	struct policy_cache_entry *entry;	/* ... and what it carries */
+};
 
 struct policy_cache *
-policy_cache_open(const struct conf *conf)
+policy_cache_open(const struct conf *conf, struct event_base *base)
 {
 	struct policy_cache *c = xcalloc(1, sizeof(*c));
-	int rc;
+	void *local = policy_cache_lmdb_open(conf);
 
-	c->path = xasprintf("%s/%s", conf->state_dir, CACHE_FILE);
-	c->map_size = conf->policy_cache_size;
-	if (mkdir(conf->state_dir, 0750) != 0 && errno != EEXIST) {
-		log_err("event=cache_disabled path=%s error=%s", log_quote(conf->state_dir),
-		    log_quote(strerror(errno)));
-		return c;
+	c->base = base;
+	if (conf->store_share_policies) {
+		c->ops = &policy_cache_pg;
+		c->be = policy_cache_pg_open(conf, base, local);
+	} else {
+		c->ops = &policy_cache_lmdb;
+		c->be = local;
 	}
-	rc = cache_env_open(c);
-	if (is_corruption(rc))
-		rc = cache_rebuild(c, rc);
-	else if (rc != 0)
-		log_err("event=cache_disabled path=%s error=%s", log_quote(c->path),
-		    log_quote(mdb_strerror(rc)));
-	c->enabled = rc == 0;
 	return c;
 }
 
@@ -116,23 +57,127 @@ policy_cache_close(struct policy_cache *c)
 {
 	if (c == NULL)
 		return;
-	if (c->env != NULL)
-		mdb_env_close(c->env);
-	free(c->path);
+	c->ops->close(c->be);
 	free(c);
 }
 
 bool
 policy_cache_enabled(const struct policy_cache *c)
 {
-	return c->enabled;
+	return c->ops->enabled(c->be);
 }
 
 const char *
 policy_cache_path(const struct policy_cache *c)
 {
-	return c->path;
+	return c->ops->where(c->be);
 }
+
+const char *
+policy_cache_health(struct policy_cache *c)
+{
+	return c->ops->health(c->be);
+}
+
+struct policy_cache_entry *
+policy_cache_lookup(struct policy_cache *c, const char *domain)
+{
+	return c->ops->lookup(c->be, domain);
+}
+
+int
+policy_cache_store(struct policy_cache *c, const struct policy_cache_entry *e)
+{
+	if (c->ops->store_async != NULL && c->base != NULL) {
+		c->ops->store_async(c->be, e);
+		return 0;
+	}
+	return c->ops->store(c->be, e);
+}
+
+int
+policy_cache_remove(struct policy_cache *c, const char *domain)
+{
+	return c->ops->remove(c->be, domain);
+}
+
+long
+policy_cache_purge_all(struct policy_cache *c)
+{
+	return c->ops->purge_all(c->be);
+}
+
+long
+policy_cache_foreach(struct policy_cache *c,
+    void (*fn)(const struct policy_cache_entry *entry, void *arg), void *arg)
+{
+	return c->ops->foreach(c->be, fn, arg);
+}
+
+/* ---- reads from the loop ------------------------------------------------------ */
+
+static void
+read_free(struct policy_cache_read *r)
+{
+	if (r->ev != NULL)
+		event_free(r->ev);
+	policy_cache_entry_free(r->entry);
+	free(r);
+}
+
+void
+policy_cache_read_done(struct policy_cache_read *r, struct policy_cache_entry *entry)
+{
+	r->job = NULL;
+	r->cb(r->arg, entry);
+	read_free(r);
+}
+
+static void
+read_deferred(evutil_socket_t fd, short what, void *arg)
+{
+	struct policy_cache_read *r = arg;
+	struct policy_cache_entry *e = r->entry;
+
+	(void)fd;
+	(void)what;
+	r->entry = NULL;
+	policy_cache_read_done(r, e);
+}
+
+struct policy_cache_read *
+policy_cache_read_start(struct policy_cache *c, const char *domain, policy_cache_read_cb cb,
+    void *arg)
+{
+	struct policy_cache_read *r = xcalloc(1, sizeof(*r));
+
+	if (c->base == NULL)
+		fatalx("policy_cache_read_start: the cache was opened without a loop");
+	r->cache = c;
+	r->cb = cb;
+	r->arg = arg;
+	if (c->ops->read_start != NULL) {
+		r->job = c->ops->read_start(c->be, r, domain);
+		return r;
+	}
+	/* A local read is quick: made now, answered from the loop like the others. */
+	r->entry = c->ops->lookup(c->be, domain);
+	r->ev = event_new(c->base, -1, 0, read_deferred, r);
+	event_active(r->ev, EV_TIMEOUT, 1);
+	return r;
+}
+
+void
+policy_cache_read_cancel(struct policy_cache_read *r)
+{
+	if (r == NULL)
+		return;
+	if (r->job != NULL)
+		r->cache->ops->read_cancel(r->job);
+	read_free(r);
+}
+
+/* ---- entries ---------------------------------------------------------------------- */
 
 struct policy_cache_entry *
 policy_cache_entry_new(const char *domain)
@@ -295,193 +340,47 @@ bad:
 	return NULL;
 }
 
-/* Handle an error from an operation on an open environment. */
-static void
-cache_error(struct policy_cache *c, const char *op, int rc)
-{
-	if (is_corruption(rc)) {
-		cache_rebuild(c, rc);
-		return;
-	}
-	log_err("event=cache_error op=%s path=%s error=%s", op, log_quote(c->path),
-	    log_quote(mdb_strerror(rc)));
-}
-
 struct policy_cache_entry *
-policy_cache_lookup(struct policy_cache *c, const char *domain)
+policy_cache_entry_merge(const struct policy_cache_entry *a, const struct policy_cache_entry *b)
 {
-	MDB_txn *txn;
-	MDB_val key = { strlen(domain), (void *)domain }, val;
-	struct policy_cache_entry *e = NULL;
-	int rc;
+	const struct policy_cache_entry *pol, *fail;
+	struct policy_cache_entry *e;
 
-	if (!c->enabled)
-		return NULL;
-	if ((rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) != 0) {
-		cache_error(c, "lookup", rc);
-		return NULL;
+	if (a == NULL || b == NULL)
+		return policy_cache_entry_dup(a != NULL ? a : b);
+	/* b wins ties: it is the write that came last. */
+	pol = b->policy != NULL && (a->policy == NULL || b->fetched_at >= a->fetched_at) ? b : a;
+	fail = b->fail_id != NULL && (a->fail_id == NULL || b->fail_at >= a->fail_at) ? b : a;
+	e = policy_cache_entry_new(b->domain);
+	if (pol->policy != NULL) {
+		e->id = xstrdup(pol->id);
+		e->policy = sts_policy_dup(pol->policy);
+		e->fetched_at = pol->fetched_at;
+		e->expires_at = pol->expires_at;
 	}
-	rc = mdb_get(txn, c->dbi, &key, &val);
-	if (rc == 0) {
-		e = policy_cache_entry_decode(val.mv_data, val.mv_size);
-		if (e == NULL)
-			log_warnx("event=cache_entry_unreadable domain=%s action=ignored",
-			    log_quote(domain));
+	/* A fetch that succeeded after the failure ended it (the engine clears it). */
+	if (fail->fail_id != NULL && !(e->policy != NULL && e->fetched_at > fail->fail_at)) {
+		e->fail_id = xstrdup(fail->fail_id);
+		e->fail_at = fail->fail_at;
+		e->fail_type = fail->fail_type;
+		e->fail_reason = xstrdup(fail->fail_reason ? fail->fail_reason : "");
+		e->fail_count = fail->fail_count;
 	}
-	mdb_txn_abort(txn);
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		cache_error(c, "lookup", rc);
 	return e;
 }
 
-/* Drop entries whose policy expired and whose failure is older than a day,
- * to make room when the map is full. */
-static void
-cache_evict_stale(struct policy_cache *c)
+bool
+policy_cache_entry_equal(const struct policy_cache_entry *a, const struct policy_cache_entry *b)
 {
-	MDB_txn *txn;
-	MDB_cursor *cur;
-	MDB_val k, v;
-	time_t now = clock_now();
-	long removed = 0;
+	char *ja, *jb;
+	bool same;
 
-	if (mdb_txn_begin(c->env, NULL, 0, &txn) != 0)
-		return;
-	if (mdb_cursor_open(txn, c->dbi, &cur) != 0) {
-		mdb_txn_abort(txn);
-		return;
-	}
-	while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
-		struct policy_cache_entry *e = policy_cache_entry_decode(v.mv_data, v.mv_size);
-
-		if (e == NULL || (!policy_cache_entry_live(e, now) && now - e->fail_at > 86400)) {
-			mdb_cursor_del(cur, 0);
-			removed++;
-		}
-		policy_cache_entry_free(e);
-	}
-	mdb_cursor_close(cur);
-	if (mdb_txn_commit(txn) == 0)
-		log_warnx("event=cache_full path=%s evicted=%ld", log_quote(c->path), removed);
-}
-
-int
-policy_cache_store(struct policy_cache *c, const struct policy_cache_entry *e)
-{
-	char *json;
-	int rc = 0;
-
-	if (!c->enabled)
-		return -1;
-	json = policy_cache_entry_encode(e);
-	for (int attempt = 0; attempt < 2; attempt++) {
-		MDB_txn *txn;
-		MDB_val key = { strlen(e->domain), e->domain }, val = { strlen(json), json };
-
-		if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) != 0)
-			break;
-		if ((rc = mdb_put(txn, c->dbi, &key, &val, 0)) != 0) {
-			mdb_txn_abort(txn);
-		} else {
-			rc = mdb_txn_commit(txn);
-		}
-		if (rc != MDB_MAP_FULL || attempt > 0)
-			break;
-		cache_evict_stale(c);
-	}
-	free(json);
-	if (rc != 0) {
-		cache_error(c, "store", rc);
-		return -1;
-	}
-	return 0;
-}
-
-int
-policy_cache_remove(struct policy_cache *c, const char *domain)
-{
-	MDB_txn *txn;
-	MDB_val key = { strlen(domain), (void *)domain };
-	int rc;
-
-	if (!c->enabled)
-		return -1;
-	if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) != 0) {
-		cache_error(c, "remove", rc);
-		return -1;
-	}
-	if ((rc = mdb_del(txn, c->dbi, &key, NULL)) != 0) {
-		mdb_txn_abort(txn);
-		if (rc != MDB_NOTFOUND)
-			cache_error(c, "remove", rc);
-		return -1;
-	}
-	if ((rc = mdb_txn_commit(txn)) != 0) {
-		cache_error(c, "remove", rc);
-		return -1;
-	}
-	return 0;
-}
-
-long
-policy_cache_purge_all(struct policy_cache *c)
-{
-	MDB_txn *txn;
-	MDB_stat st;
-	int rc;
-
-	if (!c->enabled)
-		return -1;
-	if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) != 0) {
-		cache_error(c, "purge", rc);
-		return -1;
-	}
-	mdb_stat(txn, c->dbi, &st);
-	if ((rc = mdb_drop(txn, c->dbi, 0)) != 0 || (rc = mdb_txn_commit(txn)) != 0) {
-		if (rc != 0)
-			cache_error(c, "purge", rc);
-		return -1;
-	}
-	return (long)st.ms_entries;
-}
-
-long
-policy_cache_foreach(struct policy_cache *c,
-    void (*fn)(const struct policy_cache_entry *entry, void *arg), void *arg)
-{
-	MDB_txn *txn;
-	MDB_cursor *cur;
-	MDB_val k, v;
-	struct policy_cache_entry **all = NULL;
-	size_t n = 0;
-	int rc;
-
-	if (!c->enabled)
-		return -1;
-	if ((rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) != 0) {
-		cache_error(c, "list", rc);
-		return -1;
-	}
-	if ((rc = mdb_cursor_open(txn, c->dbi, &cur)) != 0) {
-		mdb_txn_abort(txn);
-		cache_error(c, "list", rc);
-		return -1;
-	}
-	/* Decode everything first so fn may write to the cache. */
-	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-		struct policy_cache_entry *e = policy_cache_entry_decode(v.mv_data, v.mv_size);
-
-		if (e == NULL)
-			continue;
-		all = xrealloc(all, (n + 1) * sizeof(*all));
-		all[n++] = e;
-	}
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
-	for (size_t i = 0; i < n; i++) {
-		fn(all[i], arg);
-		policy_cache_entry_free(all[i]);
-	}
-	free(all);
-	return (long)n;
+	if (a == NULL || b == NULL)
+		return a == b;
+	ja = policy_cache_entry_encode(a);
+	jb = policy_cache_entry_encode(b);
+	same = strcmp(ja, jb) == 0;
+	free(ja);
+	free(jb);
+	return same;
 }

@@ -19,7 +19,9 @@
 #define REFRESH_CONCURRENCY	16
 
 /*
- * TXT:   waiting for the _mta-sts TXT RRset.
+ * TXT:   waiting for the _mta-sts TXT RRset and, at the same time, the
+ *        cache entry (a shared cache answers from its thread, so a
+ *        lookup that misses the memo never stalls the loop).
  * FETCH: waiting for the HTTPS policy fetch.
  * DONE:  result built; the callback runs from the deferred finish event.
  */
@@ -61,6 +63,10 @@ struct policy_lookup {
 	unsigned		 flags;
 	enum lookup_state	 state;
 	struct resolver_query	*txt_query;
+	bool			 txt_done;	/* the TXT answer is in (fields below) */
+	bool			 dns_failed;	/* ... and it was a DNS failure (STS-10) */
+	int			 txt_ttl;
+	struct policy_cache_read *cache_read;	/* the cache entry is on its way */
 	struct policy_fetch	*fetch;
 	struct event		*finish_ev;
 	struct policy_cache_entry *entry;	/* cache state, updated in place */
@@ -204,6 +210,7 @@ lookup_free(struct policy_lookup *l)
 	if (l->next)
 		l->next->prev = l->prev;
 	resolver_cancel(l->txt_query);
+	policy_cache_read_cancel(l->cache_read);
 	policy_fetch_cancel(l->fetch);
 	event_free(l->finish_ev);
 	if (l->memo != NULL)
@@ -520,16 +527,33 @@ lookup_from_memo(struct policy_lookup *l)
 	return true;
 }
 
+static void lookup_decide(struct policy_lookup *l);
+
+/* Both answers in (the TXT record and the cache entry): decide. */
+static void
+lookup_ready(struct policy_lookup *l)
+{
+	if (l->txt_done && l->cache_read == NULL && l->state == LOOKUP_S_TXT)
+		lookup_decide(l);
+}
+
+static void
+lookup_cache_answer(void *arg, struct policy_cache_entry *entry)
+{
+	struct policy_lookup *l = arg;
+
+	l->cache_read = NULL;
+	l->entry = entry != NULL ? entry : policy_cache_entry_new(l->domain);
+	lookup_ready(l);
+}
+
 static void
 lookup_txt_answer(void *arg, const struct dns_answer *ans)
 {
 	struct policy_lookup *l = arg;
 	struct policy_result *r = &l->result;
-	time_t now = clock_now();
 	const char **recs = NULL;
 	size_t *lens = NULL;
-	char why[640];	/* a note: reason, cause and rule */
-	enum policy_action action;
 
 	l->txt_query = NULL;
 	r->txt_status = ans->status;
@@ -571,8 +595,22 @@ lookup_txt_answer(void *arg, const struct dns_answer *ans)
 		log_warnx("event=policy_txt_lookup_failed domain=%s status=%s why=%s", l->domain,
 		    dns_status_name(ans->status), log_quote(ans->why ? ans->why : "-"));
 	}
-	bool dns_failed = ans->status != DNS_STATUS_OK && ans->status != DNS_STATUS_NXDOMAIN &&
+	l->dns_failed = ans->status != DNS_STATUS_OK && ans->status != DNS_STATUS_NXDOMAIN &&
 	    ans->status != DNS_STATUS_NODATA;
+	l->txt_ttl = ans->ttl;
+	l->txt_done = true;
+	lookup_ready(l);
+}
+
+/* The cache rules on what the TXT lookup and the cache said. */
+static void
+lookup_decide(struct policy_lookup *l)
+{
+	struct policy_result *r = &l->result;
+	time_t now = clock_now();
+	char why[640];	/* a note: reason, cause and rule */
+	bool dns_failed = l->dns_failed;
+	enum policy_action action;
 
 	action = policy_decide(l->entry, dns_failed ? NULL : &r->txt, now, l->flags);
 	if (action != POLICY_ACTION_USE_CACHE)
@@ -597,9 +635,9 @@ lookup_txt_answer(void *arg, const struct dns_answer *ans)
 		break;
 	}
 	case POLICY_ACTION_USE_CACHE:
-		if (!dns_failed && r->txt.status == STS_RECORD_VALID && l->flags == 0 && ans->ttl > 0 &&
+		if (!dns_failed && r->txt.status == STS_RECORD_VALID && l->flags == 0 && l->txt_ttl > 0 &&
 		    policy_cache_entry_live(l->entry, now))
-			memo_store(l, ans->ttl, now);
+			memo_store(l, l->txt_ttl, now);
 		if (dns_failed)
 			/* STS-10 */
 			snprintf(why, sizeof(why), "%s: a failed TXT lookup counts as no live "
@@ -630,8 +668,13 @@ lookup_enter_state(struct policy_lookup *l, enum lookup_state next)
 		    lookup_txt_answer, l);
 		free(qname);
 		if (l->txt_query == NULL) {
-			lookup_set_note(l, "cannot start the TXT lookup");
-			lookup_enter_state(l, LOOKUP_S_DONE);
+			/* As a failed lookup: only a cached policy can apply (STS-10). */
+			l->result.txt.status = STS_RECORD_ABSENT;
+			snprintf(l->result.txt.reason, sizeof(l->result.txt.reason),
+			    "TXT lookup failed: cannot start the query");
+			l->dns_failed = true;
+			l->txt_done = true;
+			lookup_ready(l);
 		}
 		break;
 	}
@@ -684,9 +727,10 @@ policy_engine_resolve(struct policy_engine *e, const char *domain, unsigned flag
 	}
 	if (lookup_from_memo(l))
 		return l;
+	/* The cache entry and the TXT record are fetched side by side. */
 	if (!(flags & POLICY_F_NO_CACHE))
-		l->entry = policy_cache_lookup(e->cache, l->domain);
-	if (l->entry == NULL)
+		l->cache_read = policy_cache_read_start(e->cache, l->domain, lookup_cache_answer, l);
+	else
 		l->entry = policy_cache_entry_new(l->domain);
 	lookup_enter_state(l, LOOKUP_S_TXT);
 	return l;

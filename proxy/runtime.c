@@ -44,7 +44,7 @@ runtime_new(const struct conf *conf)
 		log_err("event=startup_failed reason=%s", log_quote(err));
 		goto fail;
 	}
-	rt->cache = policy_cache_open(conf);
+	rt->cache = policy_cache_open(conf, rt->base);
 	rt->engine = policy_engine_new(rt->base, conf, rt->resolver, rt->ssl_ctx, rt->cache);
 	return rt;
 fail:

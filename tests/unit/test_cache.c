@@ -1,4 +1,8 @@
-/* Unit tests of the LMDB policy cache and of the cache rules (policy_decide). */
+/*
+ * Unit tests of the LMDB policy cache, of the merge of two writers (what
+ * the shared cache of a fleet does when relays race, issue 17), of reads
+ * from the loop, and of the cache rules (policy_decide).
+ */
 #include "config.h"
 
 #include <setjmp.h>
@@ -11,6 +15,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
 
 #include "conf/conf.h"
 #include "conf/log.h"
@@ -72,7 +77,7 @@ static void
 test_store_lookup(void **state)
 {
 	struct fixture *fx = *state;
-	struct policy_cache *c = policy_cache_open(fx->conf);
+	struct policy_cache *c = policy_cache_open(fx->conf, NULL);
 	struct policy_cache_entry *e = entry_with_policy("a.com", "id1", STS_MODE_ENFORCE, 1000, 86400);
 	struct policy_cache_entry *got;
 
@@ -97,7 +102,7 @@ test_store_lookup(void **state)
 	policy_cache_close(c);
 
 	/* Persistent: a second open (another process) sees it. */
-	c = policy_cache_open(fx->conf);
+	c = policy_cache_open(fx->conf, NULL);
 	got = policy_cache_lookup(c, "a.com");
 	assert_non_null(got);
 	policy_cache_entry_free(got);
@@ -117,7 +122,7 @@ static void
 test_foreach_and_purge(void **state)
 {
 	struct fixture *fx = *state;
-	struct policy_cache *c = policy_cache_open(fx->conf);
+	struct policy_cache *c = policy_cache_open(fx->conf, NULL);
 	int n = 0;
 
 	for (int i = 0; i < 50; i++) {
@@ -151,7 +156,7 @@ test_corrupt_file_rebuilt(void **state)
 	for (int i = 0; i < 4096; i++)
 		fputs("garbage!", f);
 	fclose(f);
-	c = policy_cache_open(fx->conf);
+	c = policy_cache_open(fx->conf, NULL);
 	assert_true(policy_cache_enabled(c));
 	assert_int_equal(policy_cache_store(c, e), 0);
 	policy_cache_entry_free(e);
@@ -164,7 +169,7 @@ test_unusable_dir_disables(void **state)
 	struct strlist errors = { 0 };
 	const char text[] = "state_dir = /proc/version/sub\n";
 	struct conf *conf = conf_parse_buffer("t", text, strlen(text), &errors);
-	struct policy_cache *c = policy_cache_open(conf);
+	struct policy_cache *c = policy_cache_open(conf, NULL);
 	struct policy_cache_entry *e = policy_cache_entry_new("a.com");
 
 	(void)state;
@@ -185,6 +190,108 @@ test_decode_rejects_garbage(void **state)
 	assert_null(policy_cache_entry_decode("{\"format\":9,\"domain\":\"a\"}", 25));
 	assert_null(policy_cache_entry_decode(
 	    "{\"format\":1,\"domain\":\"a\",\"policy\":{\"id\":\"x\",\"mode\":\"strict\"}}", 61));
+}
+
+static void
+with_failure(struct policy_cache_entry *e, const char *id, time_t at, unsigned count)
+{
+	e->fail_id = strdup(id);
+	e->fail_at = at;
+	e->fail_type = RPT_RESULT_STS_POLICY_FETCH_ERROR;
+	e->fail_reason = strdup("HTTP 503");
+	e->fail_count = count;
+}
+
+/* Issue 17: two relays write one domain; the later fetch and the later failure win, in any order. */
+static void
+test_merge(void **state)
+{
+	struct policy_cache_entry *old = entry_with_policy("a.com", "id1", STS_MODE_TESTING, 1000, 86400);
+	struct policy_cache_entry *new = entry_with_policy("a.com", "id2", STS_MODE_ENFORCE, 2000, 86400);
+	struct policy_cache_entry *m1, *m2, *stale;
+
+	(void)state;
+	m1 = policy_cache_entry_merge(old, new);
+	m2 = policy_cache_entry_merge(new, old);
+	assert_string_equal(m1->id, "id2");
+	assert_true(policy_cache_entry_equal(m1, m2));	/* order does not matter */
+	assert_true(policy_cache_entry_equal(m1, new));
+	policy_cache_entry_free(m1);
+	policy_cache_entry_free(m2);
+
+	/* A relay with a stale policy records a failure: the newer policy stays, the failure joins it. */
+	stale = policy_cache_entry_dup(old);
+	with_failure(stale, "id3", 3000, 1);
+	m1 = policy_cache_entry_merge(new, stale);
+	assert_string_equal(m1->id, "id2");
+	assert_int_equal(m1->fetched_at, 2000);
+	assert_string_equal(m1->fail_id, "id3");
+	assert_int_equal(m1->fail_at, 3000);
+	policy_cache_entry_free(m1);
+
+	/* A fetch that succeeded after the failure ends it, as in the engine. */
+	with_failure(old, "id2", 1500, 4);
+	m1 = policy_cache_entry_merge(old, new);
+	assert_null(m1->fail_id);
+	assert_string_equal(m1->id, "id2");
+	policy_cache_entry_free(m1);
+
+	/* Idempotent, and NULL (no row yet) gives the other side. */
+	m1 = policy_cache_entry_merge(stale, stale);
+	assert_true(policy_cache_entry_equal(m1, stale));
+	policy_cache_entry_free(m1);
+	m1 = policy_cache_entry_merge(NULL, new);
+	assert_true(policy_cache_entry_equal(m1, new));
+	policy_cache_entry_free(m1);
+	assert_false(policy_cache_entry_equal(new, stale));
+	policy_cache_entry_free(stale);
+	policy_cache_entry_free(old);
+	policy_cache_entry_free(new);
+}
+
+struct read_state {
+	int				 calls;
+	struct policy_cache_entry	*entry;
+};
+
+static void
+got_read(void *arg, struct policy_cache_entry *entry)
+{
+	struct read_state *st = arg;
+
+	st->calls++;
+	st->entry = entry;
+}
+
+/* A read from the loop answers later, never inside the call, and can be cancelled. */
+static void
+test_read_from_loop(void **state)
+{
+	struct fixture *fx = *state;
+	struct event_base *base = event_base_new();
+	struct policy_cache *c = policy_cache_open(fx->conf, base);
+	struct policy_cache_entry *e = entry_with_policy("a.com", "id1", STS_MODE_ENFORCE, 1000, 86400);
+	struct read_state st = { 0 };
+
+	assert_int_equal(policy_cache_store(c, e), 0);
+	assert_non_null(policy_cache_read_start(c, "a.com", got_read, &st));
+	assert_int_equal(st.calls, 0);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	assert_int_equal(st.calls, 1);
+	assert_non_null(st.entry);
+	assert_string_equal(st.entry->id, "id1");
+	policy_cache_entry_free(st.entry);
+	st.entry = NULL;
+	assert_non_null(policy_cache_read_start(c, "b.com", got_read, &st));
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	assert_int_equal(st.calls, 2);
+	assert_null(st.entry);
+	policy_cache_read_cancel(policy_cache_read_start(c, "a.com", got_read, &st));
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	assert_int_equal(st.calls, 2);
+	policy_cache_entry_free(e);
+	policy_cache_close(c);
+	event_base_free(base);
 }
 
 static struct sts_record_result
@@ -252,6 +359,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt_file_rebuilt, setup, teardown),
 		cmocka_unit_test(test_unusable_dir_disables),
 		cmocka_unit_test(test_decode_rejects_garbage),
+		cmocka_unit_test(test_merge),
+		cmocka_unit_test_setup_teardown(test_read_from_loop, setup, teardown),
 		cmocka_unit_test(test_decide_rules),
 		cmocka_unit_test(test_refresh_due),
 	};
