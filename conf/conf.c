@@ -273,9 +273,10 @@ static const struct conf_key conf_keys[] = {
 	{ "store", "timeout", CONF_T_DURATION, "2s", OFF(store_timeout), 1, 60, NULL, NULL,
 	  "Longest wait for the database in one step (connect, query, commit); after it the step "
 	  "counts as failed and the store as degraded, and mail flows on." },
-	{ "store", "buffer", CONF_T_COUNT, "100000", OFF(store_buffer), 100, 10000000, NULL, NULL,
+	{ "store", "buffer", CONF_T_COUNT, "100000", OFF(store_buffer), 1, 10000000, NULL, NULL,
 	  "While the database is unreachable, counter records kept in memory before they are written "
-	  "(spilled) to <state_dir>/reports.mdb; spilled counts reach the database once when it is back." },
+	  "(spilled) to <state_dir>/reports.mdb, where a restart finds them too; they are spilled after "
+	  "a minute in any case. Spilled counts reach the database once when it is back." },
 };
 
 #define NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))

@@ -142,7 +142,7 @@ log_set_json(bool json)
 static const char *const numeric_keys[] = {
 	"after_unanswered", "attempts", "bare_cr", "bare_lf", "count", "domains", "due",
 	"errors", "evicted", "exit_status", "gid", "http_status", "lost_records", "max_age",
-	"messages", "mx_count", "parked", "pid", "qtype", "rcpts", "records", "sessions", "signal", "size", "size_over", "uid", "unanswered", "with_failures",
+	"messages", "mx_count", "parked", "pid", "qtype", "rcpts", "records", "replayed_batches", "sessions", "signal", "size", "size_over", "spilled_batches", "uid", "unanswered", "with_failures",
 	"worker", "workers",
 };
 
@@ -312,8 +312,9 @@ log_write(enum log_subsystem sub, enum log_level level, const char *fmt, ...)
 const char *
 log_quote(const char *value)
 {
-	static char ring[8][512];
-	static unsigned slot;
+	/* Per thread: the store's database threads log too. */
+	static _Thread_local char ring[8][512];
+	static _Thread_local unsigned slot;
 	char *out = ring[slot++ % 8];
 	size_t o = 0, cap = sizeof(ring[0]);
 	bool plain = value[0] != '\0';

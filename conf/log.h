@@ -108,7 +108,8 @@ void log_write(enum log_subsystem sub, enum log_level level, const char *fmt, ..
  * Quote a value for a key=value line: returned as-is when it has no space,
  * quote, '=' or control byte, otherwise in double quotes with '"' and '\'
  * escaped and control bytes as \xNN. Returns a pointer into a small ring
- * of static buffers (valid for the next 7 calls); long values are cut.
+ * of static buffers, one per thread (valid for the next 7 calls of that
+ * thread); long values are cut.
  */
 const char *log_quote(const char *value);
 

@@ -531,7 +531,8 @@ policy_cache_pg_open(const struct conf *conf, struct event_base *base, void *loc
 	struct cache_pg *c = xcalloc(1, sizeof(*c));
 
 	c->local = local;
-	c->pg = pg_new(conf->store_postgresql, "policy", conf->store_timeout * 1000);
+	c->pg = pg_new(conf->store_postgresql, "policy", conf->hostname,
+	    conf->store_timeout * 1000);
 	pg_set_on_connect(c->pg, pg_schema_check, NULL);
 	c->where = xasprintf("the database %s (shared; copy in %s)", pg_target(c->pg),
 	    policy_cache_lmdb.where(local));

@@ -12,11 +12,12 @@
 #include "policy/pg.h"
 
 #define BACKOFF_FIRST_MS	1000
-#define BACKOFF_MAX_MS		30000
+#define BACKOFF_MAX_MS		10000
 
 struct pg {
 	char		*conninfo;
 	char		*role;
+	char		*host;		/* "": the system's */
 	char		*target;
 	unsigned	 timeout_ms;
 	PGconn		*conn;
@@ -133,12 +134,13 @@ describe(const char *conninfo)
 }
 
 struct pg *
-pg_new(const char *conninfo, const char *role, unsigned timeout_ms)
+pg_new(const char *conninfo, const char *role, const char *host, unsigned timeout_ms)
 {
 	struct pg *pg = xcalloc(1, sizeof(*pg));
 
 	pg->conninfo = xstrdup(conninfo);
 	pg->role = xstrdup(role);
+	pg->host = xstrdup(host != NULL ? host : "");
 	pg->target = describe(conninfo);
 	pg->timeout_ms = timeout_ms > 0 ? timeout_ms : 1000;
 	pg->backoff_ms = BACKOFF_FIRST_MS;
@@ -154,6 +156,7 @@ pg_free(struct pg *pg)
 		PQfinish(pg->conn);
 	free(pg->conninfo);
 	free(pg->role);
+	free(pg->host);
 	free(pg->target);
 	free(pg);
 }
@@ -183,6 +186,14 @@ pg_fail(struct pg *pg)
 	pg->backoff_ms = pg->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : pg->backoff_ms * 2;
 }
 
+/* The server's notices (CREATE TABLE IF NOT EXISTS ... skipping) are not for stderr. */
+static void
+notice_ignore(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 /* Wait until fd is ready for events or the deadline; 1 ready, 0 timed out, -1 error. */
 static int
 wait_fd(int fd, short events, long long deadline)
@@ -207,7 +218,7 @@ pg_connect(struct pg *pg)
 {
 	const char *keywords[] = { "dbname", "application_name", NULL };
 	const char *values[3];
-	char app[128], host[64];
+	char app[192], host[128];
 	long long deadline;
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 
@@ -217,7 +228,9 @@ pg_connect(struct pg *pg)
 		pg_fail(pg);	/* broke since the last call */
 	if (mono_ms() < pg->retry_at)
 		return -1;	/* pg->error still says why */
-	if (gethostname(host, sizeof(host)) != 0)
+	if (pg->host[0] != '\0')
+		snprintf(host, sizeof(host), "%s", pg->host);
+	else if (gethostname(host, sizeof(host)) != 0)
 		snprintf(host, sizeof(host), "localhost");
 	host[sizeof(host) - 1] = '\0';
 	snprintf(app, sizeof(app), "stsproxy/%s/%s/%ld", pg->role, host, (long)getpid());
@@ -251,6 +264,7 @@ pg_connect(struct pg *pg)
 		return -1;
 	}
 	PQsetnonblocking(pg->conn, 1);
+	PQsetNoticeProcessor(pg->conn, notice_ignore, NULL);
 	pg->generation++;
 	pg->in_txn = false;
 	{

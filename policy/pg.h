@@ -14,7 +14,7 @@
  * (statement_timeout alone cannot: it is enforced by that very server).
  *
  * A connection that failed is tried again after a back-off (1 s doubling
- * to 30 s), so a database that is down costs one failed attempt per
+ * to 10 s), so a database that is down costs one failed attempt per
  * back-off, not one per call. Every failure leaves a one-line reason in
  * pg_error(), libpq's own message where there is one; the connection
  * string is never part of it (it holds no password, see [store]
@@ -38,12 +38,12 @@ typedef int (*pg_on_connect)(struct pg *pg, void *arg);
 
 /**
  * A connection to conninfo (copied; libpq syntax, checked by the
- * configuration), not opened yet. role names the user in
- * application_name ("stsproxy/<role>/<host>/<pid>"), which is what
- * `stsproxy store status` and pg_stat_activity show. timeout_ms bounds
- * every step. Never NULL.
+ * configuration), not opened yet. role and host (the relay's [hostname];
+ * NULL or "": the system's) name it in application_name
+ * ("stsproxy/<role>/<host>/<pid>"), which is what `stsproxy store status`
+ * and pg_stat_activity show. timeout_ms bounds every step. Never NULL.
  */
-struct pg *pg_new(const char *conninfo, const char *role, unsigned timeout_ms);
+struct pg *pg_new(const char *conninfo, const char *role, const char *host, unsigned timeout_ms);
 void pg_free(struct pg *pg);
 
 /** Run hook after every new connection (NULL: none). */
