@@ -170,7 +170,7 @@ dry_run_line(struct send_ctx *ctx, const char *domain, const char *uri, const ch
 {
 	struct rpt_outbox_entry e;
 	int found = rpt_outbox_get(ctx->store, ctx->day, domain, uri, &e);
-	char text[128];
+	char text[256];
 
 	printf("%s  %s  ", domain, uri);
 	if (found < 0) {
@@ -179,8 +179,9 @@ dry_run_line(struct send_ctx *ctx, const char *domain, const char *uri, const ch
 	} else if (found == 1 && e.state == RPT_OUTBOX_DELIVERED && !ctx->force)
 		printf("already %s; would not send it again (--force would)\n",
 		    rpt_outbox_delivered_text(&e, text, sizeof(text)));
-	else if (found == 1 && rpt_outbox_claimed(&e, time(NULL)))
-		printf("being sent by process %ld; would not send it\n", (long)e.claim_pid);
+	else if (found == 1 && rpt_outbox_claimed(ctx->store, &e, time(NULL)))
+		printf("being sent by %s; would not send it\n", rpt_outbox_claimer_text(&e, text,
+		    sizeof(text)));
 	else if (strncasecmp(uri, "mailto:", 7) == 0 && ctx->env.mailer == NULL)
 		printf("would skip it: %s\n", ctx->env.no_mail);
 	else

@@ -138,18 +138,24 @@ rpt_destinations_lookup(struct resolver *resolver, const char *domain, rpt_desti
 /* ---- one delivery ------------------------------------------------------------- */
 
 /*
- * CLAIM: the outbox entry is taken (or the delivery ends: already
- *        delivered, busy, skipped, no report, database error).
- * SEND:  the report is on its way (POST or mail).
- * DONE:  recorded; the result waits for the deferred finish event, so
- *        the caller's callback never runs inside start or a transport's
- *        callback.
+ * CLAIM:  the outbox entry is being claimed and the report built (a job
+ *         of the store: in a fleet's database that is a round trip), or
+ *         the delivery ends there: already delivered, busy, skipped, no
+ *         report, database error.
+ * SEND:   the report is on its way (POST or mail).
+ * RECORD: the result is being written to the outbox (a job again).
+ * DONE:   recorded; the result waits for the deferred finish event, so
+ *         the caller's callback never runs inside start or a transport's
+ *         or the store's callback.
  */
 enum delivery_state {
 	DELIVERY_S_CLAIM,
 	DELIVERY_S_SEND,
+	DELIVERY_S_RECORD,
 	DELIVERY_S_DONE,
 };
+
+struct deliver_job;
 
 struct rpt_delivery {
 	const struct rpt_deliver_env	*env;
@@ -157,12 +163,40 @@ struct rpt_delivery {
 	bool				 force;
 	enum delivery_state		 state;
 	bool				 claimed;	/* the entry is ours until recorded */
+	struct deliver_job		*job;		/* the store's step in flight */
+	enum rpt_delivery_status	 then;		/* RECORD: the status once recorded */
 	struct rpt_post			*post;
 	void				*mail_job;
 	struct event			*finish_ev;
 	struct rpt_delivery_result	 result;
 	rpt_deliver_cb			 cb;
 	void				*arg;
+};
+
+/*
+ * One step of a delivery in the store: its own copy of what it needs, so
+ * a delivery cancelled meanwhile (d NULL) leaves it nothing to touch but
+ * its own cleanup.
+ */
+enum job_kind {
+	JOB_CLAIM,	/* claim the entry and build the report */
+	JOB_PUT,	/* write the result (drops the claim) */
+	JOB_RELEASE,	/* drop the claim, nothing else */
+};
+
+struct deliver_job {
+	enum job_kind			 kind;
+	struct rpt_delivery		*d;
+	const struct rpt_deliver_env	*env;
+	char				*day, *domain, *rua;
+	bool				 force;
+	struct rpt_store_job		*handle;
+	/* results */
+	enum rpt_claim			 claim;
+	struct rpt_outbox_entry		 entry;		/* CLAIM: as found or taken; PUT: to write */
+	json_t				*report;	/* CLAIM: the report to send */
+	bool				 no_report;	/* CLAIM: taken, but no traffic: handled */
+	int				 rc;		/* PUT, RELEASE, and CLAIM's handling of no_report */
 };
 
 const char *
@@ -186,6 +220,7 @@ delivery_state_name(enum delivery_state s)
 	switch (s) {
 	case DELIVERY_S_CLAIM: return "claim";
 	case DELIVERY_S_SEND: return "send";
+	case DELIVERY_S_RECORD: return "record";
 	case DELIVERY_S_DONE: return "done";
 	}
 	return "?";
@@ -210,15 +245,14 @@ delivery_end(struct rpt_delivery *d, enum rpt_delivery_status status, const char
 }
 
 /*
- * Write what the attempt came to. The daemon's failures are retried with
- * backoff within RPT-19's window, or expire; report send's failures are
- * only noted, so they leave the daemon's schedule as it was.
+ * What an attempt comes to in the entry. The daemon's failures are
+ * retried with backoff within RPT-19's window, or expire; report send's
+ * failures are only noted, so they leave the daemon's schedule as it was.
  */
 static void
-delivery_record(struct rpt_delivery *d, bool delivered, bool permanent, const char *reason)
+entry_result(struct rpt_outbox_entry *e, const struct rpt_deliver_env *env, bool delivered,
+    bool permanent, const char *reason)
 {
-	const struct rpt_deliver_env *env = d->env;
-	struct rpt_outbox_entry *e = &d->result.entry;
 	time_t now = clock_now();
 
 	if (delivered) {
@@ -244,12 +278,147 @@ delivery_record(struct rpt_delivery *d, bool delivered, bool permanent, const ch
 		}
 	} else
 		snprintf(e->error, sizeof(e->error), "report send: %s", reason);
-	d->claimed = false;
-	d->result.recorded = rpt_outbox_put(env->store, e) == 0;
-	if (!d->result.recorded && delivered)
+}
+
+/* ---- the store's steps ---------------------------------------------------------- */
+
+static struct deliver_job *
+job_new(struct rpt_delivery *d, enum job_kind kind)
+{
+	struct deliver_job *j = xcalloc(1, sizeof(*j));
+
+	j->kind = kind;
+	j->d = d;
+	j->env = d->env;
+	j->day = xstrdup(d->day);
+	j->domain = xstrdup(d->domain);
+	j->rua = xstrdup(d->rua);
+	j->force = d->force;
+	return j;
+}
+
+static void
+job_free(struct deliver_job *j)
+{
+	json_decref(j->report);
+	free(j->day);
+	free(j->domain);
+	free(j->rua);
+	free(j);
+}
+
+static void
+job_run(void *arg)
+{
+	struct deliver_job *j = arg;
+	struct rpt_store *store = j->env->store;
+
+	switch (j->kind) {
+	case JOB_CLAIM:
+		j->claim = rpt_outbox_claim(store, j->day, j->domain, j->rua, j->force, &j->entry);
+		if (j->claim != RPT_CLAIM_TAKEN)
+			break;
+		if (j->env->by == RPT_BY_DAEMON && j->entry.first == 0)
+			j->entry.first = clock_now();
+		if ((j->report = rpt_report_build(store, j->env->id, j->day, j->domain, NULL)) != NULL)
+			break;
+		/* The counters are gone: nothing to send, now or later. */
+		j->no_report = true;
+		if (j->env->by == RPT_BY_DAEMON) {
+			entry_result(&j->entry, j->env, false, true, "no traffic recorded");
+			j->rc = rpt_outbox_put(store, &j->entry);
+		} else
+			j->rc = rpt_outbox_release(store, j->day, j->domain, j->rua);
+		break;
+	case JOB_PUT:
+		j->rc = rpt_outbox_put(store, &j->entry);
+		break;
+	case JOB_RELEASE:
+		j->rc = rpt_outbox_release(store, j->day, j->domain, j->rua);
+		break;
+	}
+}
+
+static void job_done(void *arg, bool cancelled);
+
+static void
+job_submit(struct deliver_job *j)
+{
+	struct rpt_store_job *h;
+
+	if (j->d != NULL)
+		j->d->job = j;
+	/* Done may run before this returns (a local store): it clears d->job. */
+	h = rpt_store_job(j->env->store, job_run, job_done, j);
+	if (h != NULL)
+		j->handle = h;
+}
+
+/* The claim of a delivery cancelled in the middle: given back, nothing else. */
+static void
+release_orphan(const struct deliver_job *from)
+{
+	struct deliver_job *j = xcalloc(1, sizeof(*j));
+
+	j->kind = JOB_RELEASE;
+	j->env = from->env;
+	j->day = xstrdup(from->day);
+	j->domain = xstrdup(from->domain);
+	j->rua = xstrdup(from->rua);
+	job_submit(j);
+}
+
+static void delivery_claimed(struct rpt_delivery *d, struct deliver_job *j);
+static void delivery_recorded(struct rpt_delivery *d, struct deliver_job *j);
+
+static void
+job_done(void *arg, bool cancelled)
+{
+	struct deliver_job *j = arg;
+	struct rpt_delivery *d = j->d;
+
+	if (d != NULL)
+		d->job = NULL;
+	if (cancelled || d == NULL) {
+		/* Nobody waits for it; a claim it took goes back. */
+		if (j->kind == JOB_CLAIM && j->claim == RPT_CLAIM_TAKEN && !j->no_report)
+			release_orphan(j);
+	} else if (j->kind == JOB_CLAIM)
+		delivery_claimed(d, j);
+	else if (j->kind == JOB_PUT)
+		delivery_recorded(d, j);
+	job_free(j);
+}
+
+/* ---- the steps on the loop -------------------------------------------------------- */
+
+/* Write the result: the entry leaves our claim, then the delivery ends with then. */
+static void
+delivery_record(struct rpt_delivery *d, bool delivered, bool permanent, const char *reason,
+    enum rpt_delivery_status then)
+{
+	struct deliver_job *j;
+
+	entry_result(&d->result.entry, d->env, delivered, permanent, reason);
+	d->claimed = false;	/* the put drops it */
+	d->then = then;
+	snprintf(d->result.reason, sizeof(d->result.reason), "%s", delivered ? "" : reason);
+	delivery_enter_state(d, DELIVERY_S_RECORD);
+	j = job_new(d, JOB_PUT);
+	j->entry = d->result.entry;
+	job_submit(j);
+}
+
+static void
+delivery_recorded(struct rpt_delivery *d, struct deliver_job *j)
+{
+	d->result.recorded = j->rc == 0;
+	if (!d->result.recorded && d->then == RPT_DELIVERY_DELIVERED)
 		log_err("event=report_not_recorded day=%s domain=%s rua=%s reason=\"delivered, but "
 		    "the outbox cannot record it: it may be sent again\"", d->day, d->domain,
 		    log_quote(d->rua));
+	d->result.status = d->then;
+	delivery_enter_state(d, DELIVERY_S_DONE);
 }
 
 static void
@@ -258,11 +427,8 @@ delivery_sent(struct rpt_delivery *d, bool delivered, int http_status, const cha
 	if (d->state != DELIVERY_S_SEND)
 		return;
 	d->result.http_status = http_status;
-	delivery_record(d, delivered, false, reason);
-	if (delivered)
-		delivery_end(d, RPT_DELIVERY_DELIVERED, "%s", "");
-	else
-		delivery_end(d, RPT_DELIVERY_FAILED, "%s", reason);
+	delivery_record(d, delivered, false, reason, delivered ? RPT_DELIVERY_DELIVERED :
+	    RPT_DELIVERY_FAILED);
 }
 
 static void
@@ -287,8 +453,7 @@ mailed(void *arg, bool sent, const char *reason)
 static void
 delivery_not_sent(struct rpt_delivery *d, bool permanent, const char *reason)
 {
-	delivery_record(d, false, permanent, reason);
-	delivery_end(d, RPT_DELIVERY_FAILED, "%s", reason);
+	delivery_record(d, false, permanent, reason, RPT_DELIVERY_FAILED);
 }
 
 static bool
@@ -331,47 +496,35 @@ delivery_send(struct rpt_delivery *d, json_t *report)
 }
 
 static void
-delivery_claim(struct rpt_delivery *d)
+delivery_claimed(struct rpt_delivery *d, struct deliver_job *j)
 {
-	const struct rpt_deliver_env *env = d->env;
-	struct rpt_outbox_entry *e = &d->result.entry;
-	json_t *report;
+	char who[256];
 
-	if (is_mailto(d->rua) && env->mailer == NULL) {
-		delivery_end(d, RPT_DELIVERY_SKIPPED, "%s",
-		    env->no_mail ? env->no_mail : "no mail transport for mailto: destinations");
-		return;
-	}
-	switch (rpt_outbox_claim(env->store, d->day, d->domain, d->rua, d->force, e)) {
+	d->result.entry = j->entry;
+	switch (j->claim) {
 	case RPT_CLAIM_TAKEN:
 		break;
 	case RPT_CLAIM_DELIVERED:
 		delivery_end(d, RPT_DELIVERY_ALREADY, "%s", "");
 		return;
 	case RPT_CLAIM_BUSY:
-		delivery_end(d, RPT_DELIVERY_BUSY, "being sent by process %ld", (long)e->claim_pid);
+		delivery_end(d, RPT_DELIVERY_BUSY, "being sent by %s",
+		    rpt_outbox_claimer_text(&j->entry, who, sizeof(who)));
 		return;
 	case RPT_CLAIM_ERROR:
-		delivery_end(d, RPT_DELIVERY_STORE_ERROR, "the outbox in %s/reports.mdb cannot be "
-		    "read or written (see the log)", env->conf->state_dir);
+		delivery_end(d, RPT_DELIVERY_STORE_ERROR, "the outbox in %s cannot be read or written "
+		    "(see the log)", rpt_store_where(d->env->store));
 		return;
 	}
-	d->claimed = true;
-	if (env->by == RPT_BY_DAEMON && e->first == 0)
-		e->first = clock_now();
-	if ((report = rpt_report_build(env->store, env->id, d->day, d->domain, NULL)) == NULL) {
-		/* The counters are gone: nothing to send, now or later. */
-		if (env->by == RPT_BY_DAEMON)
-			delivery_record(d, false, true, "no traffic recorded");
-		else if (rpt_outbox_release(env->store, d->day, d->domain, d->rua) == 0)
-			d->claimed = false;
+	if (j->no_report) {
+		d->result.recorded = j->rc == 0;
 		delivery_end(d, RPT_DELIVERY_NO_REPORT, "no traffic recorded for %s on %s", d->domain,
 		    d->day);
 		return;
 	}
+	d->claimed = true;
 	delivery_enter_state(d, DELIVERY_S_SEND);
-	delivery_send(d, report);
-	json_decref(report);
+	delivery_send(d, j->report);
 }
 
 static void
@@ -384,6 +537,7 @@ delivery_enter_state(struct rpt_delivery *d, enum delivery_state next)
 	switch (next) {
 	case DELIVERY_S_CLAIM:		/* the first state: rpt_deliver_start() claims */
 	case DELIVERY_S_SEND:
+	case DELIVERY_S_RECORD:
 		break;
 	case DELIVERY_S_DONE:
 		event_active(d->finish_ev, EV_TIMEOUT, 1);
@@ -423,7 +577,11 @@ rpt_deliver_start(const struct rpt_deliver_env *env, const char *day, const char
 	d->state = DELIVERY_S_CLAIM;
 	log_debug("event=report_delivery_start day=%s domain=%s rua=%s by=%s force=%s", day, domain,
 	    log_quote(rua), log_quote(rpt_sender_kind_name(env->by)), force ? "yes" : "no");
-	delivery_claim(d);
+	if (is_mailto(d->rua) && env->mailer == NULL)
+		delivery_end(d, RPT_DELIVERY_SKIPPED, "%s",
+		    env->no_mail ? env->no_mail : "no mail transport for mailto: destinations");
+	else
+		job_submit(job_new(d, JOB_CLAIM));
 	return d;
 }
 
@@ -432,13 +590,22 @@ rpt_delivery_cancel(struct rpt_delivery *d)
 {
 	if (d == NULL)
 		return;
+	if (d->job != NULL) {
+		/* The step goes on without us; a claim it takes goes back. */
+		d->job->d = NULL;
+		rpt_store_job_cancel(d->job->handle);
+	}
 	if (d->post != NULL)
 		rpt_post_cancel(d->post);
 	if (d->mail_job != NULL)
 		d->env->mailer->cancel(d->mail_job);
 	/* In flight: the entry stays as it was, for the next attempt. */
-	if (d->claimed)
-		rpt_outbox_release(d->env->store, d->day, d->domain, d->rua);
+	if (d->claimed) {
+		struct deliver_job j = { .env = d->env, .day = d->day, .domain = d->domain,
+		    .rua = d->rua };
+
+		release_orphan(&j);
+	}
 	event_free(d->finish_ev);
 	free(d->day);
 	free(d->domain);

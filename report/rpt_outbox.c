@@ -2,8 +2,6 @@
 
 #define LOG_SUBSYSTEM LOG_SUB_REPORT
 
-#include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +175,12 @@ entry_decode(json_t *doc, struct rpt_outbox_entry *e, const char **why)
 		*why = "claim is not a process and a time";
 		return false;
 	}
+	if (claim != NULL && json_object_get(claim, "owner") != NULL &&
+	    !copy_field(e->claim_owner, sizeof(e->claim_owner),
+	    json_string_value(json_object_get(claim, "owner")))) {
+		*why = "claim owner is not a short string";
+		return false;
+	}
 	e->claim_pid = claim != NULL ? (pid_t)pid : 0;
 	return true;
 }
@@ -195,9 +199,14 @@ entry_encode(const struct rpt_outbox_entry *e)
 	}
 	if (e->error[0] != '\0')
 		json_object_set_new(doc, "error", json_string(e->error));
-	if (e->claim_pid != 0)
-		json_object_set_new(doc, "claim", json_pack("{s:I, s:I}", "pid",
-		    (json_int_t)e->claim_pid, "until", (json_int_t)e->claim_until));
+	if (e->claim_pid != 0) {
+		json_t *claim = json_pack("{s:I, s:I}", "pid", (json_int_t)e->claim_pid, "until",
+		    (json_int_t)e->claim_until);
+
+		if (e->claim_owner[0] != '\0')
+			json_object_set_new(claim, "owner", json_string(e->claim_owner));
+		json_object_set_new(doc, "claim", claim);
+	}
 	return doc;
 }
 
@@ -217,14 +226,37 @@ entry_decode_for(json_t *doc, const char *key, const char *day, const char *doma
 	return true;
 }
 
-bool
-rpt_outbox_claimed(const struct rpt_outbox_entry *e, time_t now)
+/* Our own claim: this process (owner), or for a claim without owner, this pid. */
+static bool
+claimed_by_us(struct rpt_store *store, const struct rpt_outbox_entry *e)
 {
+	if (e->claim_owner[0] != '\0')
+		return strcmp(e->claim_owner, rpt_store_owner(store)) == 0;
+	return e->claim_pid == getpid();
+}
+
+bool
+rpt_outbox_claimed(struct rpt_store *store, const struct rpt_outbox_entry *e, time_t now)
+{
+	/* Ours too: a second delivery of one entry in this process waits for the first. */
 	if (e->claim_pid == 0 || now > e->claim_until)
 		return false;
-	/* A claim of a process that is gone lapses at once (same host: the
-	 * database lives in state_dir). */
-	return !(kill(e->claim_pid, 0) < 0 && errno == ESRCH);
+	/* A claim of a process that is gone lapses at once. */
+	return rpt_store_owner_alive(store, e->claim_owner[0] ? e->claim_owner : NULL,
+	    (long)e->claim_pid);
+}
+
+const char *
+rpt_outbox_claimer_text(const struct rpt_outbox_entry *e, char *buf, size_t len)
+{
+	const char *slash = strchr(e->claim_owner, '/');
+
+	if (slash != NULL)
+		snprintf(buf, len, "process %ld on %.*s", (long)e->claim_pid,
+		    (int)(slash - e->claim_owner), e->claim_owner);
+	else
+		snprintf(buf, len, "process %ld", (long)e->claim_pid);
+	return buf;
 }
 
 /* ---- entries --------------------------------------------------------------- */
@@ -254,6 +286,7 @@ rpt_outbox_put(struct rpt_store *store, const struct rpt_outbox_entry *e)
 
 	copy.claim_pid = 0;
 	copy.claim_until = 0;
+	copy.claim_owner[0] = '\0';
 	doc = entry_encode(&copy);
 	rc = rpt_store_meta_put(store, key, doc);
 	json_decref(doc);
@@ -264,6 +297,7 @@ rpt_outbox_put(struct rpt_store *store, const struct rpt_outbox_entry *e)
 /* One read-modify-write of an entry: change() sees the entry (a fresh NEW
  * one when there is none) and says whether to write it back. */
 struct change {
+	struct rpt_store	*store;
 	const char		*key, *day, *domain, *rua;
 	bool			(*change)(struct change *c, struct rpt_outbox_entry *e, bool existed);
 	struct rpt_outbox_entry	 entry;		/* as it is after the change */
@@ -301,6 +335,7 @@ change_run(struct rpt_store *store, struct change *c)
 	int rc;
 
 	c->key = key;
+	c->store = store;
 	rc = rpt_store_meta_update(store, key, change_update, c);
 	free(key);
 	c->key = NULL;
@@ -338,13 +373,14 @@ claim_change(struct change *c, struct rpt_outbox_entry *e, bool existed)
 		c->claim = RPT_CLAIM_DELIVERED;
 		return false;
 	}
-	if (rpt_outbox_claimed(e, c->now)) {
+	if (rpt_outbox_claimed(c->store, e, c->now)) {
 		c->claim = RPT_CLAIM_BUSY;
 		return false;
 	}
 	c->claim = RPT_CLAIM_TAKEN;
 	e->claim_pid = getpid();
 	e->claim_until = c->now + RPT_OUTBOX_CLAIM_LEASE;
+	snprintf(e->claim_owner, sizeof(e->claim_owner), "%s", rpt_store_owner(c->store));
 	return true;
 }
 
@@ -364,11 +400,11 @@ rpt_outbox_claim(struct rpt_store *store, const char *day, const char *domain, c
 static bool
 release_change(struct change *c, struct rpt_outbox_entry *e, bool existed)
 {
-	(void)c;
-	if (!existed || e->claim_pid != getpid())
+	if (!existed || e->claim_pid == 0 || !claimed_by_us(c->store, e))
 		return false;
 	e->claim_pid = 0;
 	e->claim_until = 0;
+	e->claim_owner[0] = '\0';
 	return true;
 }
 

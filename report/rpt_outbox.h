@@ -7,8 +7,11 @@
  * sends it: the daemon's schedule (report/rpt_sender.c) and `stsproxy
  * report send` both go through report/rpt_deliver.c, which claims the
  * entry before it sends and records the result after. A claim is taken
- * in one LMDB write transaction, so two processes never both send; it
- * names the process and lapses when that process is gone or after
+ * in one write transaction (of reports.mdb, or of the fleet's database
+ * under a lock on the entry), so two processes never both send; it names
+ * the process (rpt_store_owner()) and lapses when that process is gone
+ * (rpt_store_owner_alive(): on one host its pid, in a fleet its lock in
+ * the database, released the moment it dies) or after
  * RPT_OUTBOX_CLAIM_LEASE seconds, so a crash delays a report but never
  * loses it (a report delivered just before a crash, unrecorded, may go
  * out once more).
@@ -57,6 +60,7 @@ struct rpt_outbox_entry {
 	char			 error[256];	/* the last failure, "" if none */
 	pid_t			 claim_pid;	/* 0: not claimed */
 	time_t			 claim_until;	/* wall clock */
+	char			 claim_owner[192]; /* rpt_store_owner() of the claimer; "" from earlier versions */
 };
 
 /** The daemon's plan of one day (RPT-10). */
@@ -120,8 +124,15 @@ int rpt_outbox_put(struct rpt_store *store, const struct rpt_outbox_entry *e);
 long rpt_outbox_foreach(struct rpt_store *store,
     void (*visit)(void *arg, const struct rpt_outbox_entry *e), void *arg);
 
-/** true if e is claimed by a process that is alive and within the lease at now (wall clock). */
-bool rpt_outbox_claimed(const struct rpt_outbox_entry *e, time_t now);
+/**
+ * true if e is claimed by a process (this one too) that is alive and
+ * within the lease at now (wall clock). Asks the store (a job's call, see
+ * rpt_store.h).
+ */
+bool rpt_outbox_claimed(struct rpt_store *store, const struct rpt_outbox_entry *e, time_t now);
+
+/** "process 4242 on relay2.example" (or without the host), for logs and output. Returns buf. */
+const char *rpt_outbox_claimer_text(const struct rpt_outbox_entry *e, char *buf, size_t len);
 
 /** The plan of day: 1 with *out filled, 0 if none, -1 on error (logged). */
 int rpt_plan_get(struct rpt_store *store, const char *day, struct rpt_plan *out);

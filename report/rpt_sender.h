@@ -9,6 +9,13 @@
  * takes too: a destination that has the report already is not sent it
  * again, and a failed delivery is retried with exponential backoff from
  * [report] retry_interval until 24 hours after the first attempt (RPT-19).
+ *
+ * In a fleet ([store] backend = postgresql) every relay runs a sender,
+ * and only the holder of the database's sender lock plans and sends
+ * (rpt_store_sender_lease()); when it dies the lock passes to another
+ * relay, which carries on from the shared outbox. A day is planned only
+ * once this relay's own counts of it are in the store. The sender's
+ * database steps run on the store's thread, never on the loop.
  */
 #ifndef STSPROXY_RPT_SENDER_H
 #define STSPROXY_RPT_SENDER_H

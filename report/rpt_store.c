@@ -1,37 +1,75 @@
+/*
+ * rpt_store.c - the report store every caller sees: counting in memory,
+ * batches handed to the store's thread, the exactly-once path of a batch
+ * to a shared database (ids, the buffer, the spill to reports.mdb and its
+ * replay), and the dispatch to the backend [store] chose
+ * (report/rpt_store_backend.h).
+ */
 #include "config.h"
 
 #define LOG_SUBSYSTEM LOG_SUB_REPORT
 
-#include <errno.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <unistd.h>
 
 #include <event2/event.h>
-#include <lmdb.h>
 
 #include "conf/log.h"
-#include "report/rpt_store.h"
+#include "conf/metrics.h"
+#include "policy/dbthread.h"
+#include "report/rpt_store_backend.h"
+#include "report/rpt_store_internal.h"
 
-#define KEY_SEP	'\x1f'
+#define KEY_SEP		'\x1f'
+#define SPILL_PREFIX	"~spill\x1f"
+/* Counts wait in memory at most this long before they are spilled. */
+#define BUFFER_MS	(60 * 1000LL)
+/* While degraded, what is buffered is logged this often. */
+#define BUFFER_LOG_MS	(60 * 1000LL)
+
+/* A batch sent whose COMMIT went unanswered: retried under its id only. */
+struct unknown {
+	char	*id;
+	json_t	*batch;
+};
+
+/* What the loop knows of the thread's side (copied at the end of each flush). */
+struct store_status {
+	bool	 degraded;
+	char	 reason[512];
+	size_t	 buffered;		/* records in memory */
+	long	 spilled;		/* batches in reports.mdb */
+};
 
 struct rpt_store {
-	const struct conf	*conf;
-	char			*path;
-	MDB_env			*env;
-	MDB_dbi			 dbi;
-	json_t			*pending;	/* loop thread only */
-	struct event		*timer;
+	const struct conf		*conf;
+	const struct rpt_store_backend	*ops;
+	void				*be;
+	void				*local;		/* a database's spill: this host's reports.mdb */
+	char				 owner[192];
+	struct dbthread			*thread;	/* NULL: no loop, all calls inline */
 
-	/* the writer thread and its hand-off slot */
-	bool			 threaded;
-	pthread_t		 thread;
-	pthread_mutex_t		 lock;
-	pthread_cond_t		 cond;
-	json_t			*handoff;	/* under lock */
-	bool			 stop;		/* under lock */
+	/* the loop's */
+	json_t				*pending;
+	struct event			*timer;
+	bool				 flushing;	/* a flush job is queued */
+	struct store_status		 status;
+	char				 health[700];
+
+	/* the thread's (inline without one) */
+	json_t				*unsent;	/* certainly not in the database */
+	struct unknown			*unknown;
+	size_t				 nunknown;
+	unsigned long long		 seq;
+	long long			 buffered_since;	/* mono ms; 0: nothing buffered */
+	long long			 logged_at;
+	long				 spilled;
+	bool				 degraded;
+	char				 reason[512];
 };
 
 void
@@ -68,9 +106,14 @@ strlist_json(const struct strlist *l)
 	return a;
 }
 
-/* Merge the counts of delta (same shape as a record) into into. */
-static void
-record_merge(json_t *into, json_t *delta)
+char *
+rpt_record_key(const char *day, const char *domain, const char *policy_id)
+{
+	return xasprintf("%s%c%s%c%s", day, KEY_SEP, domain, KEY_SEP, policy_id);
+}
+
+void
+rpt_record_merge(json_t *into, json_t *delta)
 {
 	json_t *fin, *fdelta, *d;
 	const char *id;
@@ -109,6 +152,24 @@ record_merge(json_t *into, json_t *delta)
 		}
 		json_object_set_new(cur, "failed-session-count", json_integer(
 		    json_integer_value(json_object_get(cur, "failed-session-count")) + n));
+	}
+}
+
+/* Fold the records of batch into into (same keys add up). */
+static void
+batch_merge(json_t *into, json_t *batch)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach(batch, k, v) {
+		json_t *cur = json_object_get(into, k);
+
+		if (cur == NULL) {
+			cur = json_object();
+			json_object_set_new(into, k, cur);
+		}
+		rpt_record_merge(cur, v);
 	}
 }
 
@@ -167,7 +228,7 @@ rpt_store_add(struct rpt_store *store, const struct delivery_outcome *o)
 	}
 	rpt_day(o->when, day);
 	json_id(policy, pid);
-	key = xasprintf("%s%c%s%c%s", day, KEY_SEP, o->policy_domain, KEY_SEP, pid);
+	key = rpt_record_key(day, o->policy_domain, pid);
 	{
 		json_t *cur = json_object_get(store->pending, key);
 
@@ -175,7 +236,7 @@ rpt_store_add(struct rpt_store *store, const struct delivery_outcome *o)
 			cur = json_object();
 			json_object_set_new(store->pending, key, cur);
 		}
-		record_merge(cur, delta);
+		rpt_record_merge(cur, delta);
 	}
 	free(key);
 	json_decref(delta);
@@ -188,401 +249,547 @@ rpt_store_hook(void *arg, const struct delivery_outcome *o)
 	rpt_store_add(arg, o);
 }
 
-/* One write transaction for a batch (any thread). */
-static int
-write_batch(struct rpt_store *store, json_t *batch)
+/* ---- the path of a batch (the store's thread, or inline) ------------------------ */
+
+static size_t
+buffered_records(struct rpt_store *s)
 {
-	MDB_txn *txn;
-	const char *k;
-	json_t *delta;
-	int rc;
+	size_t n = json_object_size(s->unsent);
 
-	if (json_object_size(batch) == 0)
-		return 0;
-	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0) {
-		log_err("event=report_store_failed path=%s reason=%s", store->path, mdb_strerror(rc));
-		return -1;
-	}
-	json_object_foreach(batch, k, delta) {
-		MDB_val key = { strlen(k), (void *)k }, val;
-		json_t *rec = NULL;
-		char *out;
-
-		if (mdb_get(txn, store->dbi, &key, &val) == 0)
-			rec = json_loadb(val.mv_data, val.mv_size, 0, NULL);
-		if (rec == NULL)
-			rec = json_object();
-		record_merge(rec, delta);
-		out = json_dumps(rec, JSON_COMPACT);
-		val.mv_size = strlen(out);
-		val.mv_data = out;
-		rc = mdb_put(txn, store->dbi, &key, &val, 0);
-		free(out);
-		json_decref(rec);
-		if (rc != 0)
-			break;
-	}
-	if (rc == 0)
-		rc = mdb_txn_commit(txn);
-	else
-		mdb_txn_abort(txn);
-	if (rc != 0) {
-		log_err("event=report_store_failed path=%s reason=%s lost_records=%zu", store->path,
-		    mdb_strerror(rc), json_object_size(batch));
-		return -1;
-	}
-	log_debug("event=report_store_flush records=%zu", json_object_size(batch));
-	return 0;
+	for (size_t i = 0; i < s->nunknown; i++)
+		n += json_object_size(s->unknown[i].batch);
+	return n;
 }
 
-static void *
-writer_main(void *arg)
+/* A batch id no other batch of the fleet has: this process, then a count. */
+static char *
+next_id(struct rpt_store *s)
 {
-	struct rpt_store *store = arg;
-
-	pthread_mutex_lock(&store->lock);
-	for (;;) {
-		json_t *batch;
-
-		while (store->handoff == NULL && !store->stop)
-			pthread_cond_wait(&store->cond, &store->lock);
-		batch = store->handoff;
-		store->handoff = NULL;
-		if (batch == NULL && store->stop)
-			break;
-		pthread_mutex_unlock(&store->lock);
-		write_batch(store, batch);
-		json_decref(batch);
-		pthread_mutex_lock(&store->lock);
-	}
-	pthread_mutex_unlock(&store->lock);
-	return NULL;
+	return xasprintf("%s/%llu", s->owner, ++s->seq);
 }
 
-/* Loop thread: move the pending counts to the writer. */
 static void
-hand_off(struct rpt_store *store)
+set_degraded(struct rpt_store *s, const char *why)
 {
-	const char *k;
-	json_t *v;
+	if (why != NULL && !s->degraded)
+		log_warnx("event=report_store_degraded database=%s reason=%s action=\"counting in "
+		    "memory, then in %s\"", log_quote(s->ops->where(s->be)), log_quote(why),
+		    s->local ? rpt_store_lmdb.where(s->local) : "memory");
+	if (why != NULL) {
+		snprintf(s->reason, sizeof(s->reason), "%s", why);
+		s->degraded = true;
+	} else
+		s->degraded = false;
+}
 
-	if (json_object_size(store->pending) == 0)
-		return;
-	pthread_mutex_lock(&store->lock);
-	if (store->handoff == NULL) {
-		store->handoff = store->pending;
-	} else {
-		/* The writer is behind: fold this batch into the waiting one. */
-		json_object_foreach(store->pending, k, v) {
-			json_t *cur = json_object_get(store->handoff, k);
+struct spilled {
+	char	*key;
+	json_t	*doc;
+};
 
-			if (cur == NULL)
-				json_object_set(store->handoff, k, v);
-			else
-				record_merge(cur, v);
+struct spill_list {
+	struct spilled	*items;
+	size_t		 count;
+};
+
+static void
+collect_spill(void *arg, const char *key, json_t *doc)
+{
+	struct spill_list *l = arg;
+
+	l->items = xrealloc(l->items, (l->count + 1) * sizeof(*l->items));
+	l->items[l->count].key = xstrdup(key);
+	l->items[l->count].doc = json_incref(doc);
+	l->count++;
+}
+
+/* Batches spilled by this host (any process, any earlier run): in the database once. */
+static bool
+replay_spill(struct rpt_store *s, long *replayed, size_t *records)
+{
+	struct spill_list l = { 0 };
+	bool ok = true;
+	long n;
+
+	if ((n = rpt_store_lmdb.meta_foreach(s->local, SPILL_PREFIX, collect_spill, &l)) < 0)
+		return true;	/* logged; the database side is not the problem */
+	for (size_t i = 0; i < l.count; i++) {
+		const char *id = json_string_value(json_object_get(l.items[i].doc, "id"));
+		json_t *batch = json_object_get(l.items[i].doc, "batch");
+		enum rpt_apply r = RPT_APPLY_FAILED;
+
+		if (ok && id != NULL && json_is_object(batch))
+			r = s->ops->apply(s->be, id, batch);
+		else if (ok) {
+			log_err("event=report_store_spill_corrupt key=%s reason=\"no id or batch\" "
+			    "action=removed", log_quote(l.items[i].key));
+			r = RPT_APPLY_ALREADY;
 		}
-		json_decref(store->pending);
+		if (ok && (r == RPT_APPLY_OK || r == RPT_APPLY_ALREADY)) {
+			/* A crash before this delete replays it again: its id stops it. */
+			(void)rpt_store_lmdb.meta_delete(s->local, l.items[i].key);
+			(*replayed)++;
+			*records += json_object_size(batch);
+			n--;
+		} else
+			ok = false;	/* the rest waits for the next sync */
+		free(l.items[i].key);
+		json_decref(l.items[i].doc);
 	}
-	pthread_cond_signal(&store->cond);
-	pthread_mutex_unlock(&store->lock);
-	store->pending = json_object();
+	free(l.items);
+	s->spilled = n;
+	return ok;
+}
+
+/* Write a batch, with its id, to this host's reports.mdb: 0 or -1. */
+static int
+spill_one(struct rpt_store *s, const char *id, json_t *batch)
+{
+	char *key = xasprintf("%s%s", SPILL_PREFIX, id);
+	json_t *doc = json_pack("{s:s, s:O}", "id", id, "batch", batch);
+	int rc = rpt_store_lmdb.meta_put(s->local, key, doc);
+
+	if (rc == 0) {
+		s->spilled++;
+		log_warnx("event=report_store_spilled batch=%s records=%zu path=%s reason=%s", id,
+		    json_object_size(batch), rpt_store_lmdb.where(s->local), log_quote(s->reason));
+	}
+	json_decref(doc);
+	free(key);
+	return rc;
+}
+
+/* The buffer is full, too old, or the store closes: to reports.mdb with it. */
+static void
+spill(struct rpt_store *s, bool final)
+{
+	size_t n = buffered_records(s);
+	long long now = mono_ms();
+
+	if (n == 0 || s->local == NULL)
+		return;
+	if (!final && n <= s->conf->store_buffer && now - s->buffered_since < BUFFER_MS)
+		return;
+	for (size_t i = 0; i < s->nunknown; i++) {
+		/* Under its own id: the database may have it already. */
+		if (spill_one(s, s->unknown[i].id, s->unknown[i].batch) < 0)
+			return;
+		free(s->unknown[i].id);
+		json_decref(s->unknown[i].batch);
+		memmove(s->unknown + i, s->unknown + i + 1, (s->nunknown - i - 1) * sizeof(*s->unknown));
+		s->nunknown--;
+		i--;
+	}
+	if (json_object_size(s->unsent) > 0) {
+		char *id = next_id(s);
+
+		if (spill_one(s, id, s->unsent) == 0) {
+			json_decref(s->unsent);
+			s->unsent = json_object();
+		}
+		free(id);
+	}
+	if (buffered_records(s) == 0)
+		s->buffered_since = 0;
+}
+
+/*
+ * Bring the primary up to date: spilled batches, batches of unknown
+ * fate, then what was never sent, in that order, each under its id.
+ * true when nothing of this process waits any more.
+ */
+static bool
+store_sync(struct rpt_store *s, bool final)
+{
+	long replayed = 0;
+	size_t replayed_records = 0;
+	bool ok = true, was = s->degraded;
+
+	if (!s->ops->blocking) {
+		/* A local store: one atomic write, and a failure is not worth keeping. */
+		if (json_object_size(s->unsent) > 0 && s->ops->apply(s->be, NULL, s->unsent) !=
+		    RPT_APPLY_OK)
+			log_err("event=report_store_failed path=%s lost_records=%zu", s->ops->where(s->be),
+			    json_object_size(s->unsent));
+		json_decref(s->unsent);
+		s->unsent = json_object();
+		return true;
+	}
+	if (s->local != NULL && (s->spilled != 0 || s->seq == 0 || was))
+		ok = replay_spill(s, &replayed, &replayed_records);
+	for (size_t i = 0; ok && i < s->nunknown; i++) {
+		enum rpt_apply r = s->ops->apply(s->be, s->unknown[i].id, s->unknown[i].batch);
+
+		if (r == RPT_APPLY_OK || r == RPT_APPLY_ALREADY) {
+			replayed++;
+			replayed_records += json_object_size(s->unknown[i].batch);
+			free(s->unknown[i].id);
+			json_decref(s->unknown[i].batch);
+			memmove(s->unknown + i, s->unknown + i + 1,
+			    (s->nunknown - i - 1) * sizeof(*s->unknown));
+			s->nunknown--;
+			i--;
+		} else
+			ok = false;
+	}
+	if (ok && json_object_size(s->unsent) > 0) {
+		char *id = next_id(s);
+
+		switch (s->ops->apply(s->be, id, s->unsent)) {
+		case RPT_APPLY_OK:
+		case RPT_APPLY_ALREADY:
+			json_decref(s->unsent);
+			s->unsent = json_object();
+			free(id);
+			break;
+		case RPT_APPLY_FAILED:
+			/* Nothing applied: it may grow with the next counts. */
+			free(id);
+			ok = false;
+			break;
+		case RPT_APPLY_UNKNOWN:
+			/* Maybe applied: kept apart, under this id for good. */
+			s->unknown = xrealloc(s->unknown, (s->nunknown + 1) * sizeof(*s->unknown));
+			s->unknown[s->nunknown].id = id;
+			s->unknown[s->nunknown].batch = s->unsent;
+			s->nunknown++;
+			s->unsent = json_object();
+			ok = false;
+			break;
+		}
+	}
+	if (!ok) {
+		const char *why = NULL;
+
+		if (s->ops->check(s->be, &why) < 0 || why == NULL)
+			why = why != NULL ? why : "the database refused a batch (see the log)";
+		set_degraded(s, why);
+		if (s->buffered_since == 0 && buffered_records(s) > 0)
+			s->buffered_since = mono_ms();
+		spill(s, final);
+		if (mono_ms() - s->logged_at >= BUFFER_LOG_MS) {
+			s->logged_at = mono_ms();
+			log_warnx("event=report_store_buffering records=%zu spilled_batches=%ld "
+			    "reason=%s", buffered_records(s), s->spilled, log_quote(s->reason));
+		}
+		return false;
+	}
+	s->buffered_since = 0;
+	if (was || replayed > 0) {
+		log_notice("event=report_store_recovered database=%s replayed_batches=%ld records=%zu",
+		    log_quote(s->ops->where(s->be)), replayed, replayed_records);
+		s->logged_at = 0;
+	}
+	set_degraded(s, NULL);
+	return true;
+}
+
+/* ---- flushes --------------------------------------------------------------------- */
+
+struct rpt_store_flush {
+	struct rpt_store	*store;
+	json_t			*batch;		/* taken over; NULL: only catch up */
+	bool			 final;
+	bool			 complete;
+	struct store_status	 status;
+	void			(*then)(void *arg, bool complete);
+	void			*then_arg;
+};
+
+static void
+flush_run(void *arg)
+{
+	struct rpt_store_flush *f = arg;
+	struct rpt_store *s = f->store;
+
+	if (f->batch != NULL) {
+		batch_merge(s->unsent, f->batch);
+		json_decref(f->batch);
+		f->batch = NULL;
+	}
+	f->complete = store_sync(s, f->final) && s->spilled == 0;
+	f->status.degraded = s->degraded;
+	snprintf(f->status.reason, sizeof(f->status.reason), "%s", s->reason);
+	f->status.buffered = buffered_records(s);
+	f->status.spilled = s->spilled;
+}
+
+static void
+flush_done(void *arg, bool cancelled)
+{
+	struct rpt_store_flush *f = arg;
+	struct rpt_store *s = f->store;
+
+	(void)cancelled;
+	s->flushing = false;
+	s->status = f->status;
+	metrics_add("stsproxy_store_flushes_total", f->status.degraded ? "result=\"failed\"" :
+	    "result=\"ok\"", 1);
+	if (s->ops->blocking) {
+		metrics_set("stsproxy_store_degraded", "part=\"reports\"", f->status.degraded ? 1 : 0);
+		metrics_set("stsproxy_store_buffered_records", "", (double)f->status.buffered);
+		metrics_set("stsproxy_store_spilled_batches", "", (double)f->status.spilled);
+	}
+	if (f->then != NULL)
+		f->then(f->then_arg, f->complete);
+	free(f);
+}
+
+/* Hand what was counted to the thread (or write it now, without one). */
+static struct rpt_store_flush *
+flush_start(struct rpt_store *s, void (*then)(void *, bool), void *arg)
+{
+	struct rpt_store_flush *f = xcalloc(1, sizeof(*f));
+
+	f->store = s;
+	f->batch = s->pending;
+	f->then = then;
+	f->then_arg = arg;
+	s->pending = json_object();
+	s->flushing = true;
+	if (s->thread != NULL) {
+		dbthread_submit(s->thread, flush_run, flush_done, f);
+		return f;
+	}
+	flush_run(f);
+	flush_done(f, false);
+	return NULL;
 }
 
 static void
 flush_timer(evutil_socket_t fd, short what, void *arg)
 {
+	struct rpt_store *s = arg;
+
 	(void)fd;
 	(void)what;
-	hand_off(arg);
+	/* One flush at a time: a slow database slows the flushes, not the loop. */
+	if (s->flushing)
+		return;
+	if (json_object_size(s->pending) > 0 || s->status.degraded || s->status.spilled > 0)
+		(void)flush_start(s, NULL, NULL);
+}
+
+struct rpt_store_flush *
+rpt_store_flush_then(struct rpt_store *s, void (*done)(void *arg, bool complete), void *arg)
+{
+	return flush_start(s, done, arg);
+}
+
+void
+rpt_store_flush_cancel(struct rpt_store_flush *f)
+{
+	if (f != NULL)
+		f->then = NULL;
 }
 
 int
-rpt_store_flush(struct rpt_store *store)
+rpt_store_flush(struct rpt_store *s)
 {
-	json_t *batch = store->pending;
-	int rc;
+	struct rpt_store_flush f = { .store = s, .batch = s->pending };
 
-	store->pending = json_object();
-	rc = write_batch(store, batch);
-	json_decref(batch);
-	return rc;
+	s->pending = json_object();
+	flush_run(&f);
+	return f.complete ? 0 : -1;
+}
+
+/* ---- jobs --------------------------------------------------------------------------- */
+
+struct rpt_store_job *
+rpt_store_job(struct rpt_store *s, rpt_store_run run, rpt_store_done done, void *arg)
+{
+	if (s->thread != NULL && s->ops->blocking)
+		return (struct rpt_store_job *)dbthread_submit(s->thread, run, done, arg);
+	run(arg);
+	done(arg, false);
+	return NULL;
+}
+
+void
+rpt_store_job_cancel(struct rpt_store_job *job)
+{
+	dbjob_cancel((struct dbjob *)job);
+}
+
+/* ---- open, close, status ------------------------------------------------------------ */
+
+/* The relay's name ([hostname], else the system's), its pid, and a random part. */
+static void
+make_owner(const struct conf *conf, char *out, size_t len)
+{
+	char host[128];
+	unsigned char r[4] = { 0 };
+
+	if (conf->hostname[0] != '\0')
+		snprintf(host, sizeof(host), "%s", conf->hostname);
+	else if (gethostname(host, sizeof(host)) != 0)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	(void)RAND_bytes(r, sizeof(r));
+	snprintf(out, len, "%s/%ld/%02x%02x%02x%02x", host, (long)getpid(), r[0], r[1], r[2], r[3]);
+}
+
+struct rpt_store *
+rpt_store_open_backend(const struct conf *conf, struct event_base *base,
+    const struct rpt_store_backend *ops, void *be, const char *owner)
+{
+	struct rpt_store *s = xcalloc(1, sizeof(*s));
+
+	if (owner != NULL)
+		snprintf(s->owner, sizeof(s->owner), "%s", owner);
+	else
+		make_owner(conf, s->owner, sizeof(s->owner));
+	s->conf = conf;
+	s->ops = ops;
+	s->be = be;
+	if (ops->blocking && (s->local = rpt_store_lmdb_open(conf)) == NULL)
+		/* Where counts wait while the database is away. */
+		log_warnx("event=report_store_no_spill reason=\"reports.mdb cannot be opened: "
+		    "counts the database does not take stay in memory, up to [store] buffer\"");
+	s->pending = json_object();
+	s->unsent = json_object();
+	if (base != NULL) {
+		struct timeval tv = { conf->report_flush_interval, 0 };
+
+		s->thread = dbthread_new(base, "report store");
+		s->timer = event_new(base, -1, EV_PERSIST, flush_timer, s);
+		event_add(s->timer, &tv);
+		/* Connect, and replay what an earlier run spilled, now. */
+		if (ops->blocking)
+			(void)flush_start(s, NULL, NULL);
+	}
+	return s;
 }
 
 struct rpt_store *
 rpt_store_open(const struct conf *conf, struct event_base *base)
 {
-	struct rpt_store *store = xcalloc(1, sizeof(*store));
-	int rc;
+	char owner[sizeof(((struct rpt_store *)0)->owner)];
+	struct rpt_store *s;
+	void *be;
 
-	store->conf = conf;
-	store->path = xasprintf("%s/reports.mdb", conf->state_dir);
-	if (mkdir(conf->state_dir, 0700) < 0 && errno != EEXIST) {
-		log_err("event=report_store_failed path=%s reason=%s", conf->state_dir, strerror(errno));
-		goto fail;
-	}
-	if ((rc = mdb_env_create(&store->env)) != 0 ||
-	    (rc = mdb_env_set_mapsize(store->env, conf->report_db_size)) != 0 ||
-	    (rc = mdb_env_open(store->env, store->path, MDB_NOSUBDIR | MDB_NOTLS, 0600)) != 0) {
-		log_err("event=report_store_failed path=%s reason=%s", store->path, mdb_strerror(rc));
-		goto fail;
-	}
-	{
-		MDB_txn *txn;
+	make_owner(conf, owner, sizeof(owner));
+	if (strcmp(conf->store_backend, "postgresql") != 0) {
+		if ((be = rpt_store_lmdb_open(conf)) == NULL)
+			return NULL;
+		s = rpt_store_open_backend(conf, base, &rpt_store_lmdb, be, owner);
+	} else {
+		const char *why = NULL;
 
-		if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0 ||
-		    (rc = mdb_dbi_open(txn, NULL, 0, &store->dbi)) != 0 ||
-		    (rc = mdb_txn_commit(txn)) != 0) {
-			log_err("event=report_store_failed path=%s reason=%s", store->path,
-			    mdb_strerror(rc));
-			goto fail;
+		be = rpt_store_pg_open(conf, owner);
+		/* A tool cannot work without the database; the relay can. */
+		if (base == NULL && rpt_store_pg.check(be, &why) < 0) {
+			log_err("event=report_store_failed database=%s reason=%s",
+			    log_quote(rpt_store_pg.where(be)), log_quote(why));
+			rpt_store_pg.close(be);
+			return NULL;
 		}
+		s = rpt_store_open_backend(conf, base, &rpt_store_pg, be, owner);
 	}
-	store->pending = json_object();
-	if (base != NULL) {
-		struct timeval tv = { conf->report_flush_interval, 0 };
-
-		pthread_mutex_init(&store->lock, NULL);
-		pthread_cond_init(&store->cond, NULL);
-		if (pthread_create(&store->thread, NULL, writer_main, store) != 0)
-			fatalx("cannot start the report writer thread");
-		store->threaded = true;
-		store->timer = event_new(base, -1, EV_PERSIST, flush_timer, store);
-		event_add(store->timer, &tv);
-	}
-	return store;
-fail:
-	if (store->env)
-		mdb_env_close(store->env);
-	free(store->path);
-	free(store);
-	return NULL;
+	return s;
 }
 
 void
-rpt_store_close(struct rpt_store *store)
+rpt_store_close(struct rpt_store *s)
 {
-	if (store == NULL)
+	struct rpt_store_flush f;
+
+	if (s == NULL)
 		return;
-	if (store->threaded) {
-		event_free(store->timer);
-		hand_off(store);
-		pthread_mutex_lock(&store->lock);
-		store->stop = true;
-		pthread_cond_signal(&store->cond);
-		pthread_mutex_unlock(&store->lock);
-		pthread_join(store->thread, NULL);
-		pthread_mutex_destroy(&store->lock);
-		pthread_cond_destroy(&store->cond);
-	} else
-		rpt_store_flush(store);
-	json_decref(store->pending);
-	mdb_env_close(store->env);
-	free(store->path);
-	free(store);
+	if (s->timer != NULL)
+		event_free(s->timer);
+	/* Jobs queued (flushes, outbox writes) finish first, then the last flush. */
+	dbthread_free(s->thread);
+	memset(&f, 0, sizeof(f));
+	f.store = s;
+	f.batch = s->pending;
+	f.final = true;
+	s->pending = NULL;
+	flush_run(&f);
+	if (buffered_records(s) > 0)
+		log_err("event=report_store_failed database=%s lost_records=%zu reason=\"neither the "
+		    "database nor reports.mdb took them\"", log_quote(s->ops->where(s->be)),
+		    buffered_records(s));
+	for (size_t i = 0; i < s->nunknown; i++) {
+		free(s->unknown[i].id);
+		json_decref(s->unknown[i].batch);
+	}
+	free(s->unknown);
+	json_decref(s->unsent);
+	if (s->local != NULL)
+		rpt_store_lmdb.close(s->local);
+	s->ops->close(s->be);
+	free(s);
 }
 
+const char *
+rpt_store_where(struct rpt_store *s)
+{
+	return s->ops->where(s->be);
+}
+
+const char *
+rpt_store_health(struct rpt_store *s)
+{
+	if (!s->status.degraded && s->status.spilled == 0)
+		return NULL;
+	snprintf(s->health, sizeof(s->health), "report store degraded: %s; %zu records in memory, "
+	    "%ld batches spilled to reports.mdb", s->status.degraded ? s->status.reason :
+	    "catching up", s->status.buffered, s->status.spilled);
+	return s->health;
+}
+
+const char *
+rpt_store_owner(const struct rpt_store *s)
+{
+	return s->owner;
+}
+
+bool
+rpt_store_owner_alive(struct rpt_store *s, const char *owner, long pid)
+{
+	if (owner != NULL && strcmp(owner, s->owner) == 0)
+		return true;
+	return s->ops->owner_alive(s->be, owner, pid);
+}
+
+int
+rpt_store_sender_lease(struct rpt_store *s)
+{
+	return s->ops->sender_lease(s->be);
+}
+
+/* ---- reads and documents: the backend's --------------------------------------------- */
+
 long
-rpt_store_foreach(struct rpt_store *store, const char *day, const char *domain,
+rpt_store_foreach(struct rpt_store *s, const char *day, const char *domain,
     rpt_store_visit visit, void *arg)
 {
-	MDB_txn *txn;
-	MDB_cursor *cur;
-	MDB_val k, v;
-	char *prefix = NULL;
-	size_t plen = 0;
-	long n = 0;
-	int op = MDB_FIRST;
-
-	if (mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn) != 0)
-		return -1;
-	if (mdb_cursor_open(txn, store->dbi, &cur) != 0) {
-		mdb_txn_abort(txn);
-		return -1;
-	}
-	if (day != NULL) {
-		prefix = domain ? xasprintf("%s%c%s%c", day, KEY_SEP, domain, KEY_SEP) :
-		    xasprintf("%s%c", day, KEY_SEP);
-		plen = strlen(prefix);
-		k.mv_data = prefix;
-		k.mv_size = plen;
-		op = MDB_SET_RANGE;
-	}
-	while (mdb_cursor_get(cur, &k, &v, op) == 0) {
-		char kday[11] = "", kdom[256] = "";
-		const char *s = k.mv_data, *sep1, *sep2;
-		json_t *rec;
-
-		op = MDB_NEXT;
-		if (prefix != NULL && (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0))
-			break;
-		sep1 = memchr(s, KEY_SEP, k.mv_size);
-		sep2 = sep1 ? memchr(sep1 + 1, KEY_SEP, k.mv_size - (size_t)(sep1 + 1 - s)) : NULL;
-		if (sep1 == NULL || sep2 == NULL || sep1 - s != 10 || sep2 - sep1 - 1 >= 256)
-			continue;
-		memcpy(kday, s, 10);
-		memcpy(kdom, sep1 + 1, (size_t)(sep2 - sep1 - 1));
-		if (domain != NULL && strcmp(kdom, domain) != 0)
-			continue;
-		if ((rec = json_loadb(v.mv_data, v.mv_size, 0, NULL)) == NULL)
-			continue;
-		visit(arg, kday, kdom, rec);
-		json_decref(rec);
-		n++;
-	}
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
-	free(prefix);
-	return n;
-}
-
-static void
-meta_failed(struct rpt_store *store, const char *key, const char *reason)
-{
-	log_err("event=report_store_failed path=%s key=%s reason=%s", store->path, log_quote(key),
-	    log_quote(reason));
+	return s->ops->foreach(s->be, day, domain, visit, arg);
 }
 
 int
-rpt_store_meta_get(struct rpt_store *store, const char *key, json_t **doc)
+rpt_store_meta_get(struct rpt_store *s, const char *key, json_t **doc)
 {
-	MDB_txn *txn;
-	MDB_val k = { strlen(key), (void *)key }, v;
-	int rc, found = 0;
-
-	*doc = NULL;
-	if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)) != 0) {
-		meta_failed(store, key, mdb_strerror(rc));
-		return -1;
-	}
-	if ((rc = mdb_get(txn, store->dbi, &k, &v)) == 0) {
-		if ((*doc = json_loadb(v.mv_data, v.mv_size, 0, NULL)) != NULL)
-			found = 1;
-		else {
-			meta_failed(store, key, "the document does not parse");
-			found = -1;
-		}
-	} else if (rc != MDB_NOTFOUND) {
-		meta_failed(store, key, mdb_strerror(rc));
-		found = -1;
-	}
-	mdb_txn_abort(txn);
-	return found;
+	return s->ops->meta_get(s->be, key, doc);
 }
 
 int
-rpt_store_meta_put(struct rpt_store *store, const char *key, json_t *doc)
+rpt_store_meta_put(struct rpt_store *s, const char *key, json_t *doc)
 {
-	MDB_txn *txn;
-	char *out = json_dumps(doc, JSON_COMPACT);
-	MDB_val k = { strlen(key), (void *)key }, v;
-	int rc;
-
-	if (out == NULL) {
-		meta_failed(store, key, "not a JSON object");
-		return -1;
-	}
-	v.mv_size = strlen(out);
-	v.mv_data = out;
-	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) == 0) {
-		if ((rc = mdb_put(txn, store->dbi, &k, &v, 0)) == 0)
-			rc = mdb_txn_commit(txn);
-		else
-			mdb_txn_abort(txn);
-	}
-	free(out);
-	if (rc != 0)
-		meta_failed(store, key, mdb_strerror(rc));
-	return rc == 0 ? 0 : -1;
+	return s->ops->meta_put(s->be, key, doc);
 }
 
 int
-rpt_store_meta_update(struct rpt_store *store, const char *key,
+rpt_store_meta_update(struct rpt_store *s, const char *key,
     json_t *(*update)(void *arg, json_t *current), void *arg)
 {
-	MDB_txn *txn;
-	MDB_val k = { strlen(key), (void *)key }, v;
-	json_t *cur = NULL, *next;
-	int rc;
-
-	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0) {
-		meta_failed(store, key, mdb_strerror(rc));
-		return -1;
-	}
-	if ((rc = mdb_get(txn, store->dbi, &k, &v)) == 0) {
-		if ((cur = json_loadb(v.mv_data, v.mv_size, 0, NULL)) == NULL) {
-			mdb_txn_abort(txn);
-			meta_failed(store, key, "the document does not parse");
-			return -1;
-		}
-	} else if (rc != MDB_NOTFOUND) {
-		mdb_txn_abort(txn);
-		meta_failed(store, key, mdb_strerror(rc));
-		return -1;
-	}
-	next = update(arg, cur);
-	json_decref(cur);
-	if (next == NULL) {
-		mdb_txn_abort(txn);
-		return 0;
-	}
-	{
-		char *out = json_dumps(next, JSON_COMPACT);
-
-		if (out == NULL)
-			fatalx("rpt_store_meta_update: the update made no JSON object of %s", key);
-		v.mv_size = strlen(out);
-		v.mv_data = out;
-		if ((rc = mdb_put(txn, store->dbi, &k, &v, 0)) == 0)
-			rc = mdb_txn_commit(txn);
-		else
-			mdb_txn_abort(txn);
-		free(out);
-	}
-	json_decref(next);
-	if (rc != 0) {
-		meta_failed(store, key, mdb_strerror(rc));
-		return -1;
-	}
-	return 0;
+	return s->ops->meta_update(s->be, key, update, arg);
 }
 
 long
-rpt_store_meta_foreach(struct rpt_store *store, const char *prefix,
+rpt_store_meta_foreach(struct rpt_store *s, const char *prefix,
     void (*visit)(void *arg, const char *key, json_t *doc), void *arg)
 {
-	MDB_txn *txn;
-	MDB_cursor *cur;
-	MDB_val k = { strlen(prefix), (void *)prefix }, v;
-	size_t plen = strlen(prefix);
-	long n = 0;
-	int op = MDB_SET_RANGE, rc;
-
-	if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)) != 0) {
-		meta_failed(store, prefix, mdb_strerror(rc));
-		return -1;
-	}
-	if ((rc = mdb_cursor_open(txn, store->dbi, &cur)) != 0) {
-		mdb_txn_abort(txn);
-		meta_failed(store, prefix, mdb_strerror(rc));
-		return -1;
-	}
-	while (mdb_cursor_get(cur, &k, &v, op) == 0) {
-		char *key;
-		json_t *doc;
-
-		op = MDB_NEXT;
-		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
-			break;
-		key = xstrndup(k.mv_data, k.mv_size);
-		if ((doc = json_loadb(v.mv_data, v.mv_size, 0, NULL)) != NULL) {
-			visit(arg, key, doc);
-			json_decref(doc);
-			n++;
-		} else
-			meta_failed(store, key, "the document does not parse; skipped");
-		free(key);
-	}
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
-	return n;
+	return s->ops->meta_foreach(s->be, prefix, visit, arg);
 }

@@ -140,7 +140,7 @@ test_claim_lapses(void **state)
 	put_raw(KEY, doc);
 	free(doc);
 	assert_int_equal(rpt_outbox_get(T.store, DAY, DOM, RUA, &e), 1);
-	assert_false(rpt_outbox_claimed(&e, time(NULL)));
+	assert_false(rpt_outbox_claimed(T.store, &e, time(NULL)));
 	assert_int_equal(rpt_outbox_claim(T.store, DAY, DOM, RUA, false, &e), RPT_CLAIM_TAKEN);
 	assert_int_equal(e.claim_pid, getpid());
 
@@ -163,6 +163,33 @@ test_claim_lapses(void **state)
 	assert_int_equal(rpt_outbox_release(T.store, DAY, DOM, RUA), 0);
 	assert_int_equal(rpt_outbox_get(T.store, DAY, DOM, RUA, &e), 1);
 	assert_int_equal(e.claim_pid, 1);
+
+	/* Issue 17: a claim names its owner, so one of another host that has
+	 * our pid is not ours to release, and says where it is held. */
+	{
+		char text[256], expect[64];
+
+		doc = xasprintf("{\"day\": \"%s\", \"domain\": \"%s\", \"rua\": \"%s\", \"state\": "
+		    "\"pending\", \"claim\": {\"pid\": %ld, \"until\": %lld, \"owner\": "
+		    "\"relay9.example/%ld/deadbeef\"}}", DAY, DOM, RUA, (long)getpid(),
+		    (long long)time(NULL) + 60, (long)getpid());
+		put_raw(KEY, doc);
+		free(doc);
+		assert_int_equal(rpt_outbox_release(T.store, DAY, DOM, RUA), 0);
+		assert_int_equal(rpt_outbox_get(T.store, DAY, DOM, RUA, &e), 1);
+		assert_int_equal(e.claim_pid, getpid());
+		assert_string_equal(e.claim_owner + strlen(e.claim_owner) - 8, "deadbeef");
+		snprintf(expect, sizeof(expect), "process %ld on relay9.example", (long)getpid());
+		assert_string_equal(rpt_outbox_claimer_text(&e, text, sizeof(text)), expect);
+		/* Our own claim carries our name and is released. */
+		assert_int_equal(rpt_outbox_put(T.store, &e), 0);
+		assert_int_equal(rpt_outbox_claim(T.store, DAY, DOM, RUA, false, &e), RPT_CLAIM_TAKEN);
+		assert_string_equal(e.claim_owner, rpt_store_owner(T.store));
+		assert_int_equal(rpt_outbox_release(T.store, DAY, DOM, RUA), 0);
+		assert_int_equal(rpt_outbox_get(T.store, DAY, DOM, RUA, &e), 1);
+		assert_int_equal(e.claim_pid, 0);
+		assert_string_equal(e.claim_owner, "");
+	}
 }
 
 /* The daemon plans: missing and NEW become PENDING; what is done stays done. */

@@ -1,4 +1,12 @@
-/* Unit tests of the TLS-RPT counters (report/rpt_store.c) in a scratch state_dir. */
+/*
+ * Unit tests of the TLS-RPT counters (report/rpt_store.c) in a scratch
+ * state_dir, and of the path of a batch to a shared database (issue 17)
+ * over a scripted one: a batch the database refused is sent again, one
+ * whose COMMIT went unanswered is sent again under its id only (counted
+ * once whether it was applied or not), what waits too long is spilled to
+ * reports.mdb and replayed once, also after a crash between the replay
+ * and the removal of the spilled batch.
+ */
 #include "config.h"
 
 #include <setjmp.h>
@@ -16,6 +24,7 @@
 #include "conf/log.h"
 #include "report/rpt_report.h"
 #include "report/rpt_store.h"
+#include "report/rpt_store_internal.h"
 
 static struct conf *
 scratch_conf(char *dir)
@@ -208,6 +217,268 @@ test_writer_thread(void **state)
 	remove_scratch(dir);
 }
 
+/* ---- a scripted database ------------------------------------------------------------ */
+
+enum answer {
+	A_OK,			/* applied, and said so */
+	A_FAIL,			/* refused: nothing applied */
+	A_UNKNOWN_APPLIED,	/* applied, but the answer was lost */
+	A_UNKNOWN_LOST,		/* not applied, and no answer */
+};
+
+static struct {
+	json_t		*counts;	/* what the database holds, as a batch */
+	struct strlist	 ids;		/* batch ids applied */
+	enum answer	 script[16];	/* the next answers; then A_OK (or A_FAIL when down) */
+	size_t		 nscript, at;
+	bool		 down;
+	unsigned	 applies;
+} F;
+
+static void
+fake_reset(void)
+{
+	json_decref(F.counts);
+	strlist_clear(&F.ids);
+	memset(&F, 0, sizeof(F));
+	F.counts = json_object();
+}
+
+static void
+fake_script(int n, ...)
+{
+	va_list ap;
+
+	va_start(ap, n);
+	F.nscript = F.at = 0;
+	for (int i = 0; i < n; i++)
+		F.script[F.nscript++] = (enum answer)va_arg(ap, int);
+	va_end(ap);
+}
+
+static enum rpt_apply
+fake_apply(void *be, const char *id, json_t *batch)
+{
+	enum answer a = F.at < F.nscript ? F.script[F.at++] : F.down ? A_FAIL : A_OK;
+	const char *k;
+	json_t *v;
+
+	(void)be;
+	F.applies++;
+	assert_non_null(id);	/* a database's batch always has an id */
+	if (a == A_FAIL || a == A_UNKNOWN_LOST)
+		return a == A_FAIL ? RPT_APPLY_FAILED : RPT_APPLY_UNKNOWN;
+	for (size_t i = 0; i < F.ids.count; i++)
+		if (strcmp(F.ids.items[i], id) == 0)
+			return RPT_APPLY_ALREADY;
+	strlist_add(&F.ids, id);
+	json_object_foreach(batch, k, v) {
+		json_t *cur = json_object_get(F.counts, k);
+
+		if (cur == NULL) {
+			cur = json_object();
+			json_object_set_new(F.counts, k, cur);
+		}
+		rpt_record_merge(cur, v);
+	}
+	return a == A_UNKNOWN_APPLIED ? RPT_APPLY_UNKNOWN : RPT_APPLY_OK;
+}
+
+static int
+fake_check(void *be, const char **why)
+{
+	(void)be;
+	*why = F.down ? "connection refused (scripted)" : NULL;
+	return F.down ? -1 : 0;
+}
+
+static const char *
+fake_where(void *be)
+{
+	(void)be;
+	return "the scripted database";
+}
+
+static void
+fake_close(void *be)
+{
+	(void)be;
+}
+
+static const struct rpt_store_backend fake_ops = {
+	.name = "fake", .blocking = true, .apply = fake_apply, .check = fake_check,
+	.where = fake_where, .close = fake_close,
+};
+
+/* Successful sessions the database holds, over all records. */
+static long long
+fake_total(void)
+{
+	const char *k;
+	json_t *v;
+	long long n = 0;
+
+	json_object_foreach(F.counts, k, v)
+		n += json_integer_value(json_object_get(v, "success"));
+	return n;
+}
+
+static void
+add_successes(struct rpt_store *st, const char *domain, int n)
+{
+	struct delivery_outcome o = outcome(domain, OUTCOME_ACTION_DELIVERED, RPT_RESULT_NONE,
+	    "mx1.a.example");
+
+	for (int i = 0; i < n; i++)
+		rpt_store_add(st, &o);
+}
+
+static struct conf *
+fleet_conf(char *dir, unsigned buffer)
+{
+	struct strlist errors = { 0 };
+	char *text = xasprintf("state_dir = %s\n[store]\nbuffer = %u\n", dir, buffer);
+	struct conf *c = conf_parse_buffer("test", text, strlen(text), &errors);
+
+	free(text);
+	assert_non_null(c);
+	return c;
+}
+
+/* Issue 17: refused, then unanswered (applied or not): every count once. */
+static void
+test_exactly_once(void **state)
+{
+	char dir[] = "/tmp/rptstore.XXXXXX";
+	struct conf *conf;
+	struct rpt_store *st;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	conf = fleet_conf(dir, 100000);
+	fake_reset();
+	st = rpt_store_open_backend(conf, NULL, &fake_ops, NULL, "relay1/42/cafe");
+	add_successes(st, "a.example", 3);
+	fake_script(1, A_FAIL);
+	assert_int_equal(rpt_store_flush(st), -1);
+	assert_int_equal(fake_total(), 0);
+	/* Refused counts grow with the next ones: one batch, sent once. */
+	add_successes(st, "a.example", 2);
+	fake_script(1, A_UNKNOWN_APPLIED);
+	assert_int_equal(rpt_store_flush(st), -1);
+	assert_int_equal(fake_total(), 5);
+	/* Sent again under its id: the database has it, nothing is added. */
+	fake_script(0);
+	assert_int_equal(rpt_store_flush(st), 0);
+	assert_int_equal(fake_total(), 5);
+	/* Unanswered and not applied: sent again, added once. */
+	add_successes(st, "a.example", 1);
+	fake_script(1, A_UNKNOWN_LOST);
+	assert_int_equal(rpt_store_flush(st), -1);
+	assert_int_equal(fake_total(), 5);
+	add_successes(st, "b.example", 4);	/* new counts go in a batch of their own */
+	fake_script(0);
+	assert_int_equal(rpt_store_flush(st), 0);
+	assert_int_equal(fake_total(), 10);
+	assert_int_equal(F.ids.count, 3);
+	assert_non_null(strstr(F.ids.items[0], "relay1/42/cafe/"));
+	rpt_store_close(st);
+	assert_int_equal(fake_total(), 10);
+	conf_free(conf);
+	fake_reset();
+	remove_scratch(dir);
+}
+
+static void
+count_spill(void *arg, const char *key, json_t *doc)
+{
+	json_t **keep = arg;
+
+	(void)key;
+	json_decref(*keep);
+	*keep = json_incref(doc);
+}
+
+/* The spilled batches in dir's reports.mdb; *last gets one of them (may be NULL). */
+static long
+spilled(struct conf *conf, json_t **last)
+{
+	struct strlist errors = { 0 };
+	char *text = xasprintf("state_dir = %s\n", conf->state_dir);
+	struct conf *lc = conf_parse_buffer("test", text, strlen(text), &errors);
+	struct rpt_store *lmdb = rpt_store_open(lc, NULL);
+	json_t *keep = NULL;
+	long n;
+
+	n = rpt_store_meta_foreach(lmdb, "~spill\x1f", count_spill, &keep);
+	rpt_store_close(lmdb);
+	conf_free(lc);
+	free(text);
+	if (last != NULL)
+		*last = keep;
+	else
+		json_decref(keep);
+	return n;
+}
+
+/* Issue 17: the buffer is full, the relay stops: spilled, then replayed once, even twice over. */
+static void
+test_spill_and_replay(void **state)
+{
+	char dir[] = "/tmp/rptstore.XXXXXX";
+	struct conf *conf;
+	struct rpt_store *st;
+	json_t *doc = NULL;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	conf = fleet_conf(dir, 1);
+	fake_reset();
+	F.down = true;
+	st = rpt_store_open_backend(conf, NULL, &fake_ops, NULL, NULL);
+	add_successes(st, "a.example", 2);
+	add_successes(st, "b.example", 1);	/* two records: over a buffer of 1 */
+	assert_int_equal(rpt_store_flush(st), -1);
+	add_successes(st, "c.example", 5);	/* still down: the relay stops */
+	rpt_store_close(st);
+	assert_int_equal(fake_total(), 0);
+	assert_int_equal(spilled(conf, &doc), 2);
+	assert_non_null(doc);
+
+	/* The database is back: the next run replays them, once, and removes them. */
+	F.down = false;
+	st = rpt_store_open_backend(conf, NULL, &fake_ops, NULL, NULL);
+	assert_int_equal(rpt_store_flush(st), 0);
+	assert_int_equal(fake_total(), 8);
+	rpt_store_close(st);
+	assert_int_equal(spilled(conf, NULL), 0);
+
+	/* A crash between the replay and the removal: found again, counted once. */
+	{
+		struct strlist errors = { 0 };
+		char *text = xasprintf("state_dir = %s\n", dir);
+		struct conf *lc = conf_parse_buffer("test", text, strlen(text), &errors);
+		struct rpt_store *lmdb = rpt_store_open(lc, NULL);
+		char *key = xasprintf("~spill\x1f%s", json_string_value(json_object_get(doc, "id")));
+
+		assert_int_equal(rpt_store_meta_put(lmdb, key, doc), 0);
+		rpt_store_close(lmdb);
+		conf_free(lc);
+		free(text);
+		free(key);
+	}
+	assert_int_equal(spilled(conf, NULL), 1);
+	st = rpt_store_open_backend(conf, NULL, &fake_ops, NULL, NULL);
+	assert_int_equal(rpt_store_flush(st), 0);
+	assert_int_equal(fake_total(), 8);
+	rpt_store_close(st);
+	assert_int_equal(spilled(conf, NULL), 0);
+	json_decref(doc);
+	conf_free(conf);
+	fake_reset();
+	remove_scratch(dir);
+}
+
 /* RPT-11 case 64, RPT-15, RPT-10: names and dates of a report. */
 static void
 test_report_identity(void **state)
@@ -249,6 +520,8 @@ main(void)
 		cmocka_unit_test(test_counts_and_persistence),
 		cmocka_unit_test(test_writer_thread),
 		cmocka_unit_test(test_report_identity),
+		cmocka_unit_test(test_exactly_once),
+		cmocka_unit_test(test_spill_and_replay),
 	};
 
 	log_init("test", false, LOG_LEVEL_CRIT);
