@@ -25,9 +25,11 @@ cmd_check_config_usage(FILE *out)
 	    "\n"
 	    "Load the configuration and make every check serve makes before it binds: the user\n"
 	    "to switch to, state_dir, pid_file and log_file, the DNSSEC trust anchor, the CA\n"
-	    "store, the STARTTLS certificate and key, the DKIM keys, and that every listen\n"
+	    "store, the STARTTLS certificate and key, the DKIM keys, that every listen\n"
 	    "address and metrics_listen is distinct and free (an address held by the running\n"
-	    "stsproxy is a warning). Then print the effective configuration.\n"
+	    "stsproxy is a warning), and with [store] backend = postgresql that the database\n"
+	    "answers and has the schema this stsproxy needs (serve itself starts without\n"
+	    "it, so that mail flows). Then print the effective configuration.\n"
 	    "\n"
 	    "  -n   print only the keys that differ from the defaults, with where each was set\n"
 	    "\n"
@@ -51,7 +53,7 @@ cmd_check_config(const struct conf *conf, const char *path, int argc, char **arg
 		}
 	}
 	/* Syntax errors were printed by main(), which does not get this far. */
-	rc = preflight_check(conf, PREFLIGHT_F_RUNNING_OK, &errors, &warnings);
+	rc = preflight_check(conf, PREFLIGHT_F_RUNNING_OK | PREFLIGHT_F_STORE, &errors, &warnings);
 	/* serve raises its soft descriptor limit to the hard one and lowers
 	 * max_connections when that is still too few: say so before it does. */
 	(void)limits_init();

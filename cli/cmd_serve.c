@@ -290,9 +290,10 @@ shutdown_deadline(evutil_socket_t fd, short what, void *arg)
 }
 
 static const char *
-health(void *arg)
+health(void *arg, bool *degraded)
 {
 	struct serve *sv = arg;
+	const char *why;
 
 	if (sv->stopping)
 		return "stopping";
@@ -300,7 +301,13 @@ health(void *arg)
 		return "report database not open";
 	if (!policy_cache_enabled(sv->rt->cache))
 		return "policy cache database not open";
-	return resolver_health(sv->rt->resolver);
+	if ((why = resolver_health(sv->rt->resolver)) != NULL)
+		return why;
+	/* The shared store away: mail flows, reports and policies wait (issue 17). */
+	*degraded = true;
+	if ((why = rpt_store_health(sv->reports)) != NULL)
+		return why;
+	return policy_cache_health(sv->rt->cache);
 }
 
 static void
@@ -444,9 +451,10 @@ serve_worker(const struct conf *conf, void *arg)
 	sv.drain = evtimer_new(sv.rt->base, drain_check, &sv);
 	evsignal_add(sv.sigterm, NULL);
 	evsignal_add(sv.sigint, NULL);
-	log_notice("event=started version=%s config=%s hostname=%s starttls=%s worker=%u", PACKAGE_VERSION,
-	    log_quote(path ? path : "embedded defaults"), sv.rt->hostname, env.tls_ctx ? "yes" : "no",
-	    worker_index());
+	log_notice("event=started version=%s config=%s hostname=%s starttls=%s worker=%u store=%s",
+	    PACKAGE_VERSION, log_quote(path ? path : "embedded defaults"), sv.rt->hostname,
+	    env.tls_ctx ? "yes" : "no", worker_index(), log_quote(sv.reports ?
+	    rpt_store_where(sv.reports) : "none"));
 	/* Worker 0 serves /healthz; one probe (and one warning) is enough. */
 	if (worker_index() == 0)
 		sv.probe = dns_probe_start(sv.rt->base, conf, sv.rt->resolver);

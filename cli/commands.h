@@ -25,6 +25,7 @@ int cmd_report(const struct conf *conf, const char *path, int argc, char **argv)
 int cmd_check(const struct conf *conf, const char *path, int argc, char **argv);
 int cmd_serve(const struct conf *conf, const char *path, int argc, char **argv);
 int cmd_check_config(const struct conf *conf, const char *path, int argc, char **argv);
+int cmd_store(const struct conf *conf, const char *path, int argc, char **argv);
 
 void cmd_policy_usage(FILE *out);
 void cmd_cache_usage(FILE *out);
@@ -32,5 +33,6 @@ void cmd_report_usage(FILE *out);
 void cmd_serve_usage(FILE *out);
 void cmd_check_config_usage(FILE *out);
 void cmd_check_usage(FILE *out);
+void cmd_store_usage(FILE *out);
 
 #endif

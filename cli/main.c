@@ -26,6 +26,7 @@ static const struct command commands[] = {
 	{ "cache", cmd_cache, cmd_cache_usage },
 	{ "report", cmd_report, cmd_report_usage },
 	{ "check-config", cmd_check_config, cmd_check_config_usage },
+	{ "store", cmd_store, cmd_store_usage },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -47,6 +48,7 @@ usage(FILE *out)
 	    "  report send [--day D] [--domain X] [--dry-run]  deliver the day's reports now\n"
 	    "  report read FILE|DIR|- [--json]        summarise TLS-RPT reports received (.json, .json.gz, .eml)\n"
 	    "  check-config [-n]                      check everything serve needs; print the configuration\n"
+	    "  store init [--to N] | status          the shared store of a fleet (PostgreSQL)\n"
 	    "  help [COMMAND]                         this text, or a command's\n"
 	    "  version\n"
 	    "\n"

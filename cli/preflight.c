@@ -22,6 +22,8 @@
 
 #include "conf/log.h"
 #include "conf/netaddr.h"
+#include "policy/pg.h"
+#include "policy/pg_schema.h"
 #include "policy/resolver.h"
 #include "policy/tls.h"
 #include "cli/preflight.h"
@@ -503,6 +505,26 @@ check_addresses(const struct conf *conf, unsigned flags, struct strlist *errors,
 	free(a);
 }
 
+/*
+ * The shared store: reachable with these credentials, and at a schema
+ * this build can use. A connection is made and dropped; libpq's own
+ * message tells what is wrong (no route, password, database name).
+ */
+static void
+check_store(const struct conf *conf, struct strlist *errors)
+{
+	struct pg *pg;
+
+	if (strcmp(conf->store_backend, "postgresql") != 0)
+		return;
+	pg = pg_new(conf->store_postgresql, "check-config", conf->hostname,
+	    conf->store_timeout * 1000);
+	pg_set_on_connect(pg, pg_schema_check, NULL);
+	if (pg_connect(pg) < 0)
+		strlist_addf(errors, "[store] postgresql: %s", pg_error(pg));
+	pg_free(pg);
+}
+
 int
 preflight_check(const struct conf *conf, unsigned flags, struct strlist *errors,
     struct strlist *warnings)
@@ -517,6 +539,9 @@ preflight_check(const struct conf *conf, unsigned flags, struct strlist *errors,
 		check_writable_file("log_file", conf->log_file, errors);
 	check_keys(conf, errors);
 	check_addresses(conf, flags, errors, warnings);
+	/* serve starts without the database (mail flows; counts wait), so only check-config asks. */
+	if (flags & PREFLIGHT_F_STORE)
+		check_store(conf, errors);
 	return errors->count == nerr ? 0 : -1;
 }
 

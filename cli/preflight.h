@@ -8,7 +8,8 @@
  * exist, state_dir is a usable directory, pid_file and log_file can be
  * written, the DNSSEC trust anchor, the CA store, the STARTTLS
  * certificate and key and the DKIM keys load, and every listen address
- * and metrics_listen is distinct and can be bound now.
+ * and metrics_listen is distinct and can be bound now; for check-config,
+ * the shared store answers and has the schema this build needs.
  *
  * An address that is already taken is looked up in /proc to name the
  * process holding it. For check-config (PREFLIGHT_F_RUNNING_OK) an
@@ -23,6 +24,12 @@
 
 /** An address held by a running stsproxy is a warning (check-config), not an error (serve). */
 #define PREFLIGHT_F_RUNNING_OK	0x01
+/**
+ * Connect to the shared store ([store] backend = postgresql) and check its
+ * schema (check-config). serve does not: it starts degraded without the
+ * database, so that mail flows.
+ */
+#define PREFLIGHT_F_STORE	0x02
 
 /**
  * Run every check on conf (borrowed). What would stop serve is appended

@@ -40,11 +40,13 @@ serve_health(struct evhttp_request *req, void *arg)
 {
 	struct metrics_http *m = arg;
 	struct evbuffer *out = evbuffer_new();
-	const char *why = m->health ? m->health(m->arg) : NULL;
+	bool degraded = false;
+	const char *why = m->health ? m->health(m->arg, &degraded) : NULL;
+	bool down = why != NULL && !degraded;
 
-	evbuffer_add_printf(out, "%s\n", why ? why : "ok");
+	evbuffer_add_printf(out, "%s%s\n", why && degraded ? "degraded: " : "", why ? why : "ok");
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
-	evhttp_send_reply(req, why ? 503 : 200, why ? "Service Unavailable" : "OK", out);
+	evhttp_send_reply(req, down ? 503 : 200, down ? "Service Unavailable" : "OK", out);
 	evbuffer_free(out);
 }
 

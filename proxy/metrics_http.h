@@ -10,8 +10,13 @@
 struct event_base;
 struct metrics_http;
 
-/** What /healthz reports; the callback returns NULL when healthy, else why not. */
-typedef const char *(*metrics_health_cb)(void *arg);
+/**
+ * What /healthz reports: NULL when healthy, else why not. With *degraded
+ * set the relay still serves (mail flows; the shared store is away, say):
+ * 200 with "degraded: why", so a load balancer keeps sending while
+ * monitoring sees the reason; otherwise 503 with why.
+ */
+typedef const char *(*metrics_health_cb)(void *arg, bool *degraded);
 
 /**
  * Listen on addr ("ADDRESS:PORT"). NULL with *err set (caller frees) when
