@@ -3,11 +3,14 @@
 endpoint for the tests. Each POST is stored as DIR/N.body with DIR/N.json
 (path, headers). A path containing "fail500" answers 500; one containing
 "flaky" answers 500 the first time and 201 after (retries); one containing
-"slow" answers 201 after 3 seconds (a delivery still in flight); anything
-else 201."""
+"slow" answers 201 after 3 seconds (a delivery still in flight); one
+containing "stallfirst" never answers the first time: it keeps the
+request as DIR/N.stalled (not N.json: it was not accepted) and waits
+until the sender goes away, then answers 201 after; anything else 201."""
 import http.server
 import json
 import os
+import select
 import ssl
 import sys
 import threading
@@ -27,8 +30,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with lock:
             count[0] += 1
             n = count[0]
+            stall = "stallfirst" in self.path and self.path not in seen
+            if stall:
+                seen[self.path] = 0
         with open(os.path.join(outdir, "%d.body" % n), "wb") as f:
             f.write(body)
+        if stall:
+            # A sender killed in the middle: never answered, so never accepted.
+            with open(os.path.join(outdir, "%d.stalled" % n), "w") as f:
+                json.dump({"path": self.path}, f)
+            end = time.time() + 60
+            while time.time() < end:
+                r, _, _ = select.select([self.connection], [], [], 0.2)
+                try:
+                    if r and not self.connection.recv(1):
+                        break
+                except (OSError, ssl.SSLError):
+                    break
+            self.close_connection = True
+            return
         with open(os.path.join(outdir, "%d.json" % n), "w") as f:
             json.dump({"path": self.path, "headers": dict(self.headers)}, f)
         with lock:
