@@ -252,6 +252,8 @@ stop_relay 3
 check_match "relay 3 stopped with the database down: its counts are spilled, not lost" \
 	"$(grep -h event=report_store_spilled "$W/relay3.log" | tail -1)" "records=[1-9]"
 check "... and nothing was lost" "$(grep -c lost_records "$W"/relay*.log | awk -F: '{ s += $2 } END { print s }')" "0"
+# Kept to stage a crash later: the spill as it is before its replay.
+cp "$W/r3/reports.mdb" "$W/r3-spilled.mdb"
 start_relay 3
 submit 3 two 2 outage-restarted
 wait_delivered "$(total)"
@@ -270,6 +272,15 @@ submit 2 sts 1 after
 wait_delivered "$(total)"
 sleep 2
 check "/healthz is plain ok again" "$(echo $(http_get http://127.0.0.1:9187/healthz))" "200 ok"
+# A crash between a replay and the removal of the spilled batch: relay 3
+# finds the batch again, and the database, which knows its id, adds nothing.
+stop_relay 3
+cp "$W/r3-spilled.mdb" "$W/r3/reports.mdb"
+before=$(grep -c event=report_store_recovered "$W/relay3.log")
+start_relay 3
+for _ in $(seq 100); do [ "$(grep -c event=report_store_recovered "$W/relay3.log")" -gt "$before" ] && break; sleep 0.1; done
+check_match "a spilled batch found again after a crash is replayed..." \
+	"$(grep -h event=report_store_recovered "$W/relay3.log" | tail -1)" "replayed_batches=[1-9]"
 deferred=$(cat "$W"/pf[123]/maillog | grep -c 'status=deferred')
 check "no message was deferred because of the database" "$deferred" "0"
 check "every message was relayed in its first attempt" "$(cat "$W"/pf[123]/maillog | grep -c 'status=sent')" "$(total)"
