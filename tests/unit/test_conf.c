@@ -175,7 +175,9 @@ static const char nondefault_text[] =
     "[report]\nflush_interval = 2s\ndb_size = 512M\norganization = Example Org\n"
     "contact = tlsrpt@example.net\nsubmitter = example.net\nsend_success_only_reports = yes\n"
     "retry_interval = 5m\ndkim_key = /tmp/st/a.pem /tmp/st/b.pem\ndkim_selector = s1 s2\n"
-    "dkim_domain = example.net\nsubmission_relay = 127.0.0.1:587\nmax_delay = 1h\n";
+    "dkim_domain = example.net\nsubmission_relay = 127.0.0.1:587\nmax_delay = 1h\n"
+    "[store]\nbackend = postgresql\npostgresql = hostaddr=192.0.2.10 dbname=st user=st\n"
+    "share_policies = yes\ntimeout = 5s\nbuffer = 500\n";
 
 /* What check-config prints is itself a valid configuration, with every key's value. */
 static void
@@ -351,6 +353,25 @@ test_key_rules(void **state)
 	expect_error("[report]\ndkim_key = key.pem\ndkim_selector = s\n", "'key.pem' is not an absolute path");
 	expect_error("[server]\ntls_key_file = /k.pem\n",
 	    "t.conf:2: [server] tls_key_file: set, but tls_cert_file is empty");
+	/* Issue 17: the shared store. libpq checks the string, and its message is the reason. */
+	expect_error("[store]\npostgresql = hostaddr=192.0.2.1 dbnmae=x\n",
+	    "t.conf:2: [store] postgresql: not a libpq connection string: invalid connection option \"dbnmae\"");
+	expect_error("[store]\npostgresql = postgresql://st:secret@db.example/st\n",
+	    "t.conf:2: [store] postgresql: has a password: put it in a file");
+	expect_error("[store]\npostgresql = host=db password=x\n", "has a password");
+	expect_error("[store]\nbackend = postgresql\n",
+	    "t.conf:2: [store] backend: postgresql needs [store] postgresql");
+	expect_error("[store]\nshare_policies = yes\n",
+	    "t.conf:2: [store] share_policies: yes needs [store] backend = postgresql");
+	{
+		struct strlist errors = { 0 };
+		struct conf *c = parse("[store]\npostgresql = host=db.example passfile=/etc/st/pgpass\n", &errors);
+
+		assert_non_null(c);
+		assert_int_equal(c->warnings.count, 1);	/* set, but backend is lmdb */
+		assert_non_null(strstr(c->warnings.items[0], "backend is lmdb"));
+		conf_free(c);
+	}
 }
 
 /* Issue 11 §4: a STSPROXY_* variable that sets nothing is a warning naming it. */
