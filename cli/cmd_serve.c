@@ -451,10 +451,10 @@ serve_worker(const struct conf *conf, void *arg)
 	sv.drain = evtimer_new(sv.rt->base, drain_check, &sv);
 	evsignal_add(sv.sigterm, NULL);
 	evsignal_add(sv.sigint, NULL);
-	log_notice("event=started version=%s config=%s hostname=%s starttls=%s worker=%u store=%s",
+	log_notice("event=started version=%s config=%s hostname=%s starttls=%s store=%s worker=%u",
 	    PACKAGE_VERSION, log_quote(path ? path : "embedded defaults"), sv.rt->hostname,
-	    env.tls_ctx ? "yes" : "no", worker_index(), log_quote(sv.reports ?
-	    rpt_store_where(sv.reports) : "none"));
+	    env.tls_ctx ? "yes" : "no", log_quote(sv.reports ? rpt_store_where(sv.reports) : "none"),
+	    worker_index());
 	/* Worker 0 serves /healthz; one probe (and one warning) is enough. */
 	if (worker_index() == 0)
 		sv.probe = dns_probe_start(sv.rt->base, conf, sv.rt->resolver);
