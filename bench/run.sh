@@ -10,20 +10,25 @@
 #   3. added latency per message, with and without upstream reuse
 #   4. RSS per idle client connection; throughput at 1..1000 sessions
 #   5. cached policy resolutions per CPU second, in process
+#   6. benchmark 1 with [store] backend = postgresql (a private cluster,
+#      shared policies) against LMDB in the same run; the database's CPU
+#   7. the TLS-RPT counter flush: outcomes per second through one flush
+#      transaction, to reports.mdb and to PostgreSQL
 # Options: --quick (fewer messages), --only LIST (e.g. 1,5).
 # Not a test: it prints figures, it does not judge them.
 . "$(dirname "$0")/../tests/e2e/world.sh"
 world_enter_netns bash "$0" "$@"
+. "$E2E_DIR/pgworld.sh"
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 : "${SINK:?set SINK to bench/sink}" "${POLICY_BENCH:?set POLICY_BENCH to bench/policy_bench}"
 N=20000
-ONLY=1,2,3,4,5
+ONLY=1,2,3,4,5,6,7
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) N=4000 ;;
 	--only) ONLY=$2; shift ;;
-	*) echo "usage: run.sh [--quick] [--only 1,2,3,4,5]" >&2; exit 2 ;;
+	*) echo "usage: run.sh [--quick] [--only 1,2,3,4,5,6,7]" >&2; exit 2 ;;
 	esac
 	shift
 done
@@ -143,7 +148,7 @@ default_destination_concurrency_limit = 20
 CF
 printf 'bench.%s smtp:[%s]:25\n' "$ZONE" "$SINK_ADDR" > "$PF/transport"
 postfix -c "$PF" start > "$W/postfix-start.log" 2>&1 || { postfix -c "$PF" check; echo "bench: postfix failed to start"; cat "$W/postfix-start.log" "$PF/maillog" 2>/dev/null; exit 1; }
-trap 'postfix -c "$PF" stop >/dev/null 2>&1; world_cleanup' EXIT
+trap 'postfix -c "$PF" stop >/dev/null 2>&1; world_pg_stop; world_cleanup' EXIT
 sleep 1
 
 echo "# stsproxy benchmarks, $(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
@@ -217,4 +222,49 @@ fi
 if want 5; then
 	echo "## 5. policy engine, cached resolutions in process (one thread + libunbound's)"
 	"$POLICY_BENCH" "$W/stsproxy.conf" "bench.$ZONE" "${POLICY_N:-200000}" 64
+fi
+
+if (want 6 || want 7) && ! world_pg_available; then
+	echo "## 6, 7: skipped, PostgreSQL (initdb, pg_ctl, user postgres) is not installed"
+elif want 6 || want 7; then
+	world_pg_start "$W/pg" || exit 1
+	PGSTORE=(STSPROXY_STORE_BACKEND=postgresql STSPROXY_STORE_POSTGRESQL="$PG_CONNINFO")
+	env "${PGSTORE[@]}" "$STSPROXY" -c "$W/stsproxy.conf" store init > /dev/null || exit 1
+	# postmaster and its backends; exited backends are in the postmaster's children time
+	pg_pids() { local m; m=$(head -1 "$PG_DIR/data/postmaster.pid"); echo "$m" $(pgrep -P "$m"); }
+fi
+if want 6 && world_pg_available; then
+	echo "## 6. benchmark 1 with the shared store (PostgreSQL, shared policies) against LMDB, same run"
+	start_relay
+	run_source "stsproxy, [store] backend = lmdb" 20 "$N" "$RELAY" relay_pids; L1=$RATE
+	stop_relay
+	p0=$(cpu $(pg_pids))
+	start_relay "${PGSTORE[@]}" STSPROXY_STORE_SHARE_POLICIES=yes
+	run_source "stsproxy, [store] backend = postgresql" 20 "$N" "$RELAY" relay_pids; P1=$RATE
+	stop_relay
+	p1=$(cpu $(pg_pids))
+	start_relay
+	run_source "stsproxy, [store] backend = lmdb (again)" 20 "$N" "$RELAY" relay_pids; L2=$RATE
+	stop_relay
+	echo "postgresql / lmdb (mean of the two lmdb runs): $(calc "$P1 * 2 / ($L1 + $L2)" 3)"
+	echo "database CPU: $(calc "($p1 - $p0) * 1000 * 1000 / $N" 1) ms per 1000 messages" \
+		"($(calc "$p1 - $p0" 2) s for $N messages, flushes every 5 s)"
+	echo "rows: $(world_pg_sql "SELECT count(*) || ' counter rows, ' || sum(count) || ' sessions' FROM stsproxy_rpt_counter" "$PG_DB")"
+fi
+if want 7 && world_pg_available; then
+	echo "## 7. the counter flush: outcomes per second through one flush transaction"
+	: "${FLUSH_BENCH:?set FLUSH_BENCH to bench/flush_bench}"
+	mkdir -p "$W/flush-lmdb" "$W/flush-pg"
+	printf 'state_dir = %s\n' "$W/flush-lmdb" > "$W/flush-lmdb.conf"
+	printf 'state_dir = %s\n[store]\nbackend = postgresql\npostgresql = %s\n' "$W/flush-pg" \
+		"$PG_CONNINFO" > "$W/flush-pg.conf"
+	for shape in "10000 100" "100000 10000"; do
+		for c in lmdb pg; do
+			"$FLUSH_BENCH" "$W/flush-$c.conf" $shape 5 | tail -1
+		done
+	done
+	p0=$(cpu $(pg_pids))
+	"$FLUSH_BENCH" "$W/flush-pg.conf" 100000 100 5 | tail -1
+	p1=$(cpu $(pg_pids))
+	echo "database CPU for 500,000 outcomes in 5 flushes of 100 domains: $(calc "($p1 - $p0) * 1000" 1) ms"
 fi
