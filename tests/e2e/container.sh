@@ -58,7 +58,7 @@ make_base() {
 	apt-config dump | grep -E '^Acquire::(Check-Valid-Until|Check-Date|Max-FutureTime|https?::Proxy) ' \
 		> "$tmp/root/etc/apt/apt.conf.d/90stsproxy-test-host"
 	rm -rf "$tmp"/root/var/lib/apt/lists/* "$tmp"/root/var/cache/apt/archives/*.deb
-	tar -C "$tmp/root" --numeric-owner -c . | pod import - "$BASE" > /dev/null
+	tar -C "$tmp/root" --numeric-owner -c . | pod import - "$BASE" > /dev/null 2>> "$CACHE/debootstrap.log"
 	local rc=$?
 	rm -rf "$tmp"
 	return $rc
