@@ -17,7 +17,9 @@
 #
 # STSPROXY_TEST_CACHE (default /var/cache/stsproxy-test) holds the podman
 # storage: the base image and the layer cache. Delete it to measure a cold
-# run. STSPROXY_TEST_CONTAINER_START=chroot takes the second way even where
+# run. STSPROXY_TEST_STORAGE_DRIVER=vfs|overlay chooses podman's storage
+# driver (default: overlay where it works, else vfs);
+# STSPROXY_TEST_CONTAINER_START=chroot takes the second way even where
 # podman run works.
 . "$(dirname "$0")/world.sh"
 
@@ -27,7 +29,7 @@ CACHE=${STSPROXY_TEST_CACHE:-/var/cache/stsproxy-test}
 BASE=docker.io/library/debian:12-slim
 IMAGE=localhost/stsproxy:e2e
 BUILDER=localhost/stsproxy-build:e2e
-DRIVER=${DRIVER:-}
+DRIVER=${STSPROXY_TEST_STORAGE_DRIVER:-}
 
 # podman on the test's own storage; the runroot is per boot, as podman expects.
 pod() {
@@ -66,6 +68,7 @@ make_base() {
 
 # ---- phase 1, on the host's network: build the image ----------------------------
 if [ -z "${STSP_IN_NETNS:-}" ]; then
+	export CONTAINER_T0=$(date +%s)
 	[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (podman storage, debootstrap, network namespace)"; exit 77; }
 	for tool in podman debootstrap nsd nginx ldns-signzone drill jq openssl python3 unshare; do
 		command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed (contrib/packages/test.txt)"; exit 77; }
@@ -113,7 +116,7 @@ if [ -z "${STSP_IN_NETNS:-}" ]; then
 		world_summary
 		exit 1
 	fi
-	world_note "image built in $(( $(date +%s) - t1 ))s ($(grep -c 'Using cache' "$LOG") steps from the cache); $(( $(date +%s) - t0 ))s with the base"
+	world_note "summary: image built in $(( $(date +%s) - t1 ))s ($(grep -c 'Using cache' "$LOG") steps from the cache); $(( $(date +%s) - t0 ))s with the base"
 	# Earlier builds' layers, now untagged, would pile up.
 	pod image prune -f > /dev/null 2>&1
 
@@ -122,7 +125,7 @@ if [ -z "${STSP_IN_NETNS:-}" ]; then
 	# The lock guards the build and the tags; servers started later must not hold it.
 	exec 9>&-
 	if [ "${STSP_NO_NETNS:-0}" != 1 ] && unshare --net true 2>/dev/null; then
-		export STSP_IN_NETNS=1 DRIVER P1_PASS=$PASS P1_FAIL=$FAIL
+		export STSP_IN_NETNS=1 STSPROXY_TEST_STORAGE_DRIVER=$DRIVER P1_PASS=$PASS P1_FAIL=$FAIL
 		exec unshare --net -- bash "$0" "$@"
 	fi
 	world_note "no network namespace: using the host's loopback"
@@ -167,7 +170,7 @@ check "image: no configuration file: the environment alone configures it" \
 	"$(ls "$MNT"/etc/stsproxy/stsproxy.conf 2>/dev/null | wc -l)" "0"
 size=$(pod image inspect --format '{{.Size}}' "$IMAGE")
 base_size=$(pod image inspect --format '{{.Size}}' "$BASE")
-world_note "image size: $((size / 1000000)) MB ($((base_size / 1000000)) MB base + $(((size - base_size) / 1000000)) MB runtime stage)"
+world_note "summary: image size: $((size / 1000000)) MB ($((base_size / 1000000)) MB base + $(((size - base_size) / 1000000)) MB runtime stage)"
 check "image: the runtime stage adds less than 150 MB to its base (a build stage would add 400)" \
 	"$([ $((size - base_size)) -lt 150000000 ] && echo yes)" "yes"
 
@@ -185,19 +188,19 @@ RUNTIME=()
 MODE=
 if [ "${STSPROXY_TEST_CONTAINER_START:-}" = chroot ]; then
 	MODE=chroot
-	world_note "started with: chroot into the mounted image as $IMG_USER ($UG) with its entrypoint, command and environment (STSPROXY_TEST_CONTAINER_START=chroot)"
+	world_note "summary: started with: chroot into the mounted image as $IMG_USER ($UG) with its entrypoint, command and environment (STSPROXY_TEST_CONTAINER_START=chroot)"
 elif err=$(pod run --rm --network=host "${ULIMITS[@]}" --entrypoint /bin/true "$IMAGE" 2>&1 >/dev/null); then
 	MODE=run
-	world_note "started with: podman run (its default OCI runtime)"
+	world_note "summary: started with: podman run (its default OCI runtime)"
 else
 	why=$(printf '%s' "$err" | tail -1)
 	if command -v runc >/dev/null &&
 	    pod run --rm --network=host "${ULIMITS[@]}" --runtime runc --entrypoint /bin/true "$IMAGE" >/dev/null 2>&1; then
 		MODE=run RUNTIME=(--runtime runc)
-		world_note "started with: podman run --runtime runc (the default runtime cannot start containers here: $why)"
+		world_note "summary: started with: podman run --runtime runc (the default runtime cannot start containers here: $why)"
 	else
 		MODE=chroot
-		world_note "started with: chroot into the mounted image as $IMG_USER ($UG) with its entrypoint, command and environment; podman run cannot start containers here: $why"
+		world_note "summary: started with: chroot into the mounted image as $IMG_USER ($UG) with its entrypoint, command and environment; podman run cannot start containers here: $why"
 	fi
 fi
 
@@ -304,5 +307,5 @@ check "container: the policy cache and the TLS-RPT database are in state_dir /va
 img_stop
 check_match "container: SIGTERM stops it cleanly" "$(img_log | grep -o 'event=stopped')" "event=stopped"
 if [ "$FAIL" -gt 0 ]; then img_log | tail -20 | sed 's/^/#   /'; fi
-world_note "mode: $MODE"
+world_note "summary: $(( $(date +%s) - CONTAINER_T0 ))s in all"
 world_summary
