@@ -119,22 +119,25 @@ if [ -z "${STSP_IN_NETNS:-}" ]; then
 	world_note "summary: image built in $(( $(date +%s) - t1 ))s ($(grep -c 'Using cache' "$LOG") steps from the cache); $(( $(date +%s) - t0 ))s with the base"
 	# Earlier builds' layers, now untagged, would pile up.
 	pod image prune -f > /dev/null 2>&1
+	# From here on the image by its id: another run may move the tag.
+	IMAGE=$(pod image inspect --format '{{.Id}}' "$IMAGE")
 
 	# Phase 2 in a network namespace of its own, on its loopback. Not `ip
 	# netns exec`: it remounts /sys, which hides the cgroups an OCI runtime needs.
 	# The lock guards the build and the tags; servers started later must not hold it.
 	exec 9>&-
 	if [ "${STSP_NO_NETNS:-0}" != 1 ] && unshare --net true 2>/dev/null; then
-		export STSP_IN_NETNS=1 STSPROXY_TEST_STORAGE_DRIVER=$DRIVER P1_PASS=$PASS P1_FAIL=$FAIL
+		export STSP_IN_NETNS=1 STSPROXY_TEST_STORAGE_DRIVER=$DRIVER P1_PASS=$PASS P1_FAIL=$FAIL P1_IMAGE=$IMAGE
 		exec unshare --net -- bash "$0" "$@"
 	fi
 	world_note "no network namespace: using the host's loopback"
-	P1_PASS=$PASS P1_FAIL=$FAIL
+	P1_PASS=$PASS P1_FAIL=$FAIL P1_IMAGE=$IMAGE
 fi
 
 # ---- phase 2, in the network namespace: the image ----------------------------------
 ip link set lo up
 world_init
+IMAGE=${P1_IMAGE:-$IMAGE}
 PASS=${P1_PASS:-0} FAIL=${P1_FAIL:-0}
 NAME=stsproxy-e2e-$$
 CID= MNT= CPID=
