@@ -75,6 +75,11 @@ need=$((3 * maxconn + pool + 1034 + 30))
 limit=$(unit_key LimitNOFILE)
 check "LimitNOFILE=$limit covers 3 x max_connections ($maxconn) + reuse_pool_size ($pool) + 1064 = $need" \
 	"$([ "${limit%%:*}" -ge "$need" ] 2>/dev/null && echo yes)" "yes"
+# ... and what check-config says serve needs at the defaults (sessions and the
+# pool; it leaves DNS and fetches out).
+needed=$("$STSPROXY" -c /dev/null check-config 2>/dev/null | sed -n 's/^# descriptors: .* \([0-9][0-9]*\) needed .*/\1/p')
+check "LimitNOFILE=$limit covers what check-config says serve needs (${needed:-?})" \
+	"$([ "${limit%%:*}" -ge "${needed:-999999}" ] 2>/dev/null && echo yes)" "yes"
 
 # ---- ExecReload= reloads a running relay --------------------------------------
 PORT=127.0.0.1:10098
