@@ -168,6 +168,9 @@ warn_restart_keys(const struct conf *old, const struct conf *new)
 		{ "[dns] forwarders", !strlist_equal(&old->dns_forwarders, &new->dns_forwarders) },
 		{ "[tls] ca_file", strcmp(old->tls_ca_file, new->tls_ca_file) != 0 },
 		{ "[server] tls_cert_file", strcmp(old->server_tls_cert_file, new->server_tls_cert_file) != 0 },
+		{ "[store] backend", strcmp(old->store_backend, new->store_backend) != 0 },
+		{ "[store] postgresql", strcmp(old->store_postgresql, new->store_postgresql) != 0 },
+		{ "[store] share_policies", old->store_share_policies != new->store_share_policies },
 	};
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
