@@ -272,6 +272,31 @@ submit 2 sts 1 after
 wait_delivered "$(total)"
 sleep 2
 check "/healthz is plain ok again" "$(echo $(http_get http://127.0.0.1:9187/healthz))" "200 ok"
+# A database that stops answering (every process of the cluster stopped):
+# the relays give up on it after [store] timeout, and mail still flows.
+PGPIDS="$(head -1 "$PG_DIR/data/postmaster.pid") $(pgrep -P "$(head -1 "$PG_DIR/data/postmaster.pid")")"
+kill -STOP $PGPIDS
+t0=$(date +%s)
+for n in 1 2 3; do submit "$n" two 1 slow; submit "$n" sts 1 slow; done
+wait_delivered "$(total)"
+t1=$(date +%s)
+check "database hung: every message still arrives" "$(delivered)" "$(total)"
+check "... without waiting for it (6 messages in $((t1 - t0)) s)" "$([ $((t1 - t0)) -le 15 ] && echo fast)" "fast"
+for _ in $(seq 100); do
+	[ "$(grep -l 'event=report_store_degraded .*within 2000 ms' "$W"/relay[123].log | wc -l)" -ge 3 ] && break
+	sleep 0.1
+done
+check "every relay logs that the database did not answer within [store] timeout" \
+	"$(grep -lE 'event=report_store_degraded .*did not (answer|take a statement) within 2000 ms' "$W"/relay[123].log | wc -l)" "3"
+kill -CONT $PGPIDS
+caught_up() {
+	for n in 1 2 3; do
+		grep -E 'event=report_store_(degraded|recovered)' "$W/relay$n.log" | tail -1 | grep -q recovered || return 1
+	done
+}
+for _ in $(seq 200); do caught_up && break; sleep 0.1; done
+check "the database answers again: every relay catches up" "$(caught_up && echo yes)" "yes"
+
 # A crash between a replay and the removal of the spilled batch: relay 3
 # finds the batch again, and the database, which knows its id, adds nothing.
 stop_relay 3
@@ -299,6 +324,8 @@ check "under the testing policy, at least one session per message" \
 out=$(sts 2 report list --day "$TODAY" 2>/dev/null)
 check_match "report list on any relay sees the fleet's counts" "$out" \
 	"$TODAY +one\.$ZONE +1 +0 +$SESSIONS_one"
+check "report show on another relay: the same report" \
+	"$(sts 3 report show "two.$ZONE" --day "$TODAY" --json 2>/dev/null | jq '[.policies[]."failure-details"[]."failed-session-count"] | add')" "$SESSIONS_two"
 
 # The next day: every relay runs the sender; one plans and sends.
 for n in 1 2 3; do start_relay "$n" STSPROXY_TEST_TIME_OFFSET=86400; done
