@@ -700,6 +700,7 @@ rpt_store_close(struct rpt_store *s)
 		event_free(s->timer);
 	/* Jobs queued (flushes, outbox writes) finish first, then the last flush. */
 	dbthread_free(s->thread);
+	s->thread = NULL;
 	memset(&f, 0, sizeof(f));
 	f.store = s;
 	f.batch = s->pending;
