@@ -349,6 +349,9 @@ sleep 3
 for d in one two sts; do
 	check "one report for $d reached its destination, once for the fleet" "$(posts /tlsrpt/$d)" "1"
 done
+out=$(STSPROXY_TEST_TIME_OFFSET=86400 sts 1 report send --day "$TODAY" --domain "one.$ZONE" 2>/dev/null)
+check_match "report send on any relay sees the fleet's outbox: already delivered, not sent again" "$out" \
+	"one\.$ZONE  https://reports\.$ZONE/tlsrpt/one  already delivered on [0-9TZ:-]+ by daemon; not sent again"
 check "one report for three was accepted, after one stalled and abandoned" \
 	"$(posts /stallfirst/three) $(ls "$W"/received/*.stalled | wc -l)" "1 1"
 count_of() { # PATH: the failed sessions of the report accepted there
