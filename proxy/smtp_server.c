@@ -545,7 +545,6 @@ check_rcpt_params(struct smtp_server *s, const struct smtp_path *p)
 	return 0;
 }
 
-
 /*
  * What the client wrote as the recipient address, for the log line of a
  * RCPT that did not parse: between the angle brackets, or the argument.
