@@ -208,7 +208,9 @@ postfix_case() { # LABEL ADDR NEXTHOP SUBJECT NTH
 		"$(grep "session=$sid " "$W/relay.log" | grep -E 'event=domain_failed')" "domain=c3exp\.$ZONE reply=\"451 4\.7\.5 "
 }
 postfix_case tcp 127.0.3.1 "lmtp:inet:[127.0.0.1]:8463" pf-tcp 1
-postfix_case unix 127.0.3.2 "lmtp:unix:$W/lmtp.sock" pf-unix 2
+# relative to the queue directory ($W/pf-unix/queue), as the docs advise
+# (lmtp:unix:private/stsproxy) so that a chrooted lmtp finds it too
+postfix_case unix 127.0.3.2 "lmtp:unix:../../lmtp.sock" pf-unix 2
 check "LMTP over the Unix socket: the client is logged as unix" \
 	"$(grep "session=$(session_of 2) event=connect" "$W/relay.log" | grep -oE 'client=[a-z0-9.]+')" "client=unix"
 
