@@ -315,6 +315,25 @@ bound=$((base + 12 * 1024 + RSS_SLACK))
 check "issue 14: the relay's RSS stayed bounded (< start + 12 MB) while $MSG_MB MB passed to a slow and a fast MX (${peak} kB)" \
 	"$([ "$peak" -lt "$bound" ] && echo yes || echo "no: $peak >= $bound")" yes
 
+# ---- a hostile LMTP client: the session's bounds hold as over SMTP ---------------------
+# RCPTs pipelined without reading a reply: each goes to a1ok's route and
+# is answered there (then 452 beyond max_recipients): the relay stops
+# reading once 64 KiB of replies wait, or ends the session on the errors.
+base=$(rss_kb)
+$DEBPY "$E2E_DIR/hostile.py" noread "$LMTP" --greet LHLO --prefix "MAIL FROM:<a@client.$ZONE>\r\n" \
+	--text "RCPT TO:<u@a1ok.$ZONE>\r\n" --stall 3 > "$W/noread-lmtp.out" &
+pid=$!
+peak=0
+while kill -0 "$pid" 2>/dev/null; do
+	r=$(rss_kb); [ "${r:-0}" -gt "$peak" ] && peak=$r
+	sleep 0.1
+done
+res=$(cat "$W/noread-lmtp.out")
+world_note "no-read LMTP client pipelining RCPTs: $res; RSS ${base} kB before, ${peak} kB at most"
+check "issue 14: an LMTP client pipelining RCPTs and reading nothing is held or cut, RSS < start + 8 MB (${peak} kB)" \
+	"$(printf '%s' "$res" | grep -qE 'blocked=yes|closed=yes' && echo held) $([ "$peak" -lt $((base + 8192 + RSS_SLACK)) ] && echo bounded)" \
+	"held bounded"
+
 # ---- metrics ----------------------------------------------------------------------------
 metrics=$($DEBPY -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
 	"http://$METRICS/metrics")
