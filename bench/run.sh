@@ -136,7 +136,7 @@ printf 'hostname = relay.%s\nallow_root = yes\nlog_level = warning\nworkers = au
 start_relay() { # extra env assignments
 	env "$@" "$STSPROXY" -c "$W/stsproxy.conf" serve > "$W/relay.log" 2>&1 &
 	RELAY_PID=$!
-	for _ in $(seq 100); do grep -q event=started "$W/relay.log" && break; sleep 0.05; done
+	for _ in $(seq 100); do grep -qs event=started "$W/relay.log" && break; sleep 0.05; done
 	sleep 0.2
 	smtp-source -m 1 -l 100 -f "bench@client.$ZONE" -t "warm@bench.$ZONE" "$RELAY" 2>/dev/null
 	wait_sink $(( $(sink_count) )) 5
@@ -275,7 +275,12 @@ if want 6; then
 			md send "$PF_ADDR:25" "$M6" 10 "bench@client.$ZONE" $(for n in $(seq "$k"); do echo "dom$n.$ZONE"; done)
 			wait_sink $(( c0 + M6 * k )) 900 || break
 			t1=$(sink_field 6)
-			tail -n +$(( lines + 1 )) "$PF/maillog" > "$W/bench6.log"
+			# Postfix logs through postlogd: wait for every recipient's line.
+			for _ in $(seq 100); do
+				tail -n +$(( lines + 1 )) "$PF/maillog" > "$W/bench6.log"
+				[ "$(grep -c 'status=sent' "$W/bench6.log")" -ge $(( M6 * k )) ] && break
+				sleep 0.1
+			done
 			r=$(md delays "$W/bench6.log")
 			p() { echo "$r" | sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 			printf '%-34s %2d domains: last recipient p50 %6s s  p90 %6s s  max %6s s  (%s messages; %s deferrals; %s s for all)\n' \
