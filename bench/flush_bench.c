@@ -1,5 +1,5 @@
 /*
- * flush_bench.c - benchmark 7: the TLS-RPT counter flush, through the
+ * flush_bench.c - benchmark 8: the TLS-RPT counter flush, through the
  * same store the relay uses (report/rpt_store.c): outcomes counted in
  * memory, then written in one flush transaction, to reports.mdb or (with
  * [store] backend = postgresql in CONFIG) to the shared database.
