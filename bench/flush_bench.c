@@ -5,11 +5,12 @@
  * [store] backend = postgresql in CONFIG) to the shared database.
  *
  * usage: flush_bench CONFIG OUTCOMES DOMAINS [ROUNDS]
- * OUTCOMES outcomes are spread over DOMAINS policy domains, one in ten a
- * failure with one of 20 failure details per domain (so a batch holds
- * DOMAINS records and up to 20 x DOMAINS failure rows); each round counts
- * them and flushes once. Prints, per round, the time of the flush and
- * the outcomes per second it carried, and the median over the rounds.
+ * OUTCOMES outcomes are spread evenly over DOMAINS policy domains; of each
+ * domain's outcomes one in ten is a failure, with one of up to 20 failure
+ * details (receiving IPs) per domain: a batch writes a success row per
+ * domain and up to 20 failure rows. Each round counts them and flushes
+ * once. Prints, per round, the time of the flush and the outcomes per
+ * second it carried, and the median over the rounds.
  */
 #include "config.h"
 
@@ -79,7 +80,8 @@ main(int argc, char **argv)
 
 		for (long i = 0; i < outcomes; i++) {
 			char ip[32];
-			bool failed = i % 10 == 0;
+			long k = i / domains;	/* the k-th outcome of its domain */
+			bool failed = k % 10 == 0;
 			struct delivery_outcome o = {
 				.session = "bench", .when = time(NULL), .policy_domain = names[i % domains],
 				.policy_type = "sts", .mode = "enforce", .policy_id = "1",
@@ -90,7 +92,7 @@ main(int argc, char **argv)
 				.action = failed ? OUTCOME_ACTION_FAILED : OUTCOME_ACTION_DELIVERED,
 			};
 
-			snprintf(ip, sizeof(ip), "198.51.100.%ld", (i / 10) % 20);
+			snprintf(ip, sizeof(ip), "198.51.100.%ld", (k / 10) % 20);
 			o.ip = ip;
 			rpt_store_add(store, &o);
 		}
