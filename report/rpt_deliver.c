@@ -187,7 +187,12 @@ enum job_kind {
 struct deliver_job {
 	enum job_kind			 kind;
 	struct rpt_delivery		*d;
-	const struct rpt_deliver_env	*env;
+	/* Copies, not env: the step may run after the delivery's owner is
+	 * gone (a sender freed at shutdown, its store closing last). */
+	struct rpt_store		*store;
+	const struct conf		*conf;		/* outlives the store */
+	struct rpt_identity		 id;
+	enum rpt_sender_kind		 by;
 	char				*day, *domain, *rua;
 	bool				 force;
 	struct rpt_store_job		*handle;
@@ -250,8 +255,8 @@ delivery_end(struct rpt_delivery *d, enum rpt_delivery_status status, const char
  * failures are only noted, so they leave the daemon's schedule as it was.
  */
 static void
-entry_result(struct rpt_outbox_entry *e, const struct rpt_deliver_env *env, bool delivered,
-    bool permanent, const char *reason)
+entry_result(struct rpt_outbox_entry *e, const struct conf *conf, enum rpt_sender_kind by,
+    bool delivered, bool permanent, const char *reason)
 {
 	time_t now = clock_now();
 
@@ -259,10 +264,10 @@ entry_result(struct rpt_outbox_entry *e, const struct rpt_deliver_env *env, bool
 		e->state = RPT_OUTBOX_DELIVERED;
 		e->attempts++;
 		e->delivered_at = now;
-		e->delivered_by = env->by;
+		e->delivered_by = by;
 		e->error[0] = '\0';
-	} else if (env->by == RPT_BY_DAEMON) {
-		long long wait = (long long)env->conf->report_retry_interval;
+	} else if (by == RPT_BY_DAEMON) {
+		long long wait = (long long)conf->report_retry_interval;
 
 		e->attempts++;
 		snprintf(e->error, sizeof(e->error), "%s", reason);
@@ -289,7 +294,10 @@ job_new(struct rpt_delivery *d, enum job_kind kind)
 
 	j->kind = kind;
 	j->d = d;
-	j->env = d->env;
+	j->store = d->env->store;
+	j->conf = d->env->conf;
+	j->id = *d->env->id;
+	j->by = d->env->by;
 	j->day = xstrdup(d->day);
 	j->domain = xstrdup(d->domain);
 	j->rua = xstrdup(d->rua);
@@ -311,21 +319,21 @@ static void
 job_run(void *arg)
 {
 	struct deliver_job *j = arg;
-	struct rpt_store *store = j->env->store;
+	struct rpt_store *store = j->store;
 
 	switch (j->kind) {
 	case JOB_CLAIM:
 		j->claim = rpt_outbox_claim(store, j->day, j->domain, j->rua, j->force, &j->entry);
 		if (j->claim != RPT_CLAIM_TAKEN)
 			break;
-		if (j->env->by == RPT_BY_DAEMON && j->entry.first == 0)
+		if (j->by == RPT_BY_DAEMON && j->entry.first == 0)
 			j->entry.first = clock_now();
-		if ((j->report = rpt_report_build(store, j->env->id, j->day, j->domain, NULL)) != NULL)
+		if ((j->report = rpt_report_build(store, &j->id, j->day, j->domain, NULL)) != NULL)
 			break;
 		/* The counters are gone: nothing to send, now or later. */
 		j->no_report = true;
-		if (j->env->by == RPT_BY_DAEMON) {
-			entry_result(&j->entry, j->env, false, true, "no traffic recorded");
+		if (j->by == RPT_BY_DAEMON) {
+			entry_result(&j->entry, j->conf, j->by, false, true, "no traffic recorded");
 			j->rc = rpt_outbox_put(store, &j->entry);
 		} else
 			j->rc = rpt_outbox_release(store, j->day, j->domain, j->rua);
@@ -349,7 +357,7 @@ job_submit(struct deliver_job *j)
 	if (j->d != NULL)
 		j->d->job = j;
 	/* Done may run before this returns (a local store): it clears d->job. */
-	h = rpt_store_job(j->env->store, job_run, job_done, j);
+	h = rpt_store_job(j->store, job_run, job_done, j);
 	if (h != NULL)
 		j->handle = h;
 }
@@ -361,7 +369,9 @@ release_orphan(const struct deliver_job *from)
 	struct deliver_job *j = xcalloc(1, sizeof(*j));
 
 	j->kind = JOB_RELEASE;
-	j->env = from->env;
+	j->store = from->store;
+	j->conf = from->conf;
+	j->by = from->by;
 	j->day = xstrdup(from->day);
 	j->domain = xstrdup(from->domain);
 	j->rua = xstrdup(from->rua);
@@ -399,7 +409,7 @@ delivery_record(struct rpt_delivery *d, bool delivered, bool permanent, const ch
 {
 	struct deliver_job *j;
 
-	entry_result(&d->result.entry, d->env, delivered, permanent, reason);
+	entry_result(&d->result.entry, d->env->conf, d->env->by, delivered, permanent, reason);
 	d->claimed = false;	/* the put drops it */
 	d->then = then;
 	snprintf(d->result.reason, sizeof(d->result.reason), "%s", delivered ? "" : reason);
@@ -601,8 +611,8 @@ rpt_delivery_cancel(struct rpt_delivery *d)
 		d->env->mailer->cancel(d->mail_job);
 	/* In flight: the entry stays as it was, for the next attempt. */
 	if (d->claimed) {
-		struct deliver_job j = { .env = d->env, .day = d->day, .domain = d->domain,
-		    .rua = d->rua };
+		struct deliver_job j = { .store = d->env->store, .conf = d->env->conf,
+		    .by = d->env->by, .day = d->day, .domain = d->domain, .rua = d->rua };
 
 		release_orphan(&j);
 	}

@@ -5,8 +5,10 @@
  * a report delivered to a destination, by the daemon or by report send,
  * is not delivered there again (unless forced); report send records its
  * deliveries; the daemon's failures are retried within RPT-19's window;
- * report send's failures leave the daemon's schedule alone. The https:
- * transport is exercised by tests/e2e/reports.sh.
+ * report send's failures leave the daemon's schedule alone; the same
+ * through a store whose calls run on its own thread, as a fleet's database
+ * does (issue 17). The https: transport is exercised by
+ * tests/e2e/reports.sh.
  */
 #include "config.h"
 
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -25,6 +28,7 @@
 #include "conf/clock.h"
 #include "conf/log.h"
 #include "report/rpt_deliver.h"
+#include "report/rpt_store_internal.h"
 
 #define DAY	"2023-11-14"
 #define DOM	"a.example"
@@ -179,8 +183,12 @@ deliver(enum rpt_sender_kind by, const char *domain, bool force)
 	T.env.by = by;
 	assert_non_null(rpt_deliver_start(&T.env, DAY, domain, RUA, force, got, NULL));
 	assert_int_equal(T.results, before);	/* never from inside start */
-	for (int i = 0; i < 100 && T.results == before; i++)
+	/* A threaded store answers a little later: wait up to 2 s. */
+	for (int i = 0; i < 2000 && T.results == before; i++) {
 		event_base_loop(T.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		if (T.results == before)
+			usleep(1000);
+	}
 	assert_int_equal(T.results, before + 1);
 	return T.result.status;
 }
@@ -336,6 +344,104 @@ test_nothing_to_send(void **state)
 	assert_int_equal(T.sends, 0);
 }
 
+static struct conf *
+dir_conf(const char *dir)
+{
+	struct strlist errors = { 0 };
+	char *text = xasprintf("state_dir = %s\nhostname = relay.example\n[report]\n"
+	    "retry_interval = 10m\ncontact = tlsrpt@relay.example\n", dir);
+	struct conf *c = conf_parse_buffer("test", text, strlen(text), &errors);
+
+	free(text);
+	assert_non_null(c);
+	return c;
+}
+
+static void
+flushed(void *arg, bool complete)
+{
+	*(int *)arg = complete ? 1 : -1;
+}
+
+static void
+remove_dir(const char *dir)
+{
+	char *cmd = xasprintf("rm -rf %s", dir);
+
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+}
+
+/*
+ * Issue 17: a store whose calls may block runs them on its thread: the
+ * claim and the record are jobs there, the answers come from the loop. A
+ * delivery cancelled while its claim waits in the queue, by an owner
+ * that is gone before the claim runs (a sender freed at shutdown, its
+ * store closed last), leaves the entry unclaimed.
+ */
+static void
+test_threaded_store(void **state)
+{
+	static struct rpt_store_backend slow;
+	char *dbdir = xasprintf("%s/db", T.dir), *localdir = xasprintf("%s/local", T.dir);
+	struct conf *dbconf, *localconf;
+	struct rpt_store *st, *check;
+	struct rpt_deliver_env *env;
+	struct rpt_delivery *d;
+	struct rpt_outbox_entry e;
+	struct delivery_outcome o = {
+		.session = "s", .when = 1700000000, .policy_domain = DOM,
+		.mx_host = "mx.a.example", .ip = "127.0.4.1", .sending_ip = "127.0.0.1",
+		.result = RPT_RESULT_STARTTLS_NOT_SUPPORTED, .action = OUTCOME_ACTION_DELIVERED,
+	};
+	int done = 0;
+
+	(void)state;
+	assert_int_equal(mkdir(dbdir, 0700), 0);
+	assert_int_equal(mkdir(localdir, 0700), 0);
+	dbconf = dir_conf(dbdir);
+	localconf = dir_conf(localdir);
+	/* LMDB, but taken for a database: every call through the thread. */
+	slow = rpt_store_lmdb;
+	slow.blocking = true;
+	st = rpt_store_open_backend(localconf, T.base, &slow, rpt_store_lmdb_open(dbconf), NULL);
+	rpt_store_add(st, &o);
+	(void)rpt_store_flush_then(st, flushed, &done);
+	for (int i = 0; i < 200 && done == 0; i++)
+		event_base_loop(T.base, EVLOOP_ONCE);
+	assert_int_equal(done, 1);
+
+	env = malloc(sizeof(*env));
+	*env = T.env;
+	env->store = st;
+	env->by = RPT_BY_COMMAND;
+	T.env = *env;
+	assert_int_equal(deliver(RPT_BY_COMMAND, DOM, false), RPT_DELIVERY_DELIVERED);
+	assert_true(T.result.recorded);
+	assert_int_equal(T.sends, 1);
+
+	/* Cancelled while the claim is queued; the env goes away at once. */
+	d = rpt_deliver_start(env, DAY, DOM, RUA, true, got, NULL);
+	rpt_delivery_cancel(d);
+	memset(env, 0xa5, sizeof(*env));
+	free(env);
+	rpt_store_close(st);
+	assert_int_equal(T.results, 1);
+	assert_int_equal(T.sends, 1);
+	check = rpt_store_open(dbconf, NULL);
+	assert_int_equal(rpt_outbox_get(check, DAY, DOM, RUA, &e), 1);
+	assert_int_equal(e.state, RPT_OUTBOX_DELIVERED);
+	assert_int_equal(e.claim_pid, 0);
+	rpt_store_close(check);
+	T.env.store = T.store;
+	conf_free(dbconf);
+	conf_free(localconf);
+	remove_dir(dbdir);
+	remove_dir(localdir);
+	free(dbdir);
+	free(localdir);
+}
+
 int
 main(void)
 {
@@ -346,6 +452,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_command_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nothing_to_send, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_threaded_store, setup, teardown),
 	};
 
 	log_init("test", false, LOG_LEVEL_CRIT);
