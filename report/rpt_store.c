@@ -68,6 +68,7 @@ struct rpt_store {
 	long long			 buffered_since;	/* mono ms; 0: nothing buffered */
 	long long			 logged_at;
 	long				 spilled;
+	bool				 spill_checked;	/* reports.mdb looked at once since start */
 	bool				 degraded;
 	char				 reason[512];
 };
@@ -415,8 +416,12 @@ store_sync(struct rpt_store *s, bool final)
 		s->unsent = json_object();
 		return true;
 	}
-	if (s->local != NULL && (s->spilled != 0 || s->seq == 0 || was))
+	/* What an earlier run (or another process of this host) spilled is
+	 * looked for at start and after an outage. */
+	if (s->local != NULL && (s->spilled != 0 || !s->spill_checked || was)) {
 		ok = replay_spill(s, &replayed, &replayed_records);
+		s->spill_checked = true;
+	}
 	for (size_t i = 0; ok && i < s->nunknown; i++) {
 		enum rpt_apply r = s->ops->apply(s->be, s->unknown[i].id, s->unknown[i].batch);
 
