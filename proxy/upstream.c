@@ -496,7 +496,8 @@ start_connect(struct upstream *up)
 	up->rcpt_pipelined = false;
 	free(up->last_reply);
 	up->last_reply = NULL;
-	up->conn = upstream_conn_new(up->route.mx_host, &up->route.addr);
+	up->conn = upstream_conn_new(up->route.mx_host, &up->route.addr,
+	    up->route.regime.tls_required && up->route.regime.authenticate && !up->route.plaintext);
 	log_info("session=%s event=connecting domain=%s mx=%s ip=%s phase=%s%s", up->txn.session,
 	    up->txn.domain, up->route.mx_host, up->conn->ip, phase_name(up),
 	    up->route.plaintext ? " tls=no" : "");

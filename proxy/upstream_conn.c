@@ -33,13 +33,14 @@ static struct closing *closing_list;
 static unsigned closing_count;
 
 struct upstream_conn *
-upstream_conn_new(const char *mx_host, const struct sockaddr_storage *addr)
+upstream_conn_new(const char *mx_host, const struct sockaddr_storage *addr, bool opened_strict)
 {
 	struct upstream_conn *conn = xcalloc(1, sizeof(*conn));
 
 	snprintf(conn->mx_host, sizeof(conn->mx_host), "%s", mx_host);
 	conn->addr = *addr;
 	netaddr_ntop((const struct sockaddr *)addr, conn->ip, sizeof(conn->ip));
+	conn->opened_strict = opened_strict;
 	conn->tls_result = RPT_RESULT_NONE;
 	conn->auth = TLS_AUTH_NONE;
 	smtp_reply_init(&conn->ehlo);
@@ -164,7 +165,8 @@ upstream_conn_fits(const struct upstream_conn *conn, const struct route_regime *
 		return conn->tls_active && conn->auth == TLS_AUTH_DANE && regime->tlsa != NULL &&
 		    strcmp(conn->tlsa_id, regime->tlsa->id) == 0;
 	case REGIME_MTA_STS:
-		return conn->tls_active && conn->auth == TLS_AUTH_PKIX;
+		/* never one opened without a policy (upstream_pool.h) */
+		return conn->opened_strict && conn->tls_active && conn->auth == TLS_AUTH_PKIX;
 	case REGIME_DANE_TLS:
 		return conn->tls_active;
 	case REGIME_OPPORTUNISTIC:

@@ -39,6 +39,7 @@ struct upstream_conn {
 	char			 ip[64];	/* addr as text */
 	char			 local_ip[64];	/* our end (sending-mta-ip), once connected */
 	char			 mx_helo[256];	/* the name in the greeting, from the dialogue */
+	bool			 opened_strict;	/* opened where TLS and authentication are required */
 	bool			 starttls_offered; /* by the EHLO reply in force */
 	struct smtp_reply	 ehlo;		/* the EHLO reply in force (empty after HELO) */
 	unsigned		 messages;	/* transactions carried before this one */
@@ -60,10 +61,13 @@ struct upstream_conn {
 };
 
 /**
- * A connection to addr, for mx_host (copied), not yet connecting. The
- * caller owns it and ends it with upstream_conn_close().
+ * A connection to addr, for mx_host (copied), not yet connecting.
+ * opened_strict says whether it is opened where TLS and authentication
+ * are required (a policy or DANE). The caller owns it and ends it with
+ * upstream_conn_close().
  */
-struct upstream_conn *upstream_conn_new(const char *mx_host, const struct sockaddr_storage *addr);
+struct upstream_conn *upstream_conn_new(const char *mx_host, const struct sockaddr_storage *addr,
+    bool opened_strict);
 
 /**
  * Connect over base with the owner's callbacks (arg is theirs) and
@@ -117,8 +121,8 @@ enum rpt_result_type upstream_conn_tls_failed(struct upstream_conn *conn, char *
  * Whether the connection may carry a transaction whose route has regime
  * (the pool's security boundary, upstream_pool.h): under DANE only one
  * DANE authenticated under the same TLSA RRset; under MTA-STS only one
- * whose certificate PKIX verified for mx_host; where TLS is required
- * (DANE-9) only one with TLS; otherwise any.
+ * opened under a policy whose certificate PKIX verified for mx_host;
+ * where TLS is required (DANE-9) only one with TLS; otherwise any.
  */
 bool upstream_conn_fits(const struct upstream_conn *conn, const struct route_regime *regime);
 

@@ -12,12 +12,13 @@
  * goes first) and so is a connection's life ([upstream]
  * reuse_max_messages).
  *
- * The security boundary: a connection remembers what its handshake
- * proved (upstream_conn_fits()): a certificate PKIX-verified for the MX
- * host name it was opened for, or DANE authentication under one TLSA
- * RRset, or nothing. A transaction takes only connections to exactly its
- * MX host and address that prove what its route's regime asks: under
- * MTA-STS a PKIX-verified one, under DANE one authenticated by DANE under
+ * The security boundary: a connection remembers whether it was opened
+ * where authentication is required and what its handshake proved
+ * (upstream_conn_fits()): a certificate PKIX-verified for the MX host name
+ * it was opened for, or DANE authentication under one TLSA RRset, or
+ * nothing. A transaction takes only connections to exactly its MX host and
+ * address that prove what its route's regime asks: under MTA-STS one
+ * opened under a policy and PKIX-verified, under DANE one authenticated by DANE under
  * the same TLSA RRset, where TLS is required (DANE-9) one with TLS;
  * without a policy or DANE any. So a connection opened for a domain
  * without a policy never carries mail for a domain with one, and one
