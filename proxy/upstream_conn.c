@@ -115,6 +115,11 @@ upstream_conn_start_tls(struct upstream_conn *conn, struct event_base *base, SSL
 		snprintf(conn->tlsa_id, sizeof(conn->tlsa_id), "%s", regime->tlsa->id);
 	} else
 		conn->ssl = tls_smtp_client_new(ssl_ctx, conn->mx_host);
+	/* From now on only the TLS layer's timeouts count: one left on the
+	 * plain bufferevent below would fire on its own schedule, end
+	 * reading there and strand the layer above (an idle connection in
+	 * the pool cut at command_timeout, its QUIT never answered). */
+	bufferevent_set_timeouts(conn->bev, NULL, NULL);
 	/* With CLOSE_ON_FREE the filter owns both the SSL and the plain
 	 * bufferevent, even when it fails to start. */
 	tls = bufferevent_openssl_filter_new(base, conn->bev, conn->ssl,
