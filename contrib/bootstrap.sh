@@ -6,10 +6,11 @@ STSPROXY_BUILD_PKGS="autoconf automake make gcc pkg-config ca-certificates dns-r
 	libevent-dev libssl-dev libunbound-dev liblmdb-dev libjansson-dev zlib1g-dev libcmocka-dev libidn2-dev"
 # What the tests drive: a DNSSEC zone (NSD, ldns), HTTPS (nginx), JSON (jq),
 # fuzzing (clang, libFuzzer), leak checks (valgrind), man page rendering,
-# and Postfix as the legacy client of the relay (Exim: bootstrap_exim).
+# and Postfix as the legacy client of the relay (Exim: bootstrap_exim);
+# unbound validates for Postfix's posttls-finger in the DANE differential.
 STSPROXY_TEST_PKGS="nsd ldnsutils nginx-light jq python3 openssl iproute2 clang
 	libclang-rt-14-dev valgrind man-db postfix libidn12 python3-jsonschema
-	python3-dkim python3-nacl prometheus"
+	python3-dkim python3-nacl prometheus unbound"
 # Exim is unpacked here, not installed: Debian allows one MTA package.
 STSPROXY_EXIM_ROOT=${STSPROXY_EXIM_ROOT:-/opt/stsproxy-test/exim}
 
