@@ -479,6 +479,94 @@ dane_lookup_cancel(struct dane_lookup *l)
 	free(l);
 }
 
+/* The lookups of one MX set, one slot per host. */
+struct dane_hosts {
+	struct dane_host_slot {
+		struct dane_hosts	*set;
+		size_t			 i;
+		struct dane_lookup	*lookup;
+	}			*slots;
+	size_t			 n, pending;
+	dane_host_cb		 cb;
+	void			*arg;
+};
+
+static void
+hosts_free(struct dane_hosts *d)
+{
+	free(d->slots);
+	free(d);
+}
+
+static void
+on_host(void *arg, struct dane_tlsa *result)
+{
+	struct dane_host_slot *slot = arg;
+	struct dane_hosts *d = slot->set;
+	size_t i = slot->i;
+	dane_host_cb cb = d->cb;
+	void *cbarg = d->arg;
+
+	slot->lookup = NULL;
+	/* The handle dies before the last callback, which may free the caller. */
+	if (--d->pending == 0)
+		hosts_free(d);
+	cb(cbarg, i, result);
+}
+
+struct dane_hosts *
+dane_hosts_start(struct resolver *resolver, const struct mx_host *hosts, size_t nhosts,
+    bool mx_secure, unsigned port, dane_host_cb cb, void *arg)
+{
+	struct dane_hosts *d = xcalloc(1, sizeof(*d));
+
+	d->slots = xcalloc(nhosts ? nhosts : 1, sizeof(*d->slots));
+	d->n = nhosts;
+	d->cb = cb;
+	d->arg = arg;
+	/* Start every query first: a callback below may look at the others. */
+	for (size_t i = 0; i < nhosts; i++) {
+		d->slots[i].set = d;
+		d->slots[i].i = i;
+		if (hosts[i].naddrs == 0 || !mx_secure || !hosts[i].secure)
+			continue;
+		if ((d->slots[i].lookup = dane_lookup_start(resolver, &hosts[i], port, on_host,
+		    &d->slots[i])) != NULL)
+			d->pending++;
+	}
+	for (size_t i = 0; i < nhosts; i++) {
+		struct dane_tlsa *t;
+
+		if (d->slots[i].lookup != NULL)
+			continue;
+		if (hosts[i].naddrs == 0) {
+			t = dane_tlsa_new(hosts[i].name);
+			dane_tlsa_set_state(t, DANE_S_OFF, "no address to connect to");
+		} else if ((t = dane_precheck(&hosts[i], mx_secure)) == NULL) {
+			t = dane_tlsa_new(hosts[i].name);
+			t->status = DNS_STATUS_ERROR;
+			t->failure = RPT_RESULT_DNSSEC_INVALID;
+			dane_tlsa_set_state(t, DANE_S_FAILED, "the TLSA lookup could not start");
+		}
+		cb(arg, i, t);
+	}
+	if (d->pending == 0) {
+		hosts_free(d);
+		return NULL;
+	}
+	return d;
+}
+
+void
+dane_hosts_cancel(struct dane_hosts *d)
+{
+	if (d == NULL)
+		return;
+	for (size_t i = 0; i < d->n; i++)
+		dane_lookup_cancel(d->slots[i].lookup);
+	hosts_free(d);
+}
+
 static void
 add_name(struct strlist *out, const char *base, const char *name)
 {

@@ -150,6 +150,26 @@ struct dane_lookup *dane_lookup_start(struct resolver *resolver, const struct mx
 /** Cancel: no callback, everything freed. NULL is fine. */
 void dane_lookup_cancel(struct dane_lookup *lookup);
 
+struct dane_hosts;
+/** Host i's DANE facts are in; result is the callee's to keep and free. */
+typedef void (*dane_host_cb)(void *arg, size_t i, struct dane_tlsa *result);
+
+/**
+ * The DANE facts of every host of an MX set (hosts, borrowed: they must
+ * outlive the lookups), in parallel, as the relay and `stsproxy policy`
+ * need them: no TLSA query where dane_precheck() decides, none for a host
+ * without addresses, a lookup for the others. cb runs once per host: at
+ * once, from inside this call, for the hosts that need no query, later
+ * from the loop for the others. NULL when there is nothing left to wait
+ * for (every cb has run); otherwise a handle for dane_hosts_cancel(),
+ * dead once the last cb has started.
+ */
+struct dane_hosts *dane_hosts_start(struct resolver *resolver, const struct mx_host *hosts,
+    size_t nhosts, bool mx_secure, unsigned port, dane_host_cb cb, void *arg);
+
+/** Cancel the lookups still out: no more callbacks. NULL is fine. */
+void dane_hosts_cancel(struct dane_hosts *hosts);
+
 /**
  * The reference identifiers a DANE-TA(2) certificate may name besides
  * the TLSA base domain (DANE-12), into out: the MX host name when the

@@ -29,12 +29,9 @@ enum walk_phase {
 	PHASE_OPPORTUNISTIC,
 };
 
-/* One MX host's DANE facts, and its TLSA lookup while it runs. */
+/* One MX host's DANE facts. */
 struct dane_slot {
-	struct mx_walk		*walk;
-	size_t			 i;
-	struct dane_lookup	*lookup;
-	struct dane_tlsa	*tlsa;		/* NULL while the lookup runs */
+	struct dane_tlsa	*tlsa;		/* NULL while its lookup runs */
 	struct strlist		 names;		/* DANE-TA reference identifiers (DANE-12) */
 };
 
@@ -71,6 +68,7 @@ struct mx_walk {
 	bool			 mx_secure;	/* the MX RRset was DNSSEC-secure (DANE-5) */
 	char			*mx_canonname;	/* where CNAMEs led the MX lookup, or NULL */
 	struct dane_slot	*dane;		/* [nhosts] when dane_on */
+	struct dane_hosts	*dane_lookups;	/* the TLSA lookups still out */
 	struct route_regime	 regime;	/* of the host being tried */
 	bool			 waiting;	/* mx_walk_next() said WAIT for host_i */
 	bool			 dane_failed;	/* a DANE failure is among the reasons */
@@ -234,6 +232,16 @@ static bool
 dane_pending(const struct mx_walk *walk, size_t i)
 {
 	return walk->dane_on && walk->dane[i].tlsa == NULL;
+}
+
+static size_t
+dane_pending_count(const struct mx_walk *walk)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < walk->nhosts; i++)
+		n += dane_pending(walk, i);
+	return n;
 }
 
 static bool
@@ -404,7 +412,6 @@ dane_known(struct mx_walk *walk, size_t i, struct dane_tlsa *tlsa)
 {
 	struct dane_slot *d = &walk->dane[i];
 
-	d->lookup = NULL;
 	d->tlsa = tlsa;
 	strlist_clear(&d->names);
 	dane_reference_ids(tlsa, walk->txn->domain, walk->mx_canonname, walk->mx_secure, &d->names);
@@ -419,21 +426,20 @@ dane_known(struct mx_walk *walk, size_t i, struct dane_tlsa *tlsa)
 }
 
 static void
-on_dane(void *arg, struct dane_tlsa *tlsa)
+on_dane(void *arg, size_t i, struct dane_tlsa *tlsa)
 {
-	struct dane_slot *d = arg;
+	struct mx_walk *walk = arg;
 
-	dane_known(d->walk, d->i, tlsa);
+	/* the last answer: the handle is gone */
+	if (walk->dane_lookups != NULL && dane_pending_count(walk) == 1)
+		walk->dane_lookups = NULL;
+	dane_known(walk, i, tlsa);
 }
 
 static void
 dane_slots(struct mx_walk *walk)
 {
 	walk->dane = xcalloc(walk->nhosts ? walk->nhosts : 1, sizeof(*walk->dane));
-	for (size_t i = 0; i < walk->nhosts; i++) {
-		walk->dane[i].walk = walk;
-		walk->dane[i].i = i;
-	}
 }
 
 /* DANE-1 ... DANE-7: every host's TLSA records, in parallel, as the MX set arrives. */
@@ -441,29 +447,8 @@ static void
 dane_start(struct mx_walk *walk)
 {
 	dane_slots(walk);
-	for (size_t i = 0; i < walk->nhosts; i++) {
-		const struct mx_host *h = &walk->hosts[i];
-		struct dane_tlsa *t;
-
-		if (h->naddrs == 0) {
-			t = dane_tlsa_new(h->name);
-			dane_tlsa_set_state(t, DANE_S_OFF, "no address to connect to");
-		} else
-			t = dane_precheck(h, walk->mx_secure);
-		if (t != NULL) {
-			dane_known(walk, i, t);
-			continue;
-		}
-		walk->dane[i].lookup = dane_lookup_start(walk->rt->resolver, h,
-		    walk->conf->upstream_port, on_dane, &walk->dane[i]);
-		if (walk->dane[i].lookup == NULL) {
-			t = dane_tlsa_new(h->name);
-			t->status = DNS_STATUS_ERROR;
-			t->failure = RPT_RESULT_DNSSEC_INVALID;
-			dane_tlsa_set_state(t, DANE_S_FAILED, "the TLSA lookup could not start");
-			dane_known(walk, i, t);
-		}
-	}
+	walk->dane_lookups = dane_hosts_start(walk->rt->resolver, walk->hosts, walk->nhosts,
+	    walk->mx_secure, walk->conf->upstream_port, on_dane, walk);
 }
 
 static void
@@ -624,8 +609,8 @@ mx_walk_free(struct mx_walk *walk)
 {
 	if (walk == NULL)
 		return;
+	dane_hosts_cancel(walk->dane_lookups);
 	for (size_t i = 0; walk->dane != NULL && i < walk->nhosts; i++) {
-		dane_lookup_cancel(walk->dane[i].lookup);
 		dane_tlsa_free(walk->dane[i].tlsa);
 		strlist_clear(&walk->dane[i].names);
 	}

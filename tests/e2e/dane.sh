@@ -312,6 +312,30 @@ check_match "... mx1 recorded tlsa-invalid under tlsa" "$(outcome "mx1\\.pair\\.
 check_match "... mx2 delivered under the sts policy, sts=pass" "$(outcome "pair\\.$ZONE" 'mx=mx2\.pair')" \
 	"policy_type=sts mode=enforce .*action=delivered .*sts=pass result=none .*dane=no-tlsa"
 
+# ---- what an operator sees: stsproxy policy DOMAIN ---------------------------------------------
+out=$(sts policy "both.$ZONE" --json)
+check "policy --json: the MX set's DNSSEC state, and per MX the regime the relay applies" \
+	"$(jq -c '[.mx.dnssec, (.mx.hosts[] | [.host, .address_dnssec, .tlsa.state, .regime])]' <<<"$out")" \
+	"[\"secure\",[\"outside.$ZONE\",\"secure\",\"usable\",\"skipped\"],[\"both.$ZONE\",\"secure\",\"usable\",\"dane\"],[\"mx2.both.$ZONE\",\"secure\",\"no-tlsa\",\"mta-sts\"]]"
+check "policy --json: the TLSA records, their DNSSEC state and base domain" \
+	"$(jq -c '.mx.hosts[1].tlsa | [.query, .dnssec, .base, .records[0].usable, .records[0].record]' <<<"$out")" \
+	"[\"_25._tcp.both.$ZONE\",\"secure\",\"both.$ZONE\",true,\"3 1 1 $(spki "$C/both.pem" | up)\"]"
+check "policy: the verdict (exit status) still speaks of MTA-STS only" "$(sts policy "both.$ZONE" > /dev/null; echo $?)" "0"
+out=$(sts policy "bog.$ZONE")
+check_match "policy: a bogus TLSA answer makes that MX unreachable, and says why" "$(echo $out)" \
+	"10 mx1\.bog\.$ZONE .*tlsa: _25\._tcp\.mx1\.bog\.$ZONE lookup-failed dnssec=bogus regime: unreachable: TLSA lookup of _25\._tcp\.mx1\.bog\.$ZONE failed: bogus"
+check_match "policy: ... the next MX without TLSA is opportunistic" "$(echo $out)" \
+	"mx2\.bog\.$ZONE .*tlsa: _25\._tcp\.mx2\.bog\.$ZONE no-tlsa dnssec=secure regime: opportunistic: no usable TLSA \(DNSSEC proves"
+out=$(sts policy "unus.$ZONE")
+check_match "policy: unusable records, each with why; STARTTLS still required" "$(echo $out)" \
+	"1 1 1 [0-9A-F]{64} unusable: PKIX-EE\(1\) is not used for SMTP .* regime: dane-tls-only: .*STARTTLS required, not authenticated"
+out=$(sts policy "insec.$ZONE")
+check_match "policy: an insecure MX set: TLSA not asked (DANE-5)" "$(echo $out)" \
+	"mx: status=ok dnssec=insecure dane=on .*tlsa: not asked: the MX lookup was not DNSSEC-secure regime: opportunistic"
+out=$(sts policy "donly.$ZONE")
+check_match "policy: dane-only shows, and an MX without TLSA is unreachable under it" "$(echo $out)" \
+	"dane=on \(required: \[policy\] override dane-only\).* regime: unreachable: no usable TLSA record, DANE required"
+
 # ---- dane-only and simulate = enforce ----------------------------------------------------------
 out=$(send donly donly1)
 check "DANE-17: dane-only, MX without TLSA -> not delivered" "$(arrived donly1)" ""
