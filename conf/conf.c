@@ -229,7 +229,10 @@ static const struct conf_key conf_keys[] = {
 	  "message is deferred. A domain may have both a mode and dane-only." },
 	{ "policy", "simulate", CONF_T_ENUM, "off", OFF(policy_simulate), 0, 0, "off|enforce", NULL,
 	  "enforce: for every domain whose policy is in testing mode, also log and record the reply "
-	  "enforce mode would have given the client (event=sts_simulate), while delivering as testing does." },
+	  "enforce mode would have given the client (event=sts_simulate), while delivering as testing does; "
+	  "and for every domain with usable TLSA records on some MX but no DOMAIN:dane-only override, log "
+	  "the reply dane-only would have given when a message goes to an MX without DANE and no MX "
+	  "with usable TLSA records is left (event=dane_simulate)." },
 
 	{ "report", "flush_interval", CONF_T_DURATION, "5s", OFF(report_flush_interval), 1, 300, NULL, NULL,
 	  "Session outcomes are written to the report database in one transaction at most this often; "
