@@ -275,7 +275,8 @@ dane_tlsa_finish(struct dane_tlsa *t, const char *base)
 
 	snprintf(t->base, sizeof(t->base), "%s", base);
 	/* The RRset's identity must not depend on the order DNS gave it in. */
-	qsort(t->records, t->count, sizeof(*t->records), record_cmp);
+	if (t->count > 1)
+		qsort(t->records, t->count, sizeof(*t->records), record_cmp);
 	strlist_clear(&t->text);
 	t->usable = 0;
 	t->params[0] = '\0';
