@@ -498,7 +498,8 @@ on_mx_set(void *arg, const struct mx_set *set)
 	pc->mx_canonname = xstrdup(set->canonname);
 	pc->nhosts = set->nhosts;
 	pc->hosts = xcalloc(set->nhosts ? set->nhosts : 1, sizeof(*pc->hosts));
-	memcpy(pc->hosts, set->hosts, set->nhosts * sizeof(*pc->hosts));
+	if (set->nhosts > 0)
+		memcpy(pc->hosts, set->hosts, set->nhosts * sizeof(*pc->hosts));
 	pc->tlsa = xcalloc(set->nhosts ? set->nhosts : 1, sizeof(*pc->tlsa));
 	if (!pc->rt->conf->tls_dane || set->nhosts == 0) {
 		pc->mx_done = true;
