@@ -1172,6 +1172,12 @@ upstream_new_resolved(struct runtime *rt, const char *session, const char *domai
 	return up;
 }
 
+void
+upstream_set_dane(struct upstream *up, size_t i, struct dane_tlsa *tlsa, bool mx_secure)
+{
+	mx_walk_set_dane(up->walk, i, tlsa, mx_secure);
+}
+
 struct upstream *
 upstream_new(struct runtime *rt, const char *session, const char *domain,
     const struct smtp_path *mail, upstream_cb cb, void *arg)
