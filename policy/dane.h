@@ -155,9 +155,9 @@ struct dane_hosts;
 typedef void (*dane_host_cb)(void *arg, size_t i, struct dane_tlsa *result);
 
 /**
- * The DANE facts of every host of an MX set (hosts, borrowed: they must
- * outlive the lookups), in parallel, as the relay and `stsproxy policy`
- * need them: no TLSA query where dane_precheck() decides, none for a host
+ * The DANE facts of every host of an MX set (hosts, read during this
+ * call only), in parallel, as the relay, `stsproxy policy` and
+ * `stsproxy check` need them: no TLSA query where dane_precheck() decides, none for a host
  * without addresses, a lookup for the others. cb runs once per host: at
  * once, from inside this call, for the hosts that need no query, later
  * from the loop for the others. NULL when there is nothing left to wait
