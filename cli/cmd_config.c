@@ -34,22 +34,6 @@ cmd_check_config_usage(FILE *out)
 	    "Exit status: 0 serve would start (warnings may be printed), 2 it would not.\n");
 }
 
-static void
-add_warning(struct strlist *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-add_warning(struct strlist *l, const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	s = xvasprintf(fmt, ap);
-	va_end(ap);
-	strlist_add(l, s);
-	free(s);
-}
-
 int
 cmd_check_config(const struct conf *conf, const char *path, int argc, char **argv)
 {
@@ -73,7 +57,7 @@ cmd_check_config(const struct conf *conf, const char *path, int argc, char **arg
 	(void)limits_init();
 	limits_plan(conf, &plan);
 	if (plan.lowered)
-		add_warning(&warnings, "the descriptor limit (%lu) is too low for max_connections = %u "
+		strlist_addf(&warnings, "the descriptor limit (%lu) is too low for max_connections = %u "
 		    "and reuse_pool_size = %u (%u descriptors needed): serve would take %u clients "
 		    "and park %u connections; raise the limit (LimitNOFILE=, ulimit -n) to %u",
 		    plan.hard, conf->server_max_connections, conf->upstream_reuse_pool_size,

@@ -23,13 +23,12 @@
 #include "proxy/report_mailer.h"
 #include "proxy/runtime.h"
 #include "proxy/upstream.h"
+#include "report/rpt_deliver.h"
 #include "report/rpt_mail.h"
-#include "report/rpt_post.h"
+#include "report/rpt_outbox.h"
 #include "report/rpt_read.h"
 #include "report/rpt_report.h"
-#include "report/rpt_sender.h"
 #include "report/rpt_summary.h"
-#include "report/tlsrpt_record.h"
 #include "report/rpt_store.h"
 
 struct list_row {
@@ -77,12 +76,13 @@ cmd_report_usage(FILE *out)
 {
 	fprintf(out, "usage: stsproxy report list [--day YYYY-MM-DD]\n"
 	    "       stsproxy report show DOMAIN [--day YYYY-MM-DD] [--json | --mail ADDRESS]\n"
-	    "       stsproxy report send [--day YYYY-MM-DD] [--domain DOMAIN] [--dry-run]\n"
+	    "       stsproxy report send [--day YYYY-MM-DD] [--domain DOMAIN] [--dry-run] [--force]\n"
 	    "       stsproxy report read FILE|DIR|- ... [--json]\n"
 	    "\n"
 	    "TLS-RPT (RFC 8460) from state_dir/reports.mdb: the traffic recorded per UTC day\n"
 	    "and policy domain, the report for a domain exactly as it would be sent (default\n"
-	    "yesterday; --mail prints the signed message), or deliver the day's reports now.\n"
+	    "yesterday; --mail prints the signed message), or deliver the day's reports now\n"
+	    "to every destination that does not have them yet (--force: to those that do too).\n"
 	    "\n"
 	    "report read: the reports a domain receives, as they arrive: .json, .json.gz or\n"
 	    "whole mail messages (.eml, multipart/report with the report attached); a\n"
@@ -95,26 +95,19 @@ cmd_report_usage(FILE *out)
 	    "summarised), 2 usage error.\n");
 }
 
-/* ---- report send: one job per domain, one POST per https destination ---- */
+/* ---- report send: every destination through report/rpt_deliver.c ---- */
 
 struct send_ctx {
 	struct runtime		*rt;
 	struct rpt_store	*store;
 	struct rpt_identity	 id;
 	const char		*day;
-	bool			 dry_run;
+	bool			 dry_run, force;
 	unsigned		 outstanding;
-	unsigned		 delivered, failed;
+	unsigned		 delivered, failed, store_errors;
 	struct rpt_mailer	 mailer;
 	struct rpt_dkim_keys	 keys;
-	const char		*no_mail;	/* why mailto: is skipped, or NULL */
-};
-
-struct send_job {
-	struct send_ctx		*ctx;
-	char			*domain;
-	char			*rua;
-	struct strbuf		 gz;
+	struct rpt_deliver_env	 env;
 };
 
 static void
@@ -124,149 +117,98 @@ job_done(struct send_ctx *ctx)
 		event_base_loopexit(ctx->rt->base, NULL);
 }
 
+/* One line per destination: what happened, in words an admin can act on. */
 static void
-posted(void *arg, const struct rpt_post_result *r)
+sent(void *arg, const struct rpt_delivery_result *r)
 {
-	struct send_job *job = arg;
+	struct send_ctx *ctx = arg;
+	char text[128];
 
-	if (r->delivered) {
-		printf("%s  %s  delivered (HTTP %d)\n", job->domain, job->rua, r->http_status);
-		job->ctx->delivered++;
-	} else {
-		printf("%s  %s  failed: %s\n", job->domain, job->rua, r->reason);
-		job->ctx->failed++;
+	printf("%s  %s  ", r->domain, r->rua);
+	switch (r->status) {
+	case RPT_DELIVERY_DELIVERED:
+		if (r->http_status != 0)
+			printf("delivered (HTTP %d)\n", r->http_status);
+		else
+			printf("delivered (mail accepted)\n");
+		if (!r->recorded) {
+			printf("%s  %s  ... but the outbox could not record it: the daemon may send it "
+			    "again\n", r->domain, r->rua);
+			ctx->store_errors++;
+		}
+		ctx->delivered++;
+		break;
+	case RPT_DELIVERY_FAILED:
+		printf("failed: %s\n", r->reason);
+		ctx->failed++;
+		break;
+	case RPT_DELIVERY_ALREADY:
+		printf("already %s; not sent again (--force sends it again)\n",
+		    rpt_outbox_delivered_text(&r->entry, text, sizeof(text)));
+		break;
+	case RPT_DELIVERY_BUSY:
+		printf("not sent: %s\n", r->reason);
+		ctx->failed++;
+		break;
+	case RPT_DELIVERY_SKIPPED:
+		printf("skipped: %s\n", r->reason);
+		break;
+	case RPT_DELIVERY_NO_REPORT:
+		printf("no report: %s\n", r->reason);
+		break;
+	case RPT_DELIVERY_STORE_ERROR:
+		printf("not sent: %s\n", r->reason);
+		ctx->store_errors++;
+		break;
 	}
-	job_done(job->ctx);
-	free(job->domain);
-	free(job->rua);
-	strbuf_free(&job->gz);
-	free(job);
+	job_done(ctx);
 }
 
-static void send_mail(struct send_ctx *ctx, const char *domain, const char *uri, json_t *report);
+/* --dry-run: what a real run would do, from the outbox, without writing. */
+static void
+dry_run_line(struct send_ctx *ctx, const char *domain, const char *uri, const char *name)
+{
+	struct rpt_outbox_entry e;
+	int found = rpt_outbox_get(ctx->store, ctx->day, domain, uri, &e);
+	char text[128];
+
+	printf("%s  %s  ", domain, uri);
+	if (found < 0) {
+		printf("cannot read the outbox (see the log)\n");
+		ctx->store_errors++;
+	} else if (found == 1 && e.state == RPT_OUTBOX_DELIVERED && !ctx->force)
+		printf("already %s; would not send it again (--force would)\n",
+		    rpt_outbox_delivered_text(&e, text, sizeof(text)));
+	else if (found == 1 && rpt_outbox_claimed(&e, time(NULL)))
+		printf("being sent by process %ld; would not send it\n", (long)e.claim_pid);
+	else if (strncasecmp(uri, "mailto:", 7) == 0 && ctx->env.mailer == NULL)
+		printf("would skip it: %s\n", ctx->env.no_mail);
+	else
+		printf("would send %s\n", name);
+}
 
 static void
 got_destinations(void *arg, const char *domain, const struct strlist *rua, const char *why)
 {
 	struct send_ctx *ctx = arg;
-	json_t *report;
-	char *json, *name;
+	char *name;
 
 	if (rua == NULL) {
 		printf("%s  -  no report: %s\n", domain, why);
 		job_done(ctx);
 		return;
 	}
-	report = rpt_report_build(ctx->store, &ctx->id, ctx->day, domain, NULL);
-	json = json_dumps(report, JSON_COMPACT);
 	name = rpt_report_filename(&ctx->id, ctx->day, domain);
 	for (size_t i = 0; i < rua->count; i++) {
-		const char *uri = rua->items[i];
-		struct send_job *job;
-
 		if (ctx->dry_run) {
-			printf("%s  %s  would send %s\n", domain, uri, name);
-			continue;
-		}
-		if (strncasecmp(uri, "https:", 6) != 0) {
-			send_mail(ctx, domain, uri, report);
-			continue;
-		}
-		job = xcalloc(1, sizeof(*job));
-		job->ctx = ctx;
-		job->domain = xstrdup(domain);
-		job->rua = xstrdup(uri);
-		strbuf_init(&job->gz);
-		rpt_gzip(json, strlen(json), &job->gz);
-		if (rpt_post_start(ctx->rt->base, ctx->rt->resolver, ctx->rt->ssl_ctx, uri,
-		    job->gz.data, job->gz.len, ctx->rt->conf->policy_fetch_timeout, posted, job) == NULL) {
-			printf("%s  %s  failed: not a usable https URL\n", domain, uri);
-			ctx->failed++;
-			strbuf_free(&job->gz);
-			free(job->domain);
-			free(job->rua);
-			free(job);
+			dry_run_line(ctx, domain, rua->items[i], name);
 			continue;
 		}
 		ctx->outstanding++;
+		rpt_deliver_start(&ctx->env, ctx->day, domain, rua->items[i], ctx->force, sent, ctx);
 	}
 	free(name);
-	free(json);
-	json_decref(report);
 	job_done(ctx);
-}
-
-static void
-mailed(void *arg, bool sent, const char *reason)
-{
-	struct send_job *job = arg;
-
-	printf("%s  %s  %s\n", job->domain, job->rua, sent ? "delivered (mail accepted)" : reason);
-	if (sent)
-		job->ctx->delivered++;
-	else
-		job->ctx->failed++;
-	job_done(job->ctx);
-	free(job->domain);
-	free(job->rua);
-	strbuf_free(&job->gz);
-	free(job);
-}
-
-static void
-send_mail(struct send_ctx *ctx, const char *domain, const char *uri, json_t *report)
-{
-	struct send_job *job;
-	char to[320], *msg;
-
-	if (ctx->no_mail != NULL) {
-		printf("%s  %s  skipped: %s\n", domain, uri, ctx->no_mail);
-		return;
-	}
-	if (tlsrpt_mailto_address(uri, to, sizeof(to)) < 0) {
-		printf("%s  %s  failed: no usable address\n", domain, uri);
-		ctx->failed++;
-		return;
-	}
-	/* Date and DKIM t= are real time, whatever the test clock says. */
-	msg = rpt_mail_build(&ctx->id, &ctx->keys, report, ctx->day, domain, to, time(NULL));
-	job = xcalloc(1, sizeof(*job));
-	job->ctx = ctx;
-	job->domain = xstrdup(domain);
-	job->rua = xstrdup(uri);
-	strbuf_init(&job->gz);
-	if (ctx->mailer.send(ctx->mailer.ctx, ctx->id.contact, to, msg, mailed, job) == NULL) {
-		printf("%s  %s  failed: cannot start the mail\n", domain, uri);
-		ctx->failed++;
-		free(job->domain);
-		free(job->rua);
-		free(job);
-	} else
-		ctx->outstanding++;
-	free(msg);
-}
-
-struct domain_sums {
-	struct strlist		 domains;
-	struct strlist		 failed;	/* domains with failures */
-};
-
-static void
-sum_visit(void *arg, const char *day, const char *domain, json_t *rec)
-{
-	struct domain_sums *ds = arg;
-	const char *k;
-	json_t *d;
-	bool fail = false;
-
-	(void)day;
-	json_object_foreach(json_object_get(rec, "failures"), k, d)
-		fail = true;
-	if (ds->domains.count == 0 || strcmp(ds->domains.items[ds->domains.count - 1], domain) != 0)
-		strlist_add(&ds->domains, domain);
-	if (fail && (ds->failed.count == 0 ||
-	    strcmp(ds->failed.items[ds->failed.count - 1], domain) != 0))
-		strlist_add(&ds->failed, domain);
 }
 
 static bool
@@ -280,10 +222,12 @@ in_list(const struct strlist *l, const char *s)
 
 static int
 report_send(const struct conf *conf, struct rpt_store *store, const char *day,
-    const char *only, bool dry_run, const char *hostname)
+    const char *only, bool dry_run, bool force, const char *hostname)
 {
-	struct send_ctx ctx = { .store = store, .day = day, .dry_run = dry_run };
-	struct domain_sums ds = { { 0 }, { 0 } };
+	struct send_ctx ctx = { .store = store, .day = day, .dry_run = dry_run, .force = force };
+	struct strlist domains = { 0 }, failed = { 0 };
+	const char *no_mail = NULL;
+	char today[11];
 
 	if ((ctx.rt = runtime_new(conf)) == NULL)
 		return EXIT_ERROR;
@@ -295,16 +239,32 @@ report_send(const struct conf *conf, struct rpt_store *store, const char *day,
 		if (rpt_dkim_keys_load(&ctx.keys, conf, &ctx.id, &err) < 0) {
 			fprintf(stderr, "stsproxy: %s\n", err);
 			free(err);
-			ctx.no_mail = "DKIM keys cannot be loaded";
+			no_mail = "DKIM keys cannot be loaded";
 		} else if (ctx.keys.count == 0)
-			ctx.no_mail = "no [report] dkim_key: mailed reports must be DKIM-signed";
+			no_mail = "no [report] dkim_key: mailed reports must be DKIM-signed";
 	}
-	rpt_store_foreach(store, day, only, sum_visit, &ds);
+	ctx.env = (struct rpt_deliver_env){
+		.base = ctx.rt->base, .conf = conf, .resolver = ctx.rt->resolver,
+		.ssl_ctx = ctx.rt->ssl_ctx, .store = store, .id = &ctx.id,
+		.mailer = no_mail ? NULL : &ctx.mailer, .keys = &ctx.keys, .no_mail = no_mail,
+		.by = RPT_BY_COMMAND,
+	};
+	/* A destination that gets the report now does not get it again from
+	 * the daemon after the day has ended: say so while the day runs. */
+	rpt_day(clock_now(), today);
+	if (!dry_run && strcmp(day, today) >= 0)
+		fprintf(stderr, "stsproxy: note: %s (UTC) is not over: the report holds the traffic "
+		    "so far, and the daemon will not send this day again to a destination that "
+		    "takes it now\n", day);
+	if (rpt_report_domains(store, day, only, &domains, &failed) < 0) {
+		fprintf(stderr, "stsproxy: cannot read %s/reports.mdb\n", conf->state_dir);
+		ctx.store_errors++;
+	}
 	ctx.outstanding = 1;	/* held until every lookup has started */
-	for (size_t i = 0; i < ds.domains.count; i++) {
-		const char *d = ds.domains.items[i];
+	for (size_t i = 0; i < domains.count; i++) {
+		const char *d = domains.items[i];
 
-		if (!conf->report_send_success_only && !in_list(&ds.failed, d)) {
+		if (!conf->report_send_success_only && !in_list(&failed, d)) {
 			printf("%s  -  no report: no failures on %s (send_success_only_reports = no)\n", d, day);
 			continue;
 		}
@@ -314,17 +274,19 @@ report_send(const struct conf *conf, struct rpt_store *store, const char *day,
 			ctx.outstanding--;
 		}
 	}
-	if (ds.domains.count == 0)
+	if (domains.count == 0 && ctx.store_errors == 0)
 		printf("no traffic recorded on %s\n", day);
 	if (--ctx.outstanding > 0)
 		event_base_dispatch(ctx.rt->base);
-	strlist_clear(&ds.domains);
-	strlist_clear(&ds.failed);
+	strlist_clear(&domains);
+	strlist_clear(&failed);
 	rpt_dkim_keys_free(&ctx.keys);
 	/* Let finished upstream sessions say QUIT and free themselves. */
 	for (int i = 0; i < 100 && upstream_count() > 0; i++)
 		event_base_loop(ctx.rt->base, EVLOOP_ONCE);
 	runtime_free(ctx.rt);
+	if (ctx.store_errors > 0)
+		return EXIT_ERROR;
 	return ctx.failed > 0 ? EXIT_NO_POLICY : EXIT_POLICY;
 }
 
@@ -597,7 +559,7 @@ cmd_report(const struct conf *conf, const char *path, int argc, char **argv)
 {
 	const char *day = NULL, *domain = NULL, *verb = argc > 1 ? argv[1] : NULL, *mail_to = NULL;
 	char yesterday[11], hostname[256];
-	bool json = false, dry_run = false;
+	bool json = false, dry_run = false, force = false;
 	struct rpt_store *store;
 	int rc = EXIT_POLICY;
 
@@ -614,6 +576,8 @@ cmd_report(const struct conf *conf, const char *path, int argc, char **argv)
 			mail_to = argv[++i];
 		else if (strcmp(argv[i], "--dry-run") == 0)
 			dry_run = true;
+		else if (strcmp(argv[i], "--force") == 0)
+			force = true;
 		else if (strcmp(argv[i], "--domain") == 0 && i + 1 < argc)
 			domain = argv[++i];
 		else if (argv[i][0] != '-' && domain == NULL)
@@ -645,7 +609,7 @@ cmd_report(const struct conf *conf, const char *path, int argc, char **argv)
 		}
 		if (gethostname(hostname, sizeof(hostname)) != 0)
 			snprintf(hostname, sizeof(hostname), "localhost");
-		rc = report_send(conf, store, day, domain, dry_run, hostname);
+		rc = report_send(conf, store, day, domain, dry_run, force, hostname);
 	} else if (strcmp(verb, "list") == 0) {
 		struct list_state st = { 0 };
 

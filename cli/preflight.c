@@ -28,22 +28,6 @@
 #include "report/rpt_mail.h"
 #include "report/rpt_report.h"
 
-static void
-add(struct strlist *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-add(struct strlist *l, const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	s = xvasprintf(fmt, ap);
-	va_end(ap);
-	strlist_add(l, s);
-	free(s);
-}
-
 /* serve switches to [user] only when started as root without allow_root. */
 static bool
 switches_user(const struct conf *conf)
@@ -60,15 +44,15 @@ check_identity(const struct conf *conf, struct strlist *errors)
 	/* The same refusals as serve's switch of user, before anything is bound. */
 	if (switches_user(conf)) {
 		if ((pw = getpwnam(conf->user)) == NULL)
-			add(errors, "user %s does not exist: create it (useradd --system --user-group "
+			strlist_addf(errors, "user %s does not exist: create it (useradd --system --user-group "
 			    "--no-create-home %s), set user, or set allow_root = yes", conf->user, conf->user);
 		else if (pw->pw_uid == 0)
-			add(errors, "user %s is root; set allow_root = yes to run as root", conf->user);
+			strlist_addf(errors, "user %s is root; set allow_root = yes to run as root", conf->user);
 	}
 	for (size_t i = 0; i < conf->server_listen.count; i++)
 		unix_listen |= strncmp(conf->server_listen.items[i], "unix:", 5) == 0;
 	if (unix_listen && conf->server_unix_group[0] != '\0' && getgrnam(conf->server_unix_group) == NULL)
-		add(errors, "[server] unix_group %s does not exist", conf->server_unix_group);
+		strlist_addf(errors, "[server] unix_group %s does not exist", conf->server_unix_group);
 }
 
 /* The directory path lives in; owned by the caller. */
@@ -89,21 +73,21 @@ check_state_dir(const struct conf *conf, struct strlist *errors)
 
 	if (stat(dir, &st) == 0) {
 		if (!S_ISDIR(st.st_mode))
-			add(errors, "state_dir %s is not a directory", dir);
+			strlist_addf(errors, "state_dir %s is not a directory", dir);
 		/* As root this still catches a read-only file system. */
 		else if (access(dir, R_OK | W_OK | X_OK) != 0)
-			add(errors, "state_dir %s: %s (the policy cache and the report database live there)",
+			strlist_addf(errors, "state_dir %s: %s (the policy cache and the report database live there)",
 			    dir, strerror(errno));
 	} else if (errno == ENOENT) {
 		char *parent = parent_of(dir);
 
 		/* The databases create it (one level, like mkdir). */
 		if (access(parent, W_OK | X_OK) != 0)
-			add(errors, "state_dir %s does not exist and cannot be created in %s: %s", dir, parent,
+			strlist_addf(errors, "state_dir %s does not exist and cannot be created in %s: %s", dir, parent,
 			    strerror(errno));
 		free(parent);
 	} else {
-		add(errors, "state_dir %s: %s", dir, strerror(errno));
+		strlist_addf(errors, "state_dir %s: %s", dir, strerror(errno));
 	}
 }
 
@@ -115,14 +99,14 @@ check_writable_file(const char *key, const char *path, struct strlist *errors)
 
 	if (stat(path, &st) == 0) {
 		if (!S_ISREG(st.st_mode))
-			add(errors, "%s %s is not a regular file", key, path);
+			strlist_addf(errors, "%s %s is not a regular file", key, path);
 		else if (access(path, W_OK) != 0)
-			add(errors, "%s %s: %s", key, path, strerror(errno));
+			strlist_addf(errors, "%s %s: %s", key, path, strerror(errno));
 	} else {
 		char *parent = parent_of(path);
 
 		if (access(parent, W_OK | X_OK) != 0)
-			add(errors, "%s %s cannot be created in %s: %s", key, path, parent, strerror(errno));
+			strlist_addf(errors, "%s %s cannot be created in %s: %s", key, path, parent, strerror(errno));
 		free(parent);
 	}
 }
@@ -167,7 +151,7 @@ check_keys(const struct conf *conf, struct strlist *errors)
 			snprintf(host, sizeof(host), "localhost.localdomain");
 		rpt_identity_init(&id, conf, host);
 		if (rpt_dkim_keys_load(&keys, conf, &id, &err) < 0) {
-			add(errors, "[report] dkim_key: %s", err);
+			strlist_addf(errors, "[report] dkim_key: %s", err);
 			free(err);
 		} else
 			rpt_dkim_keys_free(&keys);
@@ -371,18 +355,18 @@ explain_in_use(const struct conf *conf, unsigned flags, const char *key, const c
 
 	if (socket_owner(inode, &pid, comm, sizeof(comm))) {
 		if (strcmp(comm, "stsproxy") != 0)
-			add(errors, "%s %s: in use by %s (pid %ld); choose another address or port", key, item,
+			strlist_addf(errors, "%s %s: in use by %s (pid %ld); choose another address or port", key, item,
 			    comm, pid);
 		else if (flags & PREFLIGHT_F_RUNNING_OK)
-			add(warnings, "%s %s: in use by the running stsproxy (pid %ld); fine for a reload "
+			strlist_addf(warnings, "%s %s: in use by the running stsproxy (pid %ld); fine for a reload "
 			    "(SIGHUP), and a new serve can bind it once that one has stopped", key, item, pid);
 		else
-			add(errors, "%s %s: in use by another stsproxy (pid %ld)", key, item, pid);
+			strlist_addf(errors, "%s %s: in use by another stsproxy (pid %ld)", key, item, pid);
 	} else if ((flags & PREFLIGHT_F_RUNNING_OK) && pid_file_alive(conf, &pid)) {
-		add(warnings, "%s %s: in use, presumably by the running stsproxy (pid %ld in pid_file); "
+		strlist_addf(warnings, "%s %s: in use, presumably by the running stsproxy (pid %ld in pid_file); "
 		    "run check-config as root to see the process", key, item, pid);
 	} else {
-		add(errors, "%s %s: address already in use%s", key, item, geteuid() == 0 ? "" :
+		strlist_addf(errors, "%s %s: address already in use%s", key, item, geteuid() == 0 ? "" :
 		    " (run check-config as root to see by which process)");
 	}
 }
@@ -417,12 +401,13 @@ check_tcp(const struct conf *conf, unsigned flags, const char *key, const char *
 	if (e == EADDRINUSE)
 		explain_in_use(conf, flags, key, item, tcp_listener_inode(&ep), errors, warnings);
 	else if (e == EACCES)
-		add(errors, "%s %s: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)",
+		strlist_addf(errors,
+		    "%s %s: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)",
 		    key, item);
 	else if (e == EADDRNOTAVAIL)
-		add(errors, "%s %s: no such address on this host", key, item);
+		strlist_addf(errors, "%s %s: no such address on this host", key, item);
 	else
-		add(errors, "%s %s: cannot bind: %s", key, item, strerror(e));
+		strlist_addf(errors, "%s %s: cannot bind: %s", key, item, strerror(e));
 }
 
 /*
@@ -439,12 +424,12 @@ check_unix(const struct conf *conf, unsigned flags, const char *item, struct str
 	struct stat st;
 
 	if (access(dir, W_OK | X_OK) != 0)
-		add(errors, "[server] listen %s: directory %s: %s", item, dir, strerror(errno));
+		strlist_addf(errors, "[server] listen %s: directory %s: %s", item, dir, strerror(errno));
 	free(dir);
 	if (lstat(path, &st) != 0)
 		return;
 	if (!S_ISSOCK(st.st_mode)) {
-		add(errors, "[server] listen %s: %s exists and is not a socket; serve would replace it",
+		strlist_addf(errors, "[server] listen %s: %s exists and is not a socket; serve would replace it",
 		    item, path);
 		return;
 	}
@@ -482,7 +467,7 @@ check_addresses(const struct conf *conf, unsigned flags, struct strlist *errors,
 		if (strncmp(item, "unix:", 5) == 0) {
 			for (size_t j = 0; j < i; j++)
 				if (strcmp(conf->server_listen.items[j], item) == 0)
-					add(errors, "[server] listen %s is listed twice", item);
+					strlist_addf(errors, "[server] listen %s is listed twice", item);
 			check_unix(conf, flags, item, errors, warnings);
 			continue;
 		}
@@ -506,10 +491,10 @@ check_addresses(const struct conf *conf, unsigned flags, struct strlist *errors,
 		for (size_t j = 0; j < i && !clash; j++)
 			if ((clash = endpoints_overlap(&a[i].ep, &a[j].ep))) {
 				if (strcmp(a[i].key, a[j].key) == 0)
-					add(errors, "%s %s and %s overlap: the same port on the same or the "
+					strlist_addf(errors, "%s %s and %s overlap: the same port on the same or the "
 					    "wildcard address", a[i].key, a[j].item, a[i].item);
 				else
-					add(errors, "%s %s clashes with %s %s: give the metrics endpoint a "
+					strlist_addf(errors, "%s %s clashes with %s %s: give the metrics endpoint a "
 					    "port of its own", a[i].key, a[i].item, a[j].key, a[j].item);
 			}
 		if (!clash)

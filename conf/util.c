@@ -205,6 +205,17 @@ strlist_add(struct strlist *l, const char *s)
 }
 
 void
+strlist_addf(struct strlist *l, const char *fmt, ...)
+{
+	va_list ap;
+
+	l->items = xrealloc(l->items, (l->count + 1) * sizeof(*l->items));
+	va_start(ap, fmt);
+	l->items[l->count++] = xvasprintf(fmt, ap);
+	va_end(ap);
+}
+
+void
 strlist_clear(struct strlist *l)
 {
 	for (size_t i = 0; i < l->count; i++)

@@ -67,6 +67,8 @@ struct strlist {
 	size_t	  count;
 };
 void strlist_add(struct strlist *l, const char *s);
+/** strlist_add() of a printf-formatted string. */
+void strlist_addf(struct strlist *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void strlist_clear(struct strlist *l);
 void strlist_copy(struct strlist *dst, const struct strlist *src);
 /** true if both hold the same strings in the same order. */

@@ -1,16 +1,23 @@
-# bootstrap.sh - sourced by ./quickstart and ./run-tests on Debian 12 as root.
-# Installs what is missing with apt-get (apt-get update once, only if needed)
-# and generates the build system.
+# bootstrap.sh - sourced by ./quickstart and ./run-tests (bash) on Debian 12
+# as root. Installs what is missing with apt-get (apt-get update once, only
+# if needed) and generates the build system.
+#
+# The package lists live in contrib/packages/, one package a line, so that
+# contrib/docker/Dockerfile installs exactly the same ones:
+#   build.txt  what configure and make need        (./quickstart, ./run-tests, image build stage)
+#   run.txt    what the installed relay needs       (./quickstart, ./run-tests, image runtime stage)
+#   test.txt   what only the tests drive: Postfix, nginx, NSD, podman, ...  (./run-tests)
 
-STSPROXY_BUILD_PKGS="autoconf automake make gcc pkg-config ca-certificates dns-root-data
-	libevent-dev libssl-dev libunbound-dev liblmdb-dev libjansson-dev zlib1g-dev libcmocka-dev libidn2-dev"
-# What the tests drive: a DNSSEC zone (NSD, ldns), HTTPS (nginx), JSON (jq),
-# fuzzing (clang, libFuzzer), leak checks (valgrind), man page rendering,
-# and Postfix as the legacy client of the relay (Exim: bootstrap_exim);
-# unbound validates for Postfix's posttls-finger in the DANE differential.
-STSPROXY_TEST_PKGS="nsd ldnsutils nginx-light jq python3 openssl iproute2 clang
-	libclang-rt-14-dev valgrind man-db postfix libidn12 python3-jsonschema
-	python3-dkim python3-nacl prometheus unbound"
+STSPROXY_PACKAGES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]:-contrib/bootstrap.sh}")" && pwd)/packages
+
+# bootstrap_list NAME: the packages in contrib/packages/NAME.txt, comments stripped.
+bootstrap_list() {
+	sed 's/#.*//' "$STSPROXY_PACKAGES_DIR/$1.txt" | tr -s ' \t\n' ' '
+}
+
+STSPROXY_BUILD_PKGS=$(bootstrap_list build)
+STSPROXY_RUN_PKGS=$(bootstrap_list run)
+STSPROXY_TEST_PKGS=$(bootstrap_list test)
 # Exim is unpacked here, not installed: Debian allows one MTA package.
 STSPROXY_EXIM_ROOT=${STSPROXY_EXIM_ROOT:-/opt/stsproxy-test/exim}
 
@@ -35,19 +42,33 @@ bootstrap_packages() {
 }
 
 # Unpack Debian's exim4-daemon-light under $STSPROXY_EXIM_ROOT for the
-# Exim client test (installing it would remove Postfix), and create the
-# user its binary is built to run as.
+# Exim client test (installing it would remove Postfix), install the
+# libraries its Depends names (not the MTA packages), and create the user
+# its binary is built to run as.
 bootstrap_exim() {
-	[ -x "$STSPROXY_EXIM_ROOT/usr/sbin/exim4" ] && getent passwd Debian-exim >/dev/null && return 0
 	[ "$(id -u)" -eq 0 ] || return 0
-	local tmp
-	tmp=$(mktemp -d) || return 1
-	(cd "$tmp" && apt-get download -qq exim4-daemon-light >/dev/null 2>&1) ||
-		{ apt-get update -qq && (cd "$tmp" && apt-get download -qq exim4-daemon-light >/dev/null); } ||
-		{ rm -rf "$tmp"; echo "stsproxy: cannot download exim4-daemon-light; the Exim test will skip" >&2; return 0; }
-	mkdir -p "$STSPROXY_EXIM_ROOT"
-	dpkg -x "$tmp"/exim4-daemon-light_*.deb "$STSPROXY_EXIM_ROOT"
-	rm -rf "$tmp"
+	local exim=$STSPROXY_EXIM_ROOT/usr/sbin/exim4 tmp deb libs missing
+	if [ ! -x "$exim" ] || [ ! -s "$STSPROXY_EXIM_ROOT/.depends" ]; then
+		tmp=$(mktemp -d) || return 1
+		(cd "$tmp" && apt-get download -qq exim4-daemon-light >/dev/null 2>&1) ||
+			{ apt-get update -qq && (cd "$tmp" && apt-get download -qq exim4-daemon-light >/dev/null); } ||
+			{ rm -rf "$tmp"; echo "stsproxy: cannot download exim4-daemon-light; the Exim test will skip" >&2; return 0; }
+		deb=$(echo "$tmp"/exim4-daemon-light_*.deb)
+		mkdir -p "$STSPROXY_EXIM_ROOT"
+		dpkg -x "$deb" "$STSPROXY_EXIM_ROOT" &&
+			dpkg-deb -f "$deb" Depends > "$STSPROXY_EXIM_ROOT/.depends" ||
+			{ rm -rf "$tmp"; return 1; }
+		rm -rf "$tmp"
+	fi
+	# "exim4-base (>= 4.96), debconf (>= 0.5) | debconf-2.0, libc6 (>= 2.34), ...":
+	# the first alternative of each, without versions, libraries only.
+	libs=$(tr ',' '\n' < "$STSPROXY_EXIM_ROOT/.depends" | sed 's/|.*//; s/(.*)//; s/[[:space:]]//g' | grep '^lib')
+	bootstrap_packages $libs || return 1
+	missing=$(ldd "$exim" | grep 'not found')
+	if [ -n "$missing" ]; then
+		echo "stsproxy: $exim cannot load:" $missing >&2
+		return 1
+	fi
 	getent passwd Debian-exim >/dev/null ||
 		useradd --system --user-group --no-create-home --home-dir /var/spool/exim4 \
 			--shell /usr/sbin/nologin Debian-exim

@@ -2,11 +2,12 @@
  * fetch.h - HTTPS fetch of https://mta-sts.<domain>/.well-known/mta-sts.txt
  * (RFC 8461 sections 3.2, 3.3, 7.1: STS-12 ... STS-17, STS-21).
  *
- * The host name is resolved with our DNSSEC resolver, then evhttp talks
- * HTTP/1.1 over a verifying bufferevent_openssl: SNI and name check on
- * mta-sts.<domain>, 200 only, no redirects, text/plain only, a body cap
- * and a total deadline. Every failure carries its RFC 8460 result type
- * and a reason an operator can act on.
+ * A GET through policy/https_client.c with the certificate required
+ * (SNI and name check on mta-sts.<domain>), a body cap ([policy]
+ * max_body_size) and a total deadline ([policy] fetch_timeout); then the
+ * answer is judged here: 200 only, no redirects, text/plain only. Every
+ * failure carries its RFC 8460 result type and a reason an operator can
+ * act on.
  */
 #ifndef STSPROXY_FETCH_H
 #define STSPROXY_FETCH_H

@@ -8,7 +8,7 @@
 #define STSPROXY_REPORT_MAILER_H
 
 #include "proxy/runtime.h"
-#include "report/rpt_sender.h"
+#include "report/rpt_deliver.h"
 
 /** A mailer over rt (borrowed, must outlive every job). */
 void report_mailer_init(struct rpt_mailer *mailer, struct runtime *rt);

@@ -1,11 +1,13 @@
 /*
  * rpt_post.h - deliver a gzipped report to an https: rua (RPT-13).
  *
- * POST with Content-Type application/tlsrpt+gzip; only a 2xx answer
- * counts as delivered. The host name is resolved with our resolver. The
- * endpoint's certificate is checked and logged but not required (RFC 8460
- * section 3 lets senders ignore certificate errors, and a report lost to
- * a receiver's expired certificate helps nobody).
+ * POST with Content-Type application/tlsrpt+gzip through
+ * policy/https_client.c; only a 2xx answer counts as delivered. The host
+ * name is resolved with our resolver and every address gets its chance,
+ * whatever failed on the one before. The endpoint's certificate is
+ * checked but not required (RFC 8460 section 3 lets senders ignore
+ * certificate errors, and a report lost to a receiver's expired
+ * certificate helps nobody). The answer's body is read and dropped.
  */
 #ifndef STSPROXY_RPT_POST_H
 #define STSPROXY_RPT_POST_H

@@ -98,6 +98,33 @@ rpt_report_build(struct rpt_store *store, const struct rpt_identity *id, const c
 	return report;
 }
 
+struct day_domains {
+	struct strlist	*all, *failed;
+};
+
+/* Records come in key order (day, domain, policy): one entry per domain. */
+static void
+domains_visit(void *arg, const char *day, const char *domain, json_t *rec)
+{
+	struct day_domains *dd = arg;
+
+	(void)day;
+	if (dd->all->count == 0 || strcmp(dd->all->items[dd->all->count - 1], domain) != 0)
+		strlist_add(dd->all, domain);
+	if (json_object_size(json_object_get(rec, "failures")) > 0 && (dd->failed->count == 0 ||
+	    strcmp(dd->failed->items[dd->failed->count - 1], domain) != 0))
+		strlist_add(dd->failed, domain);
+}
+
+int
+rpt_report_domains(struct rpt_store *store, const char *day, const char *domain,
+    struct strlist *all, struct strlist *with_failures)
+{
+	struct day_domains dd = { all, with_failures };
+
+	return rpt_store_foreach(store, day, domain, domains_visit, &dd) < 0 ? -1 : 0;
+}
+
 char *
 rpt_report_filename(const struct rpt_identity *id, const char *day, const char *domain)
 {

@@ -35,6 +35,15 @@ void rpt_identity_init(struct rpt_identity *id, const struct conf *conf, const c
 json_t *rpt_report_build(struct rpt_store *store, const struct rpt_identity *id,
     const char *day, const char *domain, long long *failures);
 
+/**
+ * The policy domains with traffic on day (only domain, when not NULL), in
+ * order, appended to all; those of them with at least one failure also to
+ * with_failures. Which get a report is the caller's rule ([report]
+ * send_success_only_reports). 0, or -1 on a database error.
+ */
+int rpt_report_domains(struct rpt_store *store, const char *day, const char *domain,
+    struct strlist *all, struct strlist *with_failures);
+
 /** Start of day (00:00:00 UTC) as a Unix time; -1 if day is malformed. */
 time_t rpt_day_start(const char *day);
 

@@ -439,19 +439,38 @@ rpt_store_foreach(struct rpt_store *store, const char *day, const char *domain,
 	return n;
 }
 
-json_t *
-rpt_store_meta_get(struct rpt_store *store, const char *key)
+static void
+meta_failed(struct rpt_store *store, const char *key, const char *reason)
+{
+	log_err("event=report_store_failed path=%s key=%s reason=%s", store->path, log_quote(key),
+	    log_quote(reason));
+}
+
+int
+rpt_store_meta_get(struct rpt_store *store, const char *key, json_t **doc)
 {
 	MDB_txn *txn;
 	MDB_val k = { strlen(key), (void *)key }, v;
-	json_t *doc = NULL;
+	int rc, found = 0;
 
-	if (mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn) != 0)
-		return NULL;
-	if (mdb_get(txn, store->dbi, &k, &v) == 0)
-		doc = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+	*doc = NULL;
+	if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)) != 0) {
+		meta_failed(store, key, mdb_strerror(rc));
+		return -1;
+	}
+	if ((rc = mdb_get(txn, store->dbi, &k, &v)) == 0) {
+		if ((*doc = json_loadb(v.mv_data, v.mv_size, 0, NULL)) != NULL)
+			found = 1;
+		else {
+			meta_failed(store, key, "the document does not parse");
+			found = -1;
+		}
+	} else if (rc != MDB_NOTFOUND) {
+		meta_failed(store, key, mdb_strerror(rc));
+		found = -1;
+	}
 	mdb_txn_abort(txn);
-	return doc;
+	return found;
 }
 
 int
@@ -459,9 +478,15 @@ rpt_store_meta_put(struct rpt_store *store, const char *key, json_t *doc)
 {
 	MDB_txn *txn;
 	char *out = json_dumps(doc, JSON_COMPACT);
-	MDB_val k = { strlen(key), (void *)key }, v = { strlen(out), out };
+	MDB_val k = { strlen(key), (void *)key }, v;
 	int rc;
 
+	if (out == NULL) {
+		meta_failed(store, key, "not a JSON object");
+		return -1;
+	}
+	v.mv_size = strlen(out);
+	v.mv_data = out;
 	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) == 0) {
 		if ((rc = mdb_put(txn, store->dbi, &k, &v, 0)) == 0)
 			rc = mdb_txn_commit(txn);
@@ -470,9 +495,59 @@ rpt_store_meta_put(struct rpt_store *store, const char *key, json_t *doc)
 	}
 	free(out);
 	if (rc != 0)
-		log_err("event=report_store_failed path=%s key=%s reason=%s", store->path,
-		    log_quote(key), mdb_strerror(rc));
+		meta_failed(store, key, mdb_strerror(rc));
 	return rc == 0 ? 0 : -1;
+}
+
+int
+rpt_store_meta_update(struct rpt_store *store, const char *key,
+    json_t *(*update)(void *arg, json_t *current), void *arg)
+{
+	MDB_txn *txn;
+	MDB_val k = { strlen(key), (void *)key }, v;
+	json_t *cur = NULL, *next;
+	int rc;
+
+	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0) {
+		meta_failed(store, key, mdb_strerror(rc));
+		return -1;
+	}
+	if ((rc = mdb_get(txn, store->dbi, &k, &v)) == 0) {
+		if ((cur = json_loadb(v.mv_data, v.mv_size, 0, NULL)) == NULL) {
+			mdb_txn_abort(txn);
+			meta_failed(store, key, "the document does not parse");
+			return -1;
+		}
+	} else if (rc != MDB_NOTFOUND) {
+		mdb_txn_abort(txn);
+		meta_failed(store, key, mdb_strerror(rc));
+		return -1;
+	}
+	next = update(arg, cur);
+	json_decref(cur);
+	if (next == NULL) {
+		mdb_txn_abort(txn);
+		return 0;
+	}
+	{
+		char *out = json_dumps(next, JSON_COMPACT);
+
+		if (out == NULL)
+			fatalx("rpt_store_meta_update: the update made no JSON object of %s", key);
+		v.mv_size = strlen(out);
+		v.mv_data = out;
+		if ((rc = mdb_put(txn, store->dbi, &k, &v, 0)) == 0)
+			rc = mdb_txn_commit(txn);
+		else
+			mdb_txn_abort(txn);
+		free(out);
+	}
+	json_decref(next);
+	if (rc != 0) {
+		meta_failed(store, key, mdb_strerror(rc));
+		return -1;
+	}
+	return 0;
 }
 
 long
@@ -484,12 +559,15 @@ rpt_store_meta_foreach(struct rpt_store *store, const char *prefix,
 	MDB_val k = { strlen(prefix), (void *)prefix }, v;
 	size_t plen = strlen(prefix);
 	long n = 0;
-	int op = MDB_SET_RANGE;
+	int op = MDB_SET_RANGE, rc;
 
-	if (mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn) != 0)
+	if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)) != 0) {
+		meta_failed(store, prefix, mdb_strerror(rc));
 		return -1;
-	if (mdb_cursor_open(txn, store->dbi, &cur) != 0) {
+	}
+	if ((rc = mdb_cursor_open(txn, store->dbi, &cur)) != 0) {
 		mdb_txn_abort(txn);
+		meta_failed(store, prefix, mdb_strerror(rc));
 		return -1;
 	}
 	while (mdb_cursor_get(cur, &k, &v, op) == 0) {
@@ -504,7 +582,8 @@ rpt_store_meta_foreach(struct rpt_store *store, const char *prefix,
 			visit(arg, key, doc);
 			json_decref(doc);
 			n++;
-		}
+		} else
+			meta_failed(store, key, "the document does not parse; skipped");
 		free(key);
 	}
 	mdb_cursor_close(cur);

@@ -65,15 +65,33 @@ long rpt_store_foreach(struct rpt_store *store, const char *day, const char *dom
 
 
 /*
- * Small bookkeeping documents next to the counters (the delivery outbox,
- * the daily plan), under keys starting with "~" so they never mix with
- * the day-keyed records. Written synchronously: a few per report.
+ * Small bookkeeping documents next to the counters (report/rpt_outbox.c:
+ * the delivery outbox and the daily plan), under keys starting with "~"
+ * so they never mix with the day-keyed records. Written synchronously: a
+ * few per report. Every failure is logged with the file and the key.
  */
-/** The document under key, or NULL. Caller owns it. */
-json_t *rpt_store_meta_get(struct rpt_store *store, const char *key);
+/**
+ * The document under key: 1 with *doc set (caller owns it), 0 when there
+ * is none, -1 on a database error or a document that does not parse.
+ */
+int rpt_store_meta_get(struct rpt_store *store, const char *key, json_t **doc);
 /** Store doc under key (replacing). 0 or -1. */
 int rpt_store_meta_put(struct rpt_store *store, const char *key, json_t *doc);
-/** Visit every meta document whose key starts with prefix. */
+/**
+ * Read, change and write the document under key in one write transaction:
+ * processes sharing the file see the change whole or not at all, and no
+ * other writer comes between the read and the write. update gets the
+ * current document (NULL when there is none; borrowed) and returns the
+ * one to store (a new reference, taken over), or NULL to leave the key as
+ * it is. 0, or -1 on a database error or a current document that does not
+ * parse (update is not called then).
+ */
+int rpt_store_meta_update(struct rpt_store *store, const char *key,
+    json_t *(*update)(void *arg, json_t *current), void *arg);
+/**
+ * Visit every meta document whose key starts with prefix, in key order.
+ * The number visited, or -1 on a database error.
+ */
 long rpt_store_meta_foreach(struct rpt_store *store, const char *prefix,
     void (*visit)(void *arg, const char *key, json_t *doc), void *arg);
 

@@ -276,18 +276,75 @@ cmp_desc(const void *a, const void *b)
 	return strcmp(cx ? cx : "", cy ? cy : "");
 }
 
-static json_t *
-sorted_array(json_t **items, size_t n, const char *field, const char *name)
-{
-	json_t *a = json_array();
+/* One row of a summary table: the entry key of obj with its value. */
+typedef json_t *(*summary_row)(const char *key, const json_t *value, json_int_t total);
 
+/* A table: a row per member of obj, by field descending, then by name. */
+static json_t *
+sorted_rows(const json_t *obj, summary_row row, json_int_t total, const char *field,
+    const char *name)
+{
+	size_t n;
+	const char **keys = sorted_keys(obj, &n);
+	json_t **items = xcalloc(n + 1, sizeof(*items)), *a = json_array();
+
+	for (size_t i = 0; i < n; i++)
+		items[i] = row(keys[i], json_object_get(obj, keys[i]), total);
 	sort_field = field;
 	sort_name = name;
 	qsort(items, n, sizeof(*items), cmp_desc);
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(a, items[i]);
 	free(items);
+	free(keys);
 	return a;
+}
+
+/* Keys of the result-type table are "type<KEY_SEP>reason code". */
+static json_t *
+type_row(const char *key, const json_t *count, json_int_t total)
+{
+	const char *sep = strchr(key, KEY_SEP[0]);
+	char *type = xstrndup(key, (size_t)(sep - key));
+	const char *code = sep[1] ? sep + 1 : NULL, *meaning, *fix;
+	json_int_t c = json_integer_value(count);
+	json_t *row;
+
+	rpt_failure_advice(type, code, &meaning, &fix);
+	row = json_pack("{s:s, s:o, s:I, s:f, s:s, s:o}", "result-type", type,
+	    "failure-reason-code", code ? json_string(code) : json_null(), "sessions", c,
+	    "rate", rate(c, total), "meaning", meaning, "fix", *fix ? json_string(fix) :
+	    json_null());
+	free(type);
+	return row;
+}
+
+static json_t *
+org_row(const char *key, const json_t *o, json_int_t total)
+{
+	json_int_t os = num(o, "successful"), of = num(o, "failed");
+
+	(void)total;
+	return json_pack("{s:s, s:I, s:I, s:f}", "organization-name", key,
+	    "successful-sessions", os, "failed-sessions", of, "failure-rate", rate(of, os + of));
+}
+
+static json_t *
+mx_row(const char *key, const json_t *m, json_int_t total)
+{
+	(void)total;
+	return json_pack("{s:s, s:I, s:O}", "receiving-mx-hostname", key,
+	    "failed-sessions", num(m, "failed"), "result-types", json_object_get(m, "types"));
+}
+
+static json_t *
+ip_row(const char *key, const json_t *r, json_int_t total)
+{
+	(void)total;
+	return json_pack("{s:s, s:o, s:I}", "receiving-ip", key,
+	    "receiving-mx-hostname", json_object_get(r, "mx") ?
+	    json_copy(json_object_get(r, "mx")) : json_null(), "failed-sessions",
+	    num(r, "failed"));
 }
 
 static json_t *
@@ -296,68 +353,21 @@ domain_json(const json_t *a)
 	json_int_t ok = num(a, "successful"), failed = num(a, "failed"), total = ok + failed;
 	const json_t *types = json_object_get(a, "types"), *orgs = json_object_get(a, "orgs");
 	const json_t *mx = json_object_get(a, "mx"), *ips = json_object_get(a, "ips");
-	const char **keys;
-	json_t **items, *out;
-	size_t n;
+	json_t *out;
 
 	out = json_pack("{s:s, s:s, s:I, s:O, s:I, s:I, s:f}", "policy-domain",
 	    str(a, "policy-domain"), "day", str(a, "day"), "reports", num(a, "reports"),
 	    "policy-types", json_object_get(a, "policy-types"),
 	    "successful-sessions", ok, "failed-sessions", failed, "failure-rate", rate(failed, total));
 
-	keys = sorted_keys(types, &n);
-	items = xcalloc(n + 1, sizeof(*items));
-	for (size_t i = 0; i < n; i++) {
-		const char *sep = strchr(keys[i], KEY_SEP[0]);
-		char *type = xstrndup(keys[i], (size_t)(sep - keys[i]));
-		const char *code = sep[1] ? sep + 1 : NULL, *meaning, *fix;
-		json_int_t c = num(types, keys[i]);
-
-		rpt_failure_advice(type, code, &meaning, &fix);
-		items[i] = json_pack("{s:s, s:o, s:I, s:f, s:s, s:o}", "result-type", type,
-		    "failure-reason-code", code ? json_string(code) : json_null(), "sessions", c,
-		    "rate", rate(c, total), "meaning", meaning, "fix", *fix ? json_string(fix) :
-		    json_null());
-		free(type);
-	}
-	json_object_set_new(out, "result-types", sorted_array(items, n, "sessions", "result-type"));
-	free(keys);
-
-	keys = sorted_keys(orgs, &n);
-	items = xcalloc(n + 1, sizeof(*items));
-	for (size_t i = 0; i < n; i++) {
-		const json_t *o = json_object_get(orgs, keys[i]);
-		json_int_t os = num(o, "successful"), of = num(o, "failed");
-
-		items[i] = json_pack("{s:s, s:I, s:I, s:f}", "organization-name", keys[i],
-		    "successful-sessions", os, "failed-sessions", of, "failure-rate", rate(of, os + of));
-	}
-	json_object_set_new(out, "organizations", sorted_array(items, n, "failed-sessions", "organization-name"));
-	free(keys);
-
-	keys = sorted_keys(mx, &n);
-	items = xcalloc(n + 1, sizeof(*items));
-	for (size_t i = 0; i < n; i++) {
-		const json_t *m = json_object_get(mx, keys[i]);
-
-		items[i] = json_pack("{s:s, s:I, s:O}", "receiving-mx-hostname", keys[i],
-		    "failed-sessions", num(m, "failed"), "result-types", json_object_get(m, "types"));
-	}
-	json_object_set_new(out, "mx-hosts", sorted_array(items, n, "failed-sessions", "receiving-mx-hostname"));
-	free(keys);
-
-	keys = sorted_keys(ips, &n);
-	items = xcalloc(n + 1, sizeof(*items));
-	for (size_t i = 0; i < n; i++) {
-		const json_t *r = json_object_get(ips, keys[i]);
-
-		items[i] = json_pack("{s:s, s:o, s:I}", "receiving-ip", keys[i],
-		    "receiving-mx-hostname", json_object_get(r, "mx") ?
-		    json_copy(json_object_get(r, "mx")) : json_null(), "failed-sessions",
-		    num(r, "failed"));
-	}
-	json_object_set_new(out, "receiving-ips", sorted_array(items, n, "failed-sessions", "receiving-ip"));
-	free(keys);
+	json_object_set_new(out, "result-types",
+	    sorted_rows(types, type_row, total, "sessions", "result-type"));
+	json_object_set_new(out, "organizations",
+	    sorted_rows(orgs, org_row, total, "failed-sessions", "organization-name"));
+	json_object_set_new(out, "mx-hosts",
+	    sorted_rows(mx, mx_row, total, "failed-sessions", "receiving-mx-hostname"));
+	json_object_set_new(out, "receiving-ips",
+	    sorted_rows(ips, ip_row, total, "failed-sessions", "receiving-ip"));
 	return out;
 }
 

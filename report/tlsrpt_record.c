@@ -1,33 +1,14 @@
 #include "config.h"
 
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
+#include "policy/tag_value.h"
 #include "report/tlsrpt_record.h"
 
 #define TLSRPT_VERSION_FIELD "v=TLSRPTv1"
-
-static bool
-is_wsp(unsigned char c)
-{
-	return c == ' ' || c == '\t';
-}
-
-static bool
-is_alnum(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-/* tlsrpt-ext-value: %x21-3A / %x3C / %x3E-7E */
-static bool
-is_ext_value_char(unsigned char c)
-{
-	return (c >= 0x21 && c <= 0x3a) || c == 0x3c || (c >= 0x3e && c <= 0x7e);
-}
 
 /* A URI character here: visible ASCII except the separators that RPT-2
  * requires to be percent-encoded inside a URI. */
@@ -37,42 +18,26 @@ is_uri_char(unsigned char c)
 	return c > 0x20 && c < 0x7f && c != ',' && c != ';' && c != '!';
 }
 
-static bool
-fail(char *reason, size_t reason_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static bool
-fail(char *reason, size_t reason_len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (reason_len > 0) {
-		va_start(ap, fmt);
-		vsnprintf(reason, reason_len, fmt, ap);
-		va_end(ap);
-	}
-	return false;
-}
-
 /* Check one URI (len bytes at u); keep it when its scheme is usable. */
 static bool
-take_uri(const unsigned char *u, size_t len, struct strlist *rua, unsigned *skipped,
-    char *reason, size_t reason_len)
+take_uri(struct tag_value *tv, const char *u, size_t len, struct strlist *rua, unsigned *skipped)
 {
 	char buf[TLSRPT_RECORD_MAX_LEN + 1];
 	const char *colon;
 
 	for (size_t i = 0; i < len; i++) {
-		if (u[i] == '%' && (i + 2 >= len || !isxdigit(u[i + 1]) || !isxdigit(u[i + 2])))
-			return fail(reason, reason_len, "bad percent-encoding in rua URI");
+		if (u[i] == '%' && (i + 2 >= len || !isxdigit((unsigned char)u[i + 1]) ||
+		    !isxdigit((unsigned char)u[i + 2])))
+			return tag_value_fail(tv, "bad percent-encoding in rua URI");
 	}
 	memcpy(buf, u, len);
 	buf[len] = '\0';
 	colon = strchr(buf, ':');
 	if (colon == NULL || colon == buf)
-		return fail(reason, reason_len, "rua value '%.40s' is not a URI", buf);
+		return tag_value_fail(tv, "rua value '%.40s' is not a URI", buf);
 	for (const char *p = buf; p < colon; p++)
 		if (!(isalnum((unsigned char)*p) || *p == '+' || *p == '-' || *p == '.'))
-			return fail(reason, reason_len, "rua value '%.40s' is not a URI", buf);
+			return tag_value_fail(tv, "rua value '%.40s' is not a URI", buf);
 	if (strncasecmp(buf, "https://", 8) == 0 && len > 8) {
 		if (rua->count < TLSRPT_MAX_RUA)
 			strlist_add(rua, buf);
@@ -91,129 +56,78 @@ take_uri(const unsigned char *u, size_t len, struct strlist *rua, unsigned *skip
 	return true;
 }
 
+/* tlsrpt-uri *(*WSP "," *WSP tlsrpt-uri) */
+static bool
+read_rua(struct tag_value *tv, struct strlist *rua, unsigned *skipped)
+{
+	for (;;) {
+		const unsigned char *after_uri;
+		size_t len;
+		const char *u = tag_value_take(tv, is_uri_char, &len);
+
+		if (len == 0)
+			return tag_value_fail(tv, "empty rua URI at offset %zu", tag_value_offset(tv, u));
+		if (!take_uri(tv, u, len, rua, skipped))
+			return false;
+		after_uri = tv->p;
+		tag_value_skip_wsp(tv);
+		if (tv->p < tv->end && *tv->p == ',') {
+			tv->p++;
+			tag_value_skip_wsp(tv);
+			continue;
+		}
+		/* No comma: the blanks belong to the delimiter that follows. */
+		tv->p = after_uri;
+		break;
+	}
+	if (tv->p < tv->end && *tv->p == '!')
+		return tag_value_fail(tv, "'!' must be percent-encoded in a rua URI");
+	return true;
+}
+
+struct tlsrpt_fields {
+	struct strlist	*rua;
+	unsigned	*skipped;
+	bool		 have_rua;
+};
+
+static enum tag_value_field
+tlsrpt_field(void *arg, struct tag_value *tv, const char *name, size_t name_len)
+{
+	struct tlsrpt_fields *f = arg;
+
+	if (name_len != 3 || memcmp(name, "rua", 3) != 0)
+		return TAG_VALUE_EXTENSION;
+	if (f->have_rua) {
+		tag_value_fail(tv, "rua appears twice");
+		return TAG_VALUE_BAD;
+	}
+	f->have_rua = true;
+	return read_rua(tv, f->rua, f->skipped) ? TAG_VALUE_KNOWN : TAG_VALUE_BAD;
+}
+
 bool
 tlsrpt_record_parse(const char *rec, size_t len, struct strlist *rua, unsigned *skipped,
     char *reason, size_t reason_len)
 {
-	const unsigned char *p = (const unsigned char *)rec, *end = p + len;
-	size_t vlen = strlen(TLSRPT_VERSION_FIELD);
-	bool have_rua = false;
-	size_t nfields = 0;
+	struct tlsrpt_fields f = { rua, skipped, false };
 
 	*skipped = 0;
-	if (len > TLSRPT_RECORD_MAX_LEN)
-		return fail(reason, reason_len, "record longer than %d bytes", TLSRPT_RECORD_MAX_LEN);
-	if (len < vlen || memcmp(p, TLSRPT_VERSION_FIELD, vlen) != 0)
-		return fail(reason, reason_len, "record does not start with v=TLSRPTv1");
-	p += vlen;
-	for (;;) {
-		const unsigned char *name, *value;
-		size_t nlen;
-
-		while (p < end && is_wsp(*p))
-			p++;
-		if (p == end)
-			break;
-		if (*p != ';')
-			return fail(reason, reason_len, "expected ';' at offset %zu",
-			    (size_t)(p - (const unsigned char *)rec));
-		p++;
-		while (p < end && is_wsp(*p))
-			p++;
-		if (p == end)
-			break;	/* optional final delimiter */
-		name = p;
-		if (!is_alnum(*p))
-			return fail(reason, reason_len, "bad field name at offset %zu",
-			    (size_t)(p - (const unsigned char *)rec));
-		while (p < end && (is_alnum(*p) || *p == '_' || *p == '-' || *p == '.'))
-			p++;
-		nlen = (size_t)(p - name);
-		if (nlen > 32)
-			return fail(reason, reason_len, "field name longer than 32 at offset %zu",
-			    (size_t)(name - (const unsigned char *)rec));
-		if (p == end || *p != '=')
-			return fail(reason, reason_len, "expected '=' at offset %zu",
-			    (size_t)(p - (const unsigned char *)rec));
-		p++;
-		value = p;
-		if (nlen == 3 && memcmp(name, "rua", 3) == 0) {
-			if (have_rua)
-				return fail(reason, reason_len, "rua appears twice");
-			have_rua = true;
-			/* tlsrpt-uri *(*WSP "," *WSP tlsrpt-uri) */
-			for (;;) {
-				const unsigned char *u = p;
-
-				while (p < end && is_uri_char(*p))
-					p++;
-				if (p == u)
-					return fail(reason, reason_len, "empty rua URI at offset %zu",
-					    (size_t)(u - (const unsigned char *)rec));
-				if (!take_uri(u, (size_t)(p - u), rua, skipped, reason, reason_len))
-					return false;
-				{
-					const unsigned char *q = p;
-
-					while (q < end && is_wsp(*q))
-						q++;
-					if (q < end && *q == ',') {
-						q++;
-						while (q < end && is_wsp(*q))
-							q++;
-						p = q;
-						continue;
-					}
-				}
-				break;
-			}
-			if (p < end && *p == '!')
-				return fail(reason, reason_len, "'!' must be percent-encoded in a rua URI");
-		} else {
-			while (p < end && is_ext_value_char(*p))
-				p++;
-			if (p == value)
-				return fail(reason, reason_len, "empty extension value at offset %zu",
-				    (size_t)(value - (const unsigned char *)rec));
-		}
-		nfields++;
-	}
-	if (nfields == 0 || !have_rua)
-		return fail(reason, reason_len, "required field rua is missing");
-	return true;
-}
-
-static bool
-is_candidate(const char *rec, size_t len)
-{
-	size_t vlen = strlen(TLSRPT_VERSION_FIELD);
-
-	if (len < vlen || memcmp(rec, TLSRPT_VERSION_FIELD, vlen) != 0)
-		return false;
-	return len == vlen || rec[vlen] == ';' || is_wsp((unsigned char)rec[vlen]);
+	return tag_value_parse(rec, len, TLSRPT_RECORD_MAX_LEN, TLSRPT_VERSION_FIELD, "rua",
+	    tlsrpt_field, &f, reason, reason_len);
 }
 
 void
 tlsrpt_record_select(const char *const *records, const size_t *lens, size_t count,
     struct tlsrpt_record_result *out)
 {
-	size_t candidates = 0, which = 0;
+	size_t which, candidates;
 
 	memset(out, 0, sizeof(*out));
-	for (size_t i = 0; i < count; i++)
-		if (is_candidate(records[i], lens[i])) {
-			candidates++;
-			which = i;
-		}
-	if (candidates == 0) {
-		out->status = TLSRPT_RECORD_ABSENT;
-		snprintf(out->reason, sizeof(out->reason), "no TXT record starts with v=TLSRPTv1");
-		return;
-	}
-	if (candidates > 1) {
-		out->status = TLSRPT_RECORD_MULTIPLE;
-		snprintf(out->reason, sizeof(out->reason),
-		    "%zu TXT records start with v=TLSRPTv1; exactly one is required", candidates);
+	candidates = tag_value_select(records, lens, count, TLSRPT_VERSION_FIELD, &which,
+	    out->reason, sizeof(out->reason));
+	if (candidates != 1) {
+		out->status = candidates == 0 ? TLSRPT_RECORD_ABSENT : TLSRPT_RECORD_MULTIPLE;
 		return;
 	}
 	if (!tlsrpt_record_parse(records[which], lens[which], &out->rua, &out->skipped,

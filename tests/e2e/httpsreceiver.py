@@ -2,7 +2,8 @@
 """httpsreceiver.py ADDR:PORT CERT KEY DIR - an RFC 8460 HTTPS report
 endpoint for the tests. Each POST is stored as DIR/N.body with DIR/N.json
 (path, headers). A path containing "fail500" answers 500; one containing
-"flaky" answers 500 the first time and 201 after (retries); anything
+"flaky" answers 500 the first time and 201 after (retries); one containing
+"slow" answers 201 after 3 seconds (a delivery still in flight); anything
 else 201."""
 import http.server
 import json
@@ -10,6 +11,7 @@ import os
 import ssl
 import sys
 import threading
+import time
 
 addr, port = sys.argv[1].rsplit(":", 1)
 outdir = sys.argv[4]
@@ -33,6 +35,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             seen[self.path] = seen.get(self.path, 0) + 1
             first = seen[self.path] == 1
         code = 500 if "fail500" in self.path or ("flaky" in self.path and first) else 201
+        if "slow" in self.path:
+            time.sleep(3)
         self.send_response(code)
         self.send_header("Content-Length", "0")
         self.end_headers()

@@ -690,7 +690,9 @@ check "RPT-19: after a restart the pending report was retried and accepted" "$(p
 last=$(grep -l '"path": "/flaky/sim"' "$W"/received/*.json | sort -V | tail -1)
 check "... with the same report (same report-id)" "$(gunzip -c < "${last%.json}.body" | jq -r '."report-id"')" "$TODAY.sim.$ZONE@relay.$ZONE"
 check_match "a receiver that keeps failing stays pending, with its reason logged" "$(grep 'event=report_retry domain=allbad' "$W/relay4.log" "$W/relay5.log" | head -1)" "answered HTTP 500"
-check "the plan is made once per day: enf is not sent again after the restart" "$(posts /tlsrpt/enf)" "2"
+check "issue 13 §3: enf, POSTed by report send above, is not POSTed again by the daemon, nor after its restart" "$(posts /tlsrpt/enf)" "1"
+check_match "... and the daemon says why" "$(grep 'event=report_skipped day=.* domain=enf\.' "$W/relay4.log")" \
+	"rua=https://reports\.$ZONE/tlsrpt/enf reason=\"already delivered on [0-9TZ:-]+ by report send\""
 mailed=$(grep -l "^TLS-Report-Domain: enf.$ZONE" "$W"/spool/mx.reports/*.eml 2>/dev/null | head -1)
 check "RPT-14: the mailto: report of enf arrived at the rua domain's MX" "$([ -n "$mailed" ] && echo yes)" "yes"
 if [ -n "$mailed" ]; then
@@ -717,7 +719,11 @@ PIDS+=($!)
 for _ in $(seq 50); do [ -s "$W/mx-submit.out" ] && break; sleep 0.1; done
 printf 'submission_relay = 127.0.4.21:2525\n' >> "$W/mail.conf"
 out=$("$STSPROXY" -c "$W/mail.conf" report send --day "$TODAY" --domain "enf.$ZONE" 2>>"$W/report.err")
-check_match "report send mails the mailto: report through submission_relay" "$out" "mailto:tlsrpt@reports\\.$ZONE  delivered \\(mail accepted\\)"
+check_match "issue 13 §3: report send does not mail again what the daemon mailed" "$out" \
+	"mailto:tlsrpt@reports\\.$ZONE  already delivered on [0-9TZ:-]+ by daemon; not sent again \\(--force sends it again\\)"
+check "... so nothing reached submission_relay" "$(ls "$W"/spool/submit | wc -l)" "0"
+out=$("$STSPROXY" -c "$W/mail.conf" report send --day "$TODAY" --domain "enf.$ZONE" --force 2>>"$W/report.err")
+check_match "report send --force mails the mailto: report through submission_relay" "$out" "mailto:tlsrpt@reports\\.$ZONE  delivered \\(mail accepted\\)"
 check "... and it arrived there, addressed to the rua" "$(jq -r '.rcpts[0]' "$W"/spool/submit/1.json 2>/dev/null)" "<tlsrpt@reports.$ZONE>"
 check "the report sender ran without sanitizer reports" \
 	"$(cat "$W/relay4.log" "$W/relay5.log" | grep -cE 'ERROR: (Address|Leak)Sanitizer|runtime error:')" "0"

@@ -31,10 +31,7 @@
  */
 #include "config.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <fnmatch.h>
-#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -55,6 +52,7 @@
 #include "conf/idna.h"
 #include "conf/log.h"
 #include "proxy/smtp_server.h"
+#include "tests/unit/dialogue.h"
 
 #define MAX_QUEUE 32
 
@@ -69,10 +67,7 @@ struct world {
 	struct conf		*conf;
 	struct runtime		 rt;
 	struct smtp_server_env	 env;
-	int			 fd;		/* the client's end */
-	char			 inbuf[65536];
-	size_t			 inlen;
-	bool			 server_closed;
+	struct dialogue_peer	 client;	/* the client's end */
 	struct fake_queue	 open_failed, rcpt, data, end, lost, lost_data, lost_end;
 	unsigned		 opens;
 	char			 last_rcpt[600];	/* of the last rcpt() */
@@ -260,60 +255,17 @@ static const struct upstream_ops fake_ops = {
 	.mx_host = fake_mx_host, .first_rcpt = NULL,
 };
 
-/* Decode \r \n \t \0 \\ escapes in place. */
-static size_t
-unescape(char *s)
-{
-	char *o = s;
-
-	for (char *p = s; *p; p++) {
-		if (*p == '\\' && p[1]) {
-			p++;
-			*o++ = *p == 'r' ? '\r' : *p == 'n' ? '\n' : *p == 't' ? '\t' : *p == '0' ? '\0' : *p;
-		} else
-			*o++ = *p;
-	}
-	*o = '\0';
-	return (size_t)(o - s);
-}
-
 static void
 pump(int ms)
 {
-	struct pollfd p = { .fd = W->fd, .events = POLLIN };
-
-	event_base_loop(W->base, EVLOOP_NONBLOCK);
-	if (poll(&p, 1, ms) > 0 && !W->server_closed) {
-		ssize_t n = read(W->fd, W->inbuf + W->inlen, sizeof(W->inbuf) - W->inlen - 1);
-
-		if (n > 0)
-			W->inlen += (size_t)n;
-		else if (n == 0 || (errno != EAGAIN && errno != EINTR))
-			W->server_closed = true;
-	}
-	event_base_loop(W->base, EVLOOP_NONBLOCK);
+	dialogue_pump(&W->client, ms);
 }
 
-/* The next server line, or NULL after 3 s. Caller frees. */
+/* The next server line, or NULL after 3 s or when it closed. Caller frees. */
 static char *
 server_line(void)
 {
-	for (int i = 0; i < 3000; i++) {
-		char *eol = memchr(W->inbuf, '\n', W->inlen);
-
-		if (eol != NULL) {
-			size_t len = (size_t)(eol - W->inbuf) + 1;
-			char *line = strndup(W->inbuf, len - (len > 1 && eol[-1] == '\r' ? 2 : 1));
-
-			memmove(W->inbuf, W->inbuf + len, W->inlen - len);
-			W->inlen -= len;
-			return line;
-		}
-		if (W->server_closed)
-			return NULL;
-		pump(1);
-	}
-	return NULL;
+	return dialogue_line(&W->client);
 }
 
 static void
@@ -355,7 +307,8 @@ run_dialogue(void **state)
 	W->env.rt = &W->rt;
 	W->env.ops = &fake_ops;
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	W->fd = sv[1];
+	W->client.base = W->base;
+	dialogue_peer_reset(&W->client, sv[1]);
 	smtp_server_new(&W->env, sv[0], (struct sockaddr *)&peer, closed_cb, NULL);
 
 	while (fgets(line, sizeof(line), f) != NULL) {
@@ -370,11 +323,11 @@ run_dialogue(void **state)
 			fail_msg("%s:%d: malformed line", path, lineno);
 		switch (line[0]) {
 		case 'C':
-			dprintf(W->fd, "%s\r\n", text);
+			dprintf(W->client.fd, "%s\r\n", text);
 			break;
 		case 'R':
-			n = unescape(text);
-			assert_int_equal(write(W->fd, text, n), (ssize_t)n);
+			n = dialogue_unescape(text);
+			assert_int_equal(write(W->client.fd, text, n), (ssize_t)n);
 			break;
 		case 'S':
 			got = server_line();
@@ -405,7 +358,7 @@ run_dialogue(void **state)
 			for (int i = 0; i < 100 && W->last_body == NULL; i++)
 				pump(1);
 			assert_non_null(W->last_body);
-			n = unescape(text);
+			n = dialogue_unescape(text);
 			len = evbuffer_get_length(W->last_body);
 			body = (char *)evbuffer_pullup(W->last_body, -1);
 			/* Skip the Received line the relay adds (checked by the e2e tests). */
@@ -422,9 +375,9 @@ run_dialogue(void **state)
 			break;
 		}
 		case 'E':
-			for (int i = 0; i < 3000 && !W->server_closed; i++)
+			for (int i = 0; i < 3000 && !W->client.closed; i++)
 				pump(1);
-			if (!W->server_closed)
+			if (!W->client.closed)
 				fail_msg("%s:%d: server did not close", path, lineno);
 			break;
 		case 'N':
@@ -447,7 +400,7 @@ run_dialogue(void **state)
 		}
 	}
 	fclose(f);
-	close(W->fd);
+	close(W->client.fd);
 	/* Let the session see EOF and free itself (and its upstream) from the loop. */
 	for (int i = 0; i < 50; i++)
 		event_base_loop(W->base, EVLOOP_NONBLOCK);
@@ -461,49 +414,10 @@ run_dialogue(void **state)
 	free(W);
 }
 
-static int
-by_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 int
 main(void)
 {
-	const char *srcdir = getenv("srcdir") ? getenv("srcdir") : ".";
-	char dir[4096];
-	struct CMUnitTest tests[128];
-	char *names[128];
-	size_t n = 0;
-	DIR *d;
-	struct dirent *e;
-	int rc;
-
 	log_init("test", false, LOG_LEVEL_CRIT);
 	signal(SIGPIPE, SIG_IGN);
-	snprintf(dir, sizeof(dir), "%s/tests/data/smtp_server", srcdir);
-	if ((d = opendir(dir)) == NULL) {
-		fprintf(stderr, "cannot open %s\n", dir);
-		return 1;
-	}
-	while ((e = readdir(d)) != NULL && n < 128) {
-		size_t l = strlen(e->d_name);
-
-		if (l > 4 && strcmp(e->d_name + l - 4, ".dlg") == 0) {
-			char *p = malloc(strlen(dir) + l + 2);
-
-			sprintf(p, "%s/%s", dir, e->d_name);
-			names[n++] = p;
-		}
-	}
-	closedir(d);
-	qsort(names, n, sizeof(names[0]), by_name);
-	for (size_t i = 0; i < n; i++) {
-		tests[i] = (struct CMUnitTest){ strrchr(names[i], '/') + 1, run_dialogue, NULL, NULL,
-		    names[i] };
-	}
-	rc = _cmocka_run_group_tests("smtp_server_dialogues", tests, n, NULL, NULL);
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	return rc;
+	return dialogue_run_folder("smtp_server_dialogues", "smtp_server", run_dialogue, NULL);
 }

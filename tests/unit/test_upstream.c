@@ -37,8 +37,6 @@
 #include "config.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
-#include <errno.h>
 #include <fnmatch.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -61,6 +59,7 @@
 #include "policy/tls.h"
 #include "proxy/upstream_internal.h"
 #include "report/outcome.h"
+#include "tests/unit/dialogue.h"
 
 struct event_rec {
 	enum upstream_event	 ev;
@@ -70,12 +69,10 @@ struct event_rec {
 static struct {
 	struct event_base	*base;
 	struct runtime		 rt;
-	int			 lfd, cfd;
-	char			 inbuf[16384];
-	size_t			 inlen;
+	int			 lfd;
+	struct dialogue_peer	 mx;		/* the MX server's end; closed: the relay hung up */
 	struct event_rec	 events[64];
 	size_t			 ev_head, ev_tail;
-	bool			 peer_closed;	/* the relay closed cfd */
 	bool			 active;	/* a dialogue is running: dialogue_end() has work */
 	struct upstream		*up;
 	bool			 freed;		/* A: free was called */
@@ -114,59 +111,17 @@ on_event(void *arg, enum upstream_event ev, const struct smtp_reply *r)
 	T.ev_tail++;
 }
 
-static size_t
-unescape(char *s)
-{
-	char *o = s;
-
-	for (char *p = s; *p; p++) {
-		if (*p == '\\' && p[1]) {
-			p++;
-			*o++ = *p == 'r' ? '\r' : *p == 'n' ? '\n' : *p == '0' ? '\0' : *p;
-		} else
-			*o++ = *p;
-	}
-	*o = '\0';
-	return (size_t)(o - s);
-}
-
 static void
 pump(int ms)
 {
-	event_base_loop(T.base, EVLOOP_NONBLOCK);
-	if (T.cfd >= 0) {
-		struct pollfd p = { .fd = T.cfd, .events = POLLIN };
-
-		if (poll(&p, 1, ms) > 0) {
-			ssize_t n = read(T.cfd, T.inbuf + T.inlen, sizeof(T.inbuf) - T.inlen - 1);
-
-			if (n > 0)
-				T.inlen += (size_t)n;
-			else if (n == 0 || errno == ECONNRESET)
-				T.peer_closed = true;
-		}
-	} else
-		usleep((useconds_t)ms * 1000);
-	event_base_loop(T.base, EVLOOP_NONBLOCK);
+	dialogue_pump(&T.mx, ms);
 }
 
+/* The relay's next line, or NULL after 3 s or when it closed. Caller frees. */
 static char *
 relay_line(void)
 {
-	for (int i = 0; i < 3000; i++) {
-		char *eol = memchr(T.inbuf, '\n', T.inlen);
-
-		if (eol != NULL) {
-			size_t len = (size_t)(eol - T.inbuf) + 1;
-			char *line = strndup(T.inbuf, len - (len > 1 && eol[-1] == '\r' ? 2 : 1));
-
-			memmove(T.inbuf, T.inbuf + len, T.inlen - len);
-			T.inlen -= len;
-			return line;
-		}
-		pump(1);
-	}
-	return NULL;
+	return dialogue_line(&T.mx);
 }
 
 /*
@@ -184,25 +139,25 @@ dialogue_end(void)
 		upstream_free(T.up);
 	T.up = NULL;
 	for (int i = 0; i < 2000 && upstream_count() > 0; i++) {
-		if (T.cfd >= 0) {
+		if (T.mx.fd >= 0) {
 			/* Answer a QUIT as a server would; a silent server hangs up. */
 			char *q = NULL;
 
 			pump(1);
-			if (memchr(T.inbuf, '\n', T.inlen) && (q = relay_line()) != NULL &&
+			if (memchr(T.mx.inbuf, '\n', T.mx.inlen) && (q = relay_line()) != NULL &&
 			    strcmp(q, "QUIT") == 0)
-				dprintf(T.cfd, "221 bye\r\n");
+				dprintf(T.mx.fd, "221 bye\r\n");
 			free(q);
 			if (i == 100) {
-				close(T.cfd);
-				T.cfd = -1;
+				close(T.mx.fd);
+				T.mx.fd = -1;
 			}
 		} else
 			pump(1);
 	}
-	if (T.cfd >= 0)
-		close(T.cfd);
-	T.cfd = -1;
+	if (T.mx.fd >= 0)
+		close(T.mx.fd);
+	T.mx.fd = -1;
 	close(T.lfd);
 	for (size_t i = 0; i < T.ev_tail; i++)
 		free(T.events[i].reply);
@@ -242,11 +197,9 @@ run_dialogue(void **state)
 	T.active = true;
 	T.up = NULL;
 	T.freed = false;
-	T.cfd = -1;
-	T.inlen = 0;
+	dialogue_peer_reset(&T.mx, -1);
 	T.ev_head = T.ev_tail = 0;
 	T.oc_head = T.oc_tail = 0;
-	T.peer_closed = false;
 	T.lfd = socket(AF_INET, SOCK_STREAM, 0);
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
@@ -325,28 +278,26 @@ run_dialogue(void **state)
 				if (poll(&p, 1, 1) > 0)
 					break;
 			}
-			if (T.cfd >= 0)
-				close(T.cfd);
-			T.inlen = 0;
-			T.peer_closed = false;
-			T.cfd = accept(T.lfd, NULL, NULL);
-			if (T.cfd < 0)
+			if (T.mx.fd >= 0)
+				close(T.mx.fd);
+			dialogue_peer_reset(&T.mx, accept(T.lfd, NULL, NULL));
+			if (T.mx.fd < 0)
 				fail_msg("%s:%d: the relay did not connect", path, lineno);
 		} else if (strcmp(line, "eof") == 0) {
-			for (int i = 0; i < 3000 && !T.peer_closed; i++)
+			for (int i = 0; i < 3000 && !T.mx.closed; i++)
 				pump(1);
-			if (!T.peer_closed || T.inlen > 0)
+			if (!T.mx.closed || T.mx.inlen > 0)
 				fail_msg("%s:%d: expected the relay to hang up, got %s '%.*s'", path, lineno,
-				    T.peer_closed ? "bytes" : "nothing", (int)T.inlen, T.inbuf);
+				    T.mx.closed ? "bytes" : "nothing", (int)T.mx.inlen, T.mx.inbuf);
 		} else if (strcmp(line, "close") == 0) {
-			close(T.cfd);
-			T.cfd = -1;
+			close(T.mx.fd);
+			T.mx.fd = -1;
 		} else if (line[0] == 'S' || line[0] == 'R') {
 			if (line[0] == 'S')
-				dprintf(T.cfd, "%s\r\n", text);
+				dprintf(T.mx.fd, "%s\r\n", text);
 			else {
-				n = unescape(text);
-				assert_int_equal(write(T.cfd, text, n), (ssize_t)n);
+				n = dialogue_unescape(text);
+				assert_int_equal(write(T.mx.fd, text, n), (ssize_t)n);
 			}
 		} else if (line[0] == 'C') {
 			got = relay_line();
@@ -364,7 +315,7 @@ run_dialogue(void **state)
 			} else if (strcmp(text, "data") == 0) {
 				assert_int_equal(upstream_data(T.up), 0);
 			} else if (strncmp(text, "body ", 5) == 0) {
-				n = unescape(text + 5);
+				n = dialogue_unescape(text + 5);
 				assert_non_null(upstream_body(T.up));
 				evbuffer_add(upstream_body(T.up), text + 5, n);
 			} else if (strcmp(text, "end") == 0) {
@@ -410,26 +361,14 @@ run_dialogue(void **state)
 		dane_tlsa_free(tlsa[k]);
 }
 
-static int
-by_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 int
 main(void)
 {
-	const char *srcdir = getenv("srcdir") ? getenv("srcdir") : ".";
 	static const char conf_text[] = "hostname = relay.example\n[upstream]\nconnect_timeout = 2s\n"
 	    "command_timeout = 5s\n";
 	struct strlist errors = { 0 };
 	struct conf *conf;
-	char dir[4096], *err = NULL;
-	struct CMUnitTest tests[128];
-	char *names[128];
-	size_t n = 0;
-	DIR *d;
-	struct dirent *e;
+	char *err = NULL;
 	int rc;
 
 	log_init("test", false, LOG_LEVEL_CRIT);
@@ -437,33 +376,12 @@ main(void)
 	outcome_set_hook(on_outcome, NULL);
 	conf = conf_parse_buffer("test", conf_text, sizeof(conf_text) - 1, &errors);
 	T.base = event_base_new();
+	T.mx.base = T.base;
 	T.rt.base = T.base;
 	T.rt.conf = conf;
 	T.rt.ssl_ctx = tls_client_ctx_new(conf, &err);
 	snprintf(T.rt.hostname, sizeof(T.rt.hostname), "relay.example");
-	snprintf(dir, sizeof(dir), "%s/tests/data/upstream", srcdir);
-	if ((d = opendir(dir)) == NULL) {
-		fprintf(stderr, "cannot open %s\n", dir);
-		return 1;
-	}
-	while ((e = readdir(d)) != NULL && n < 128) {
-		size_t l = strlen(e->d_name);
-
-		if (l > 4 && strcmp(e->d_name + l - 4, ".dlg") == 0) {
-			char *p = malloc(strlen(dir) + l + 2);
-
-			sprintf(p, "%s/%s", dir, e->d_name);
-			names[n++] = p;
-		}
-	}
-	closedir(d);
-	qsort(names, n, sizeof(names[0]), by_name);
-	for (size_t i = 0; i < n; i++)
-		tests[i] = (struct CMUnitTest){ strrchr(names[i], '/') + 1, run_dialogue, NULL,
-		    dialogue_teardown, names[i] };
-	rc = _cmocka_run_group_tests("upstream_dialogues", tests, n, NULL, NULL);
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
+	rc = dialogue_run_folder("upstream_dialogues", "upstream", run_dialogue, dialogue_teardown);
 	for (size_t i = 0; i < T.oc_tail; i++)
 		free(T.outcomes[i]);
 	SSL_CTX_free(T.rt.ssl_ctx);
