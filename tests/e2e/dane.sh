@@ -52,6 +52,8 @@ cert mx2.pair "mx2.pair.$ZONE" "DNS:mx2.pair.$ZONE"
 cert donly "mx.donly.$ZONE" "DNS:mx.donly.$ZONE"
 cert fall "mx.fall.$ZONE" "DNS:mx.fall.$ZONE"
 cert agil "mx.agil.$ZONE" "DNS:mx.agil.$ZONE" evilca
+cert cn "mxreal.cn.$ZONE" "DNS:mxreal.cn.$ZONE" evilca
+cert cn2 "mxreal2.cn.$ZONE" "DNS:mxreal2.cn.$ZONE" evilca
 # DANE-TA servers present the anchor in their chain (RFC 7671 section 5.2.2).
 cat "$C/ta.pem" "$W/taca/ca.pem" > "$C/ta.chain" && cp "$C/ta.key" "$C/ta.chain.key"
 cat "$C/tabad.pem" "$W/taca/ca.pem" > "$C/tabad.chain" && cp "$C/tabad.key" "$C/tabad.chain.key"
@@ -147,6 +149,16 @@ agil MX 10 mx.agil.$ZONE.
 mx.agil A 127.0.5.21
 _25._tcp.mx.agil TLSA 3 1 1 $(spki "$C/agil.pem")
 _25._tcp.mx.agil TLSA 3 1 2 $(spki "$C/outside.pem" sha512)
+addrin MX 10 mx.insec.$ZONE.
+cn MX 10 mxalias.cn.$ZONE.
+mxalias.cn CNAME mxreal.cn.$ZONE.
+mxreal.cn A 127.0.5.22
+_25._tcp.mxreal.cn TLSA 3 1 1 $(spki "$C/cn.pem")
+_25._tcp.mxalias.cn TLSA 3 1 1 $WRONG
+cn2 MX 10 mxalias2.cn.$ZONE.
+mxalias2.cn CNAME mxreal2.cn.$ZONE.
+mxreal2.cn A 127.0.5.23
+_25._tcp.mxalias2.cn TLSA 3 1 1 $(spki "$C/cn2.pem")
 ZONEDATA
 }
 zone | world_dns_records
@@ -198,6 +210,8 @@ mx 127.0.5.18 mx2.pair "$C/mx2.pair"
 mx 127.0.5.19 mx.donly "$C/donly"
 mx 127.0.5.20 mx.fall "$C/fall"
 mx 127.0.5.21 mx.agil "$C/agil"
+mx 127.0.5.22 mxreal.cn "$C/cn"
+mx 127.0.5.23 mxreal2.cn "$C/cn2"
 
 # ---- the relays ---------------------------------------------------------------------
 world_conf "simulate = enforce
@@ -222,7 +236,7 @@ RELAY2_PID=$!
 PIDS+=($RELAY2_PID)
 for _ in $(seq 50); do
 	grep -q event=started "$W/relay.log" && grep -q event=started "$W/relay2.log" &&
-		[ "$(cat "$W"/mx-*.out 2>/dev/null | grep -c ready)" -ge 20 ] && break
+		[ "$(cat "$W"/mx-*.out 2>/dev/null | grep -c ready)" -ge 22 ] && break
 	sleep 0.1
 done
 
@@ -297,6 +311,18 @@ check "DANE-5: insecure MX zone -> no DANE (its wrong TLSA record is not used), 
 check_match "DANE-19: ... the delivery is not logged as DANE" "$(outcome "insec\\.$ZONE" 'action=delivered')" \
 	"policy_type=no-policy-found .*dane=mx-insecure"
 check_match "... and the MX set was insecure" "$(grep "event=mx_set domain=insec\.$ZONE" "$W/relay.log")" "dnssec=insecure"
+
+send addrin addrin1 > /dev/null
+check_match "DANE-6: secure MX records, insecure address records -> no TLSA query, no DANE" \
+	"$(arrived addrin1) $(outcome "addrin\\.$ZONE" 'action=delivered')" "^mx\.insec .*dane=address-insecure"
+send cn cn1 > /dev/null
+check "DANE-7: an MX name that is a CNAME: the TLSA records of the expanded name authenticate (its original name's are not asked)" \
+	"$(arrived cn1) $(meta cn1 .sni)" "mxreal.cn mxreal.cn.$ZONE"
+check_match "DANE-7, DANE-15: ... recorded under the expanded name as TLSA base domain, which is also the SNI" \
+	"$(outcome "mxreal\\.cn\\.$ZONE" 'action=delivered')" "mx=mxalias\.cn\.$ZONE .*dane=pass"
+send cn2 cn21 > /dev/null
+check "DANE-7, RFC 7671 §7: no TLSA records at the expanded name: those of the original MX name authenticate" \
+	"$(arrived cn21) $(meta cn21 .sni)" "mxreal2.cn mxalias2.cn.$ZONE"
 
 # ---- DANE and MTA-STS together (RFC 8461 §2) ----------------------------------------------
 send both both1 > /dev/null
@@ -509,6 +535,9 @@ pair.$ZONE mx1.pair
 [mx2.pair.$ZONE] mx2.pair
 donly.$ZONE mx.donly
 [mx.fall.$ZONE] mx.fall
+addrin.$ZONE mx.insec
+cn.$ZONE mxalias.cn
+cn2.$ZONE mxalias2.cn
 TARGETS
 sed 's/^/# /' "$W/differential.txt"
 
