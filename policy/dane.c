@@ -290,12 +290,21 @@ dane_tlsa_finish(struct dane_tlsa *t, const char *base)
 		struct strbuf sb;
 		char one[32];
 
+		static const char hexdigits[] = "0123456789ABCDEF";
+		char *hex;
+
 		EVP_DigestUpdate(md, head, sizeof(head));
 		EVP_DigestUpdate(md, r->data, r->len);
+		/* once per transaction and MX: no printf per byte */
+		hex = xmalloc(2 * r->len + 1);
+		for (size_t k = 0; k < r->len; k++) {
+			hex[2 * k] = hexdigits[r->data[k] >> 4];
+			hex[2 * k + 1] = hexdigits[r->data[k] & 15];
+		}
+		hex[2 * r->len] = '\0';
 		strbuf_init(&sb);
-		strbuf_printf(&sb, "%u %u %u ", r->usage, r->selector, r->mtype);
-		for (size_t k = 0; k < r->len; k++)
-			strbuf_printf(&sb, "%02X", r->data[k]);
+		strbuf_printf(&sb, "%u %u %u %s", r->usage, r->selector, r->mtype, hex);
+		free(hex);
 		strlist_add(&t->text, sb.data);
 		strbuf_free(&sb);
 		if (r->unusable != NULL) {
