@@ -12,6 +12,9 @@
 #   3. added latency per message, with and without upstream reuse
 #   4. RSS per idle client connection; throughput at 1..1000 sessions
 #   5. cached policy resolutions per CPU second, in process
+#   6. messages to 1, 3 and 10 domains: Postfix -> stsproxy over LMTP vs
+#      Postfix delivering directly vs Postfix -> stsproxy over SMTP (452
+#      splitting); the time until each message's last recipient is delivered
 # Options: --quick (fewer messages), --only LIST (e.g. 1,5).
 # Not a test: it prints figures, it does not judge them.
 . "$(dirname "$0")/../tests/e2e/world.sh"
@@ -20,12 +23,13 @@ world_enter_netns bash "$0" "$@"
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 : "${SINK:?set SINK to bench/sink}" "${POLICY_BENCH:?set POLICY_BENCH to bench/policy_bench}"
 N=20000
-ONLY=1,2,3,4,5
+M6=100
+ONLY=1,2,3,4,5,6
 while [ $# -gt 0 ]; do
 	case $1 in
-	--quick) N=4000 ;;
+	--quick) N=4000; M6=30 ;;
 	--only) ONLY=$2; shift ;;
-	*) echo "usage: run.sh [--quick] [--only 1,2,3,4,5]" >&2; exit 2 ;;
+	*) echo "usage: run.sh [--quick] [--only 1,2,3,4,5,6]" >&2; exit 2 ;;
 	esac
 	shift
 done
@@ -37,13 +41,18 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null
 SIZE=4096
 SINK_ADDR=127.0.5.1
 RELAY=127.0.0.1:8461
+LMTP=127.0.0.1:8463
 PF_ADDR=127.0.3.1
+# Benchmark 6: domN.$ZONE (N = 1..10), each with an enforce policy and its
+# own MX mxN.bench.$ZONE at 127.0.5.N, all served by the one sink.
+NDOM=10
 
 world_init
 world_ca_init "$W/ca" "stsproxy bench CA"
 mkdir -p "$W/certs"
-world_cert "$W/ca" "$W/certs/mx" "mx.bench.$ZONE" "DNS:mx.bench.$ZONE" || exit 1
-world_cert "$W/ca" "$W/certs/sts" "mta-sts.bench.$ZONE" "DNS:mta-sts.bench.$ZONE" || exit 1
+world_cert "$W/ca" "$W/certs/mx" "mx.bench.$ZONE" "DNS:mx.bench.$ZONE,DNS:*.bench.$ZONE" || exit 1
+world_cert "$W/ca" "$W/certs/sts" "mta-sts.bench.$ZONE" \
+	"DNS:mta-sts.bench.$ZONE$(for n in $(seq $NDOM); do printf ',DNS:mta-sts.dom%s.%s' "$n" "$ZONE"; done)" || exit 1
 # dbench: the same sink as its MX, authenticated by DANE-EE(3 1 1) of its key.
 TLSA_DATA=$(openssl x509 -in "$W/certs/mx.pem" -noout -pubkey | openssl pkey -pubin -outform DER |
 	openssl dgst -sha256 -binary | od -An -v -tx1 | tr -d ' \n')
@@ -55,14 +64,23 @@ mta-sts.bench A $WEB_ADDR
 dbench MX 10 mx.dbench.$ZONE.
 mx.dbench A $SINK_ADDR
 _25._tcp.mx.dbench TLSA 3 1 1 $TLSA_DATA
+$(for n in $(seq $NDOM); do
+	printf 'dom%s MX 10 mx%s.bench.%s.\nmx%s.bench A 127.0.5.%s\n' "$n" "$n" "$ZONE" "$n" "$n"
+	printf '_mta-sts.dom%s TXT "v=STSv1; id=dom%s;"\nmta-sts.dom%s A %s\n' "$n" "$n" "$n" "$WEB_ADDR"
+done)
 ZONEDATA
 world_dns_publish >/dev/null || exit 1
 : > "$W/nginx.sites"
 world_site "mta-sts.bench.$ZONE" "$W/certs/sts"
 printf 'version: STSv1\nmode: enforce\nmx: mx.bench.%s\nmax_age: 86400\n' "$ZONE" | world_policy "mta-sts.bench.$ZONE"
+for n in $(seq $NDOM); do
+	world_site "mta-sts.dom$n.$ZONE" "$W/certs/sts"
+	printf 'version: STSv1\nmode: enforce\nmx: mx%s.bench.%s\nmax_age: 86400\n' "$n" "$ZONE" | world_policy "mta-sts.dom$n.$ZONE"
+done
 world_web_start || exit 1
 
-"$SINK" -l "$SINK_ADDR:25" -c "$W/certs/mx.pem" -k "$W/certs/mx.key" -n "mx.bench.$ZONE" -s "$W/sink.stats" &
+"$SINK" $(for n in $(seq 2 $NDOM); do printf -- '-l 127.0.5.%s:25 ' "$n"; done) \
+	-l "$SINK_ADDR:25" -c "$W/certs/mx.pem" -k "$W/certs/mx.key" -n "mx.bench.$ZONE" -s "$W/sink.stats" &
 SINK_PID=$!
 PIDS+=($SINK_PID)
 
@@ -115,6 +133,7 @@ run_source() {
 # ---- stsproxy ---------------------------------------------------------------
 world_conf "[server]
 listen = $RELAY
+lmtp_listen = $LMTP
 max_connections = 20000
 max_connections_per_client = 20000
 [upstream]
@@ -125,7 +144,7 @@ printf 'hostname = relay.%s\nallow_root = yes\nlog_level = warning\nworkers = au
 start_relay() { # extra env assignments
 	env "$@" "$STSPROXY" -c "$W/stsproxy.conf" serve > "$W/relay.log" 2>&1 &
 	RELAY_PID=$!
-	for _ in $(seq 100); do grep -q event=started "$W/relay.log" && break; sleep 0.05; done
+	for _ in $(seq 100); do grep -qs event=started "$W/relay.log" && break; sleep 0.05; done
 	sleep 0.2
 	smtp-source -m 1 -l 100 -f "bench@client.$ZONE" -t "warm@bench.$ZONE" "$RELAY" 2>/dev/null
 	smtp-source -m 1 -l 100 -f "bench@client.$ZONE" -t "warm@dbench.$ZONE" "$RELAY" 2>/dev/null
@@ -136,8 +155,9 @@ stop_relay() { kill "$RELAY_PID" 2>/dev/null; wait "$RELAY_PID" 2>/dev/null; }
 # ---- a private Postfix, delivering with verified TLS like an enforce policy
 PF=$W/postfix
 printf '[%s]:25 secure match=mx.bench.%s\n' "$SINK_ADDR" "$ZONE" > "$W/tls_policy"
-set_postfix_route() { # NEXTHOP
-	printf 'bench.%s smtp:%s\n' "$ZONE" "$1" > "$PF/transport"
+for n in $(seq 2 $NDOM); do printf '[127.0.5.%s]:25 secure match=mx.bench.%s\n' "$n" "$ZONE"; done >> "$W/tls_policy"
+set_postfix_route() { # NEXTHOP [DOMAIN_ROUTES]
+	{ printf 'bench.%s smtp:%s\n' "$ZONE" "$1"; printf '%s' "${2:-}"; } > "$PF/transport"
 	postfix -c "$PF" reload >/dev/null 2>&1
 }
 world_postfix "$PF" "$PF_ADDR" <<CF
@@ -238,4 +258,56 @@ fi
 if want 5; then
 	echo "## 5. policy engine, cached resolutions in process (one thread + libunbound's)"
 	"$POLICY_BENCH" "$W/stsproxy.conf" "bench.$ZONE" "${POLICY_N:-200000}" 64
+fi
+
+if want 6; then
+	echo "## 6. one message to several domains: time until its last recipient is delivered"
+	echo "# $M6 messages of 4 KiB per run, 10 per second, each to one recipient in every domain;"
+	echo "# the figure is Postfix's own delay= of each message's last recipient (p50 / p90 / max)"
+	md() { "$DEBPY" "$BENCH_DIR/multidomain.py" "$@"; }
+	# Recipients deferred with 452 are retried after 10 s instead of Postfix's 300 s.
+	postconf -c "$PF" -e queue_run_delay=10s minimal_backoff_time=10s maximal_backoff_time=10s
+	start_relay
+	# warm-up: every domain's policy cached, a connection to each MX
+	md send "$LMTP" 1 10 "bench@client.$ZONE" $(for n in $(seq $NDOM); do echo "dom$n.$ZONE"; done) --lmtp
+	wait_sink $(( $(sink_count) )) 5
+	routes() { # K NEXTHOP|direct
+		local n
+		for n in $(seq "$1"); do
+			if [ "$2" = direct ]; then
+				printf 'dom%s.%s smtp:[127.0.5.%s]:25\n' "$n" "$ZONE" "$n"
+			else
+				printf 'dom%s.%s %s\n' "$n" "$ZONE" "$2"
+			fi
+		done
+	}
+	: > "$W/bench6.txt"
+	for k in 1 3 10; do
+		for path in direct lmtp smtp; do
+			case $path in
+			direct) label="Postfix -> sink (direct)"; hop=direct ;;
+			lmtp) label="Postfix -> stsproxy LMTP -> sink"; hop="lmtp:inet:[127.0.0.1]:8463" ;;
+			smtp) label="Postfix -> stsproxy SMTP -> sink"; hop="smtp:[127.0.0.1]:8461, [127.0.0.1]:8461" ;;
+			esac
+			set_postfix_route "[$SINK_ADDR]:25" "$(routes "$k" "$hop")"
+			sleep 1
+			lines=$(wc -l < "$PF/maillog")
+			c0=$(sink_count); t0=$(now)
+			md send "$PF_ADDR:25" "$M6" 10 "bench@client.$ZONE" $(for n in $(seq "$k"); do echo "dom$n.$ZONE"; done)
+			wait_sink $(( c0 + M6 * k )) 900 || break
+			t1=$(sink_field 6)
+			# Postfix logs through postlogd: wait for every recipient's line.
+			for _ in $(seq 100); do
+				tail -n +$(( lines + 1 )) "$PF/maillog" > "$W/bench6.log"
+				[ "$(grep -c 'status=sent' "$W/bench6.log")" -ge $(( M6 * k )) ] && break
+				sleep 0.1
+			done
+			r=$(md delays "$W/bench6.log")
+			p() { echo "$r" | sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
+			printf '%-34s %2d domains: last recipient p50 %6s s  p90 %6s s  max %6s s  (%s messages; %s deferrals; %s s for all)\n' \
+				"$label" "$k" "$(p p50_s)" "$(p p90_s)" "$(p max_s)" "$(p messages)" \
+				"$(grep -c 'status=deferred' "$W/bench6.log")" "$(printf '%.1f' "$(calc "$t1 - $t0" 3)")" | tee -a "$W/bench6.txt"
+		done
+	done
+	stop_relay
 fi

@@ -10,6 +10,9 @@
  * rewrites a one-line stats file every 50 ms when anything changed:
  *   messages connections handshakes resumed first_message_s last_message_s open
  *
+ * It listens on every -l address given (up to MAX_LISTEN): benchmark 6
+ * gives each recipient domain an MX address of its own.
+ *
  * Not a test and not part of the daemon: it links libevent and OpenSSL
  * directly and trusts its peer.
  */
@@ -37,6 +40,8 @@
 #include <event2/listener.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+
+#define MAX_LISTEN 16
 
 enum sink_state { SINK_S_COMMAND, SINK_S_BODY };
 
@@ -287,17 +292,19 @@ on_term(evutil_socket_t sig, short what, void *arg)
 int
 main(int argc, char **argv)
 {
-	const char *listen_addr = NULL, *cert = NULL, *key = NULL;
-	struct sockaddr_storage ss;
-	int sslen = sizeof(ss), opt;
+	const char *listen_addr[MAX_LISTEN], *cert = NULL, *key = NULL;
+	int nlisten = 0, opt;
 	struct event_base *base;
-	struct evconnlistener *l;
 	struct event *tick, *term;
 	struct timeval every = { 0, 50 * 1000 };
 
 	while ((opt = getopt(argc, argv, "l:c:k:s:n:")) != -1) {
 		switch (opt) {
-		case 'l': listen_addr = optarg; break;
+		case 'l':
+			if (nlisten == MAX_LISTEN)
+				goto usage;
+			listen_addr[nlisten++] = optarg;
+			break;
 		case 'c': cert = optarg; break;
 		case 'k': key = optarg; break;
 		case 's': stats_path = optarg; break;
@@ -305,12 +312,8 @@ main(int argc, char **argv)
 		default: goto usage;
 		}
 	}
-	if (listen_addr == NULL || cert == NULL || key == NULL)
+	if (nlisten == 0 || cert == NULL || key == NULL)
 		goto usage;
-	if (evutil_parse_sockaddr_port(listen_addr, (struct sockaddr *)&ss, &sslen) != 0) {
-		fprintf(stderr, "sink: bad address %s\n", listen_addr);
-		return 2;
-	}
 	signal(SIGPIPE, SIG_IGN);
 	server_ctx = SSL_CTX_new(TLS_server_method());
 	if (SSL_CTX_use_certificate_chain_file(server_ctx, cert) != 1 ||
@@ -320,11 +323,19 @@ main(int argc, char **argv)
 	}
 	SSL_CTX_set_session_id_context(server_ctx, (const unsigned char *)"sink", 4);
 	base = event_base_new();
-	l = evconnlistener_new_bind(base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
-	    1024, (struct sockaddr *)&ss, sslen);
-	if (l == NULL) {
-		fprintf(stderr, "sink: cannot listen on %s: %s\n", listen_addr, strerror(errno));
-		return 2;
+	for (int i = 0; i < nlisten; i++) {
+		struct sockaddr_storage ss;
+		int sslen = sizeof(ss);
+
+		if (evutil_parse_sockaddr_port(listen_addr[i], (struct sockaddr *)&ss, &sslen) != 0) {
+			fprintf(stderr, "sink: bad address %s\n", listen_addr[i]);
+			return 2;
+		}
+		if (evconnlistener_new_bind(base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE |
+		    LEV_OPT_REUSEABLE, 1024, (struct sockaddr *)&ss, sslen) == NULL) {
+			fprintf(stderr, "sink: cannot listen on %s: %s\n", listen_addr[i], strerror(errno));
+			return 2;
+		}
 	}
 	tick = event_new(base, -1, EV_PERSIST, stats_tick, NULL);
 	event_add(tick, &every);
@@ -335,6 +346,7 @@ main(int argc, char **argv)
 	write_stats();
 	return 0;
 usage:
-	fprintf(stderr, "usage: sink -l ADDR:PORT -c CERT.pem -k KEY.pem [-s STATS] [-n HOSTNAME]\n");
+	fprintf(stderr, "usage: sink -l ADDR:PORT [-l ADDR:PORT ...] -c CERT.pem -k KEY.pem [-s STATS] "
+	    "[-n HOSTNAME]\n");
 	return 2;
 }

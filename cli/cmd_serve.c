@@ -163,6 +163,7 @@ warn_restart_keys(const struct conf *old, const struct conf *new)
 		bool changed;
 	} keys[] = {
 		{ "[server] listen", !strlist_equal(&old->server_listen, &new->server_listen) },
+		{ "[server] lmtp_listen", !strlist_equal(&old->server_lmtp_listen, &new->server_lmtp_listen) },
 		{ "state_dir", strcmp(old->state_dir, new->state_dir) != 0 },
 		{ "user", strcmp(old->user, new->user) != 0 },
 		{ "[dns] forwarders", !strlist_equal(&old->dns_forwarders, &new->dns_forwarders) },

@@ -51,6 +51,8 @@ check_identity(const struct conf *conf, struct strlist *errors)
 	}
 	for (size_t i = 0; i < conf->server_listen.count; i++)
 		unix_listen |= strncmp(conf->server_listen.items[i], "unix:", 5) == 0;
+	for (size_t i = 0; i < conf->server_lmtp_listen.count; i++)
+		unix_listen |= strncmp(conf->server_lmtp_listen.items[i], "unix:", 5) == 0;
 	if (unix_listen && conf->server_unix_group[0] != '\0' && getgrnam(conf->server_unix_group) == NULL)
 		strlist_addf(errors, "[server] unix_group %s does not exist", conf->server_unix_group);
 }
@@ -416,21 +418,21 @@ check_tcp(const struct conf *conf, unsigned flags, const char *key, const char *
  * destroyed) and nobody may be accepting on it.
  */
 static void
-check_unix(const struct conf *conf, unsigned flags, const char *item, struct strlist *errors,
-    struct strlist *warnings)
+check_unix(const struct conf *conf, unsigned flags, const char *key, const char *item,
+    struct strlist *errors, struct strlist *warnings)
 {
 	const char *path = item + 5;
 	char *dir = parent_of(path);
 	struct stat st;
 
 	if (access(dir, W_OK | X_OK) != 0)
-		strlist_addf(errors, "[server] listen %s: directory %s: %s", item, dir, strerror(errno));
+		strlist_addf(errors, "%s %s: directory %s: %s", key, item, dir, strerror(errno));
 	free(dir);
 	if (lstat(path, &st) != 0)
 		return;
 	if (!S_ISSOCK(st.st_mode)) {
-		strlist_addf(errors, "[server] listen %s: %s exists and is not a socket; serve would replace it",
-		    item, path);
+		strlist_addf(errors, "%s %s: %s exists and is not a socket; serve would replace it",
+		    key, item, path);
 		return;
 	}
 	{
@@ -439,7 +441,7 @@ check_unix(const struct conf *conf, unsigned flags, const char *item, struct str
 
 		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
 		if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
-			explain_in_use(conf, flags, "[server] listen", item, unix_listener_inode(path),
+			explain_in_use(conf, flags, key, item, unix_listener_inode(path),
 			    errors, warnings);
 		if (fd >= 0)
 			close(fd);
@@ -447,7 +449,7 @@ check_unix(const struct conf *conf, unsigned flags, const char *item, struct str
 }
 
 struct address {
-	const char		*key;	/* "[server] listen" or "metrics_listen" */
+	const char		*key;	/* "[server] listen", "[server] lmtp_listen" or "metrics_listen" */
 	const char		*item;
 	struct sockaddr_storage	 ss;
 	socklen_t		 len;
@@ -458,25 +460,33 @@ static void
 check_addresses(const struct conf *conf, unsigned flags, struct strlist *errors,
     struct strlist *warnings)
 {
-	struct address *a = xcalloc(conf->server_listen.count + 1, sizeof(*a));
+	const struct strlist *lists[] = { &conf->server_listen, &conf->server_lmtp_listen };
+	const char *keys[] = { "[server] listen", "[server] lmtp_listen" };
+	struct address *a = xcalloc(conf->server_listen.count + conf->server_lmtp_listen.count + 1,
+	    sizeof(*a));
 	size_t n = 0;
 
-	for (size_t i = 0; i < conf->server_listen.count; i++) {
-		const char *item = conf->server_listen.items[i];
+	for (size_t k = 0; k < 2; k++) {
+		for (size_t i = 0; i < lists[k]->count; i++) {
+			const char *item = lists[k]->items[i];
+			bool twice = false;
 
-		if (strncmp(item, "unix:", 5) == 0) {
-			for (size_t j = 0; j < i; j++)
-				if (strcmp(conf->server_listen.items[j], item) == 0)
-					strlist_addf(errors, "[server] listen %s is listed twice", item);
-			check_unix(conf, flags, item, errors, warnings);
-			continue;
+			if (strncmp(item, "unix:", 5) == 0) {
+				for (size_t kk = 0; kk <= k; kk++)
+					for (size_t j = 0; j < (kk == k ? i : lists[kk]->count); j++)
+						twice |= strcmp(lists[kk]->items[j], item) == 0;
+				if (twice)
+					strlist_addf(errors, "%s %s is listed twice", keys[k], item);
+				check_unix(conf, flags, keys[k], item, errors, warnings);
+				continue;
+			}
+			if (netaddr_parse_hostport(item, &a[n].ss, &a[n].len) != NULL)
+				continue;	/* refused at load time */
+			a[n].key = keys[k];
+			a[n].item = item;
+			endpoint_of(&a[n].ss, &a[n].ep);
+			n++;
 		}
-		if (netaddr_parse_hostport(item, &a[n].ss, &a[n].len) != NULL)
-			continue;	/* refused at load time */
-		a[n].key = "[server] listen";
-		a[n].item = item;
-		endpoint_of(&a[n].ss, &a[n].ep);
-		n++;
 	}
 	if (conf->metrics_listen[0] != '\0' &&
 	    netaddr_parse_hostport(conf->metrics_listen, &a[n].ss, &a[n].len) == NULL) {
@@ -493,6 +503,9 @@ check_addresses(const struct conf *conf, unsigned flags, struct strlist *errors,
 				if (strcmp(a[i].key, a[j].key) == 0)
 					strlist_addf(errors, "%s %s and %s overlap: the same port on the same or the "
 					    "wildcard address", a[i].key, a[j].item, a[i].item);
+				else if (strcmp(a[i].key, "metrics_listen") != 0)
+					strlist_addf(errors, "%s %s clashes with %s %s: the same port on the same "
+					    "or the wildcard address", a[i].key, a[i].item, a[j].key, a[j].item);
 				else
 					strlist_addf(errors, "%s %s clashes with %s %s: give the metrics endpoint a "
 					    "port of its own", a[i].key, a[i].item, a[j].key, a[j].item);

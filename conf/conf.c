@@ -55,6 +55,7 @@ static const char *check_log_level(const char *item, char **owned);
 static const char *check_log_levels(const char *item, char **owned);
 static const char *check_workers(const char *item, char **owned);
 static const char *check_listen(const char *item, char **owned);
+static const char *check_lmtp_listen(const char *item, char **owned);
 static const char *check_cidr(const char *item, char **owned);
 static const char *check_hostname(const char *item, char **owned);
 static const char *check_relay(const char *item, char **owned);
@@ -111,6 +112,13 @@ static const struct conf_key conf_keys[] = {
 	  "587 or 2525, not the amavisd-new ports 10024 to 10027 (10025 is where Postfix hosts re-inject "
 	  "filtered mail, so a relay there clashes or loops), nor rspamd, spamd, clamd, LMTP, ManageSieve "
 	  "or the OpenDKIM and OpenDMARC milters." },
+	{ "server", "lmtp_listen", CONF_T_LIST, "", OFF(server_lmtp_listen), 0, 0, NULL, check_lmtp_listen,
+	  "Addresses where the relay speaks LMTP (RFC 2033) instead of SMTP, in the same forms as listen; "
+	  "same allow_clients, limits, unix_mode and unix_group. One LMTP transaction takes recipients of "
+	  "any number of domains (up to lmtp_max_domains), each delivered through its own upstream, and the "
+	  "client gets one reply per recipient after the data: the recommended set-up for Postfix, Exim and "
+	  "Sendmail (stsproxy(8), LMTP). Never port 25 (RFC 2033 section 5). STARTTLS is offered on TCP when "
+	  "tls_cert_file is set, never on a Unix socket. Empty: no LMTP listener." },
 	{ "server", "unix_mode", CONF_T_STRING, "0660", OFF(server_unix_mode), 0, 0, NULL, check_mode,
 	  "Permissions of unix: listen sockets (octal)." },
 	{ "server", "unix_group", CONF_T_STRING, "", OFF(server_unix_group), 0, 0, NULL, NULL,
@@ -136,6 +144,10 @@ static const struct conf_key conf_keys[] = {
 	  "Largest message accepted, advertised as SIZE; larger ones get 552 5.3.4." },
 	{ "server", "max_recipients", CONF_T_COUNT, "1000", OFF(server_max_recipients), 100, 100000, NULL, NULL,
 	  "Most recipients in one transaction (RFC 5321 requires at least 100); more get 452 4.5.3." },
+	{ "server", "lmtp_max_domains", CONF_T_COUNT, "50", OFF(server_lmtp_max_domains), 1, 1000, NULL, NULL,
+	  "Most recipient domains in one LMTP transaction, each with an upstream connection of its own; "
+	  "recipients of further domains get 452 4.5.3 and the client sends them in its next transaction. "
+	  "50 matches Postfix's default recipients per delivery." },
 	{ "server", "allow_bare_newline", CONF_T_BOOL, "no", OFF(server_allow_bare_newline), 0, 0, NULL, NULL,
 	  "no: a command line that ends in a bare LF instead of CR LF (RFC 5321 section 2.3.8) gets "
 	  "550 5.5.2 Error: bare <LF> received and the connection is closed, as Postfix does with "
@@ -329,6 +341,26 @@ check_listen(const char *item, char **owned)
 		return NULL;
 	*owned = xasprintf("'%s': %s", item, why);
 	return *owned;
+}
+
+/* LMTP-6: LMTP is never offered on port 25, where SMTP clients expect SMTP. */
+static const char *
+check_lmtp_listen(const char *item, char **owned)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	const char *why = check_listen(item, owned);
+
+	if (why != NULL || strncmp(item, "unix:", 5) == 0)
+		return why;
+	if (netaddr_parse_hostport(item, &ss, &len) == NULL &&
+	    ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
+	    ((struct sockaddr_in *)&ss)->sin_port) == 25) {
+		*owned = xasprintf("'%s': LMTP must not be offered on port 25 (RFC 2033 section 5); "
+		    "use another port, or a unix: socket", item);
+		return *owned;
+	}
+	return NULL;
 }
 
 static const char *
@@ -979,7 +1011,7 @@ static int
 conf_check_keys(struct conf *conf, struct strlist *errors)
 {
 	size_t nerr = errors->count;
-	const char *everyone = NULL, *exposed = NULL;
+	const char *everyone = NULL, *exposed = NULL, *exposed_key = "listen";
 
 	for (size_t i = 0; i < conf->server_allow_clients.count; i++) {
 		struct netaddr_cidr c;
@@ -990,16 +1022,21 @@ conf_check_keys(struct conf *conf, struct strlist *errors)
 	for (size_t i = 0; i < conf->server_listen.count && exposed == NULL; i++)
 		if (!loopback_listen(conf->server_listen.items[i]))
 			exposed = conf->server_listen.items[i];
+	for (size_t i = 0; i < conf->server_lmtp_listen.count && exposed == NULL; i++)
+		if (!loopback_listen(conf->server_lmtp_listen.items[i])) {
+			exposed = conf->server_lmtp_listen.items[i];
+			exposed_key = "lmtp_listen";
+		}
 	if (everyone != NULL && exposed != NULL && !conf->server_allow_open_relay)
 		add_error(errors, origin_of(conf, "server", "allow_clients"), 0,
 		    conf_key_find("server", "allow_clients"),
-		    "%s with listen %s (not loopback) makes an open relay: any host that reaches %s "
+		    "%s with %s %s (not loopback) makes an open relay: any host that reaches %s "
 		    "could send mail anywhere through it; list your clients' networks, or set "
 		    "[server] allow_open_relay = yes if a firewall or a private network shields it",
-		    everyone, exposed, exposed);
+		    everyone, exposed_key, exposed, exposed);
 	else if (everyone != NULL && exposed != NULL)
 		strlist_add(&conf->warnings, "OPEN RELAY: [server] allow_clients contains 0.0.0.0/0 or ::/0 "
-		    "and listen has an address that is not loopback; any host that reaches it can relay "
+		    "and listen or lmtp_listen has an address that is not loopback; any host that reaches it can relay "
 		    "mail (allowed by [server] allow_open_relay = yes)");
 
 	if (conf->report_dkim_key.count != conf->report_dkim_selector.count) {

@@ -37,6 +37,7 @@ struct conf {
 
 	/* [server]: the client-facing leg */
 	struct strlist	 server_listen;		/* "addr:port", "[v6]:port" */
+	struct strlist	 server_lmtp_listen;	/* the same, speaking LMTP; never port 25 */
 	struct strlist	 server_allow_clients;	/* CIDRs */
 	char		*server_unix_mode;	/* octal */
 	char		*server_unix_group;
@@ -44,6 +45,7 @@ struct conf {
 	unsigned	 server_max_per_client;
 	size_t		 server_max_message_size;
 	unsigned	 server_max_recipients;
+	unsigned	 server_lmtp_max_domains;	/* routes in one LMTP transaction */
 	bool		 server_allow_bare_newline;	/* commands may end in a bare LF */
 	unsigned	 server_command_timeout;	/* seconds, for a whole command line */
 	unsigned	 server_helo_timeout;	/* seconds from the greeting to HELO/EHLO */

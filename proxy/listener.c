@@ -61,8 +61,10 @@ struct session_slot {
 
 struct listener {
 	const struct smtp_server_env	*env;
+	struct smtp_server_env		 lmtp_env;	/* env, speaking LMTP */
 	const struct conf		*conf;
 	struct evconnlistener		**socks;
+	bool				*sock_lmtp;	/* per socket: an lmtp_listen address */
 	size_t				 nsocks;
 	struct netaddr_cidr		*allow;
 	size_t				 nallow;
@@ -211,9 +213,12 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa, in
 	struct slot_owner *o;
 	char ip[64], line[512];
 	unsigned max;
+	bool lmtp = false;
 
-	(void)el;
 	(void)salen;
+	for (size_t i = 0; i < l->nsocks; i++)
+		if (l->socks[i] == el)
+			lmtp = l->sock_lmtp[i];
 	netaddr_ntop(sa, ip, sizeof(ip));
 	if (!client_allowed(l, sa)) {
 		log_notice("event=client_refused client=%s reason=\"not in [server] allow_clients\"", ip);
@@ -259,7 +264,7 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa, in
 	}
 	o = xcalloc(1, sizeof(*o));
 	o->listener = l;
-	o->slot.session = smtp_server_new(l->env, fd, sa, slot_closed, o);
+	o->slot.session = smtp_server_new(lmtp ? &l->lmtp_env : l->env, fd, sa, slot_closed, o);
 	o->slot.since = mono_ms();
 	o->slot.prev = l->newest;
 	if (l->newest)
@@ -354,7 +359,7 @@ accept_error_cb(struct evconnlistener *el, void *arg)
 
 /* A Unix-domain socket for local MTAs, owned and moded as configured. */
 static struct evconnlistener *
-unix_listener(struct listener *l, const char *path, char **err)
+unix_listener(struct listener *l, const char *key, const char *path, char **err)
 {
 	struct sockaddr_un sun;
 	struct evconnlistener *el;
@@ -365,14 +370,14 @@ unix_listener(struct listener *l, const char *path, char **err)
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
 	/* A stale socket from an earlier run would make bind fail. */
 	if (unlink(path) < 0 && errno != ENOENT) {
-		*err = xasprintf("[server] listen: cannot remove old %s: %s", path, strerror(errno));
+		*err = xasprintf("[server] %s: cannot remove old %s: %s", key, path, strerror(errno));
 		return NULL;
 	}
 	el = evconnlistener_new_bind(l->env->rt->base, accept_cb, l,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, LISTEN_BACKLOG, (struct sockaddr *)&sun,
 	    sizeof(sun));
 	if (el == NULL) {
-		*err = xasprintf("[server] listen: cannot listen on unix:%s: %s", path, strerror(errno));
+		*err = xasprintf("[server] %s: cannot listen on unix:%s: %s", key, path, strerror(errno));
 		return NULL;
 	}
 	evconnlistener_set_error_cb(el, accept_error_cb);
@@ -394,22 +399,12 @@ unix_listener(struct listener *l, const char *path, char **err)
 	return el;
 }
 
-struct listener *
-listener_new(const struct smtp_server_env *env, char **err)
+/* Bind the addresses of one key ("listen" or "lmtp_listen"); 0 or -1 with *err set. */
+static int
+bind_all(struct listener *l, const char *key, const struct strlist *items, bool lmtp, char **err)
 {
-	const struct conf *conf = env->rt->conf;
-	struct listener *l = xcalloc(1, sizeof(*l));
-
-	l->env = env;
-	l->conf = conf;
-	/* Kept for the moment accept() runs out of descriptors: see refuse_with_reserve(). */
-	l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	l->resume = evtimer_new(env->rt->base, accept_resume, l);
-	l->trim = evtimer_new(env->rt->base, trim_memory, l);
-	load_allow_list(l);
-	l->socks = xcalloc(conf->server_listen.count + 1, sizeof(*l->socks));
-	for (size_t i = 0; i < conf->server_listen.count; i++) {
-		const char *item = conf->server_listen.items[i];
+	for (size_t i = 0; i < items->count; i++) {
+		const char *item = items->items[i];
 		struct sockaddr_storage ss;
 		socklen_t len;
 		struct evconnlistener *el;
@@ -418,33 +413,54 @@ listener_new(const struct smtp_server_env *env, char **err)
 			/* one socket file, one owner: the first worker */
 			if (worker_index() != 0)
 				continue;
-			if ((el = unix_listener(l, item + 5, err)) == NULL) {
-				listener_free(l);
-				return NULL;
+			if ((el = unix_listener(l, key, item + 5, err)) == NULL)
+				return -1;
+		} else {
+			if (netaddr_parse_hostport(item, &ss, &len) != NULL) {
+				*err = xasprintf("[server] %s: bad address %s", key, item);
+				return -1;
 			}
-			l->socks[l->nsocks++] = el;
-			log_notice("event=listening address=%s", item);
-			continue;
+			el = evconnlistener_new_bind(l->env->rt->base, accept_cb, l,
+			    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
+			    (workers_forked() ? LEV_OPT_REUSEABLE_PORT : 0) |
+			    (ss.ss_family == AF_INET6 ? LEV_OPT_BIND_IPV6ONLY : 0), LISTEN_BACKLOG,
+			    (struct sockaddr *)&ss, (int)len);
+			if (el == NULL) {
+				*err = xasprintf("[server] %s: cannot listen on %s: %s", key, item,
+				    strerror(errno));
+				return -1;
+			}
+			evconnlistener_set_error_cb(el, accept_error_cb);
 		}
-		if (netaddr_parse_hostport(item, &ss, &len) != NULL) {
-			*err = xasprintf("[server] listen: bad address %s", item);
-			listener_free(l);
-			return NULL;
-		}
-		el = evconnlistener_new_bind(env->rt->base, accept_cb, l,
-		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
-		    (workers_forked() ? LEV_OPT_REUSEABLE_PORT : 0) |
-		    (ss.ss_family == AF_INET6 ? LEV_OPT_BIND_IPV6ONLY : 0), LISTEN_BACKLOG,
-		    (struct sockaddr *)&ss, (int)len);
-		if (el == NULL) {
-			*err = xasprintf("[server] listen: cannot listen on %s: %s", item,
-			    strerror(errno));
-			listener_free(l);
-			return NULL;
-		}
-		evconnlistener_set_error_cb(el, accept_error_cb);
+		l->sock_lmtp[l->nsocks] = lmtp;
 		l->socks[l->nsocks++] = el;
-		log_notice("event=listening address=%s", item);
+		log_notice("event=listening address=%s protocol=%s", item, lmtp ? "lmtp" : "smtp");
+	}
+	return 0;
+}
+
+struct listener *
+listener_new(const struct smtp_server_env *env, char **err)
+{
+	const struct conf *conf = env->rt->conf;
+	struct listener *l = xcalloc(1, sizeof(*l));
+	size_t n = conf->server_listen.count + conf->server_lmtp_listen.count;
+
+	l->env = env;
+	l->lmtp_env = *env;
+	l->lmtp_env.lmtp = true;
+	l->conf = conf;
+	/* Kept for the moment accept() runs out of descriptors: see refuse_with_reserve(). */
+	l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	l->resume = evtimer_new(env->rt->base, accept_resume, l);
+	l->trim = evtimer_new(env->rt->base, trim_memory, l);
+	load_allow_list(l);
+	l->socks = xcalloc(n + 1, sizeof(*l->socks));
+	l->sock_lmtp = xcalloc(n + 1, sizeof(*l->sock_lmtp));
+	if (bind_all(l, "listen", &conf->server_listen, false, err) < 0 ||
+	    bind_all(l, "lmtp_listen", &conf->server_lmtp_listen, true, err) < 0) {
+		listener_free(l);
+		return NULL;
 	}
 	return l;
 }
@@ -505,6 +521,7 @@ listener_free(struct listener *l)
 	if (l->reserve_fd >= 0)
 		close(l->reserve_fd);
 	free(l->socks);
+	free(l->sock_lmtp);
 	free(l->allow);
 	free(l);
 }

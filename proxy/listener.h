@@ -1,7 +1,8 @@
 /*
  * listener.h - the sockets clients connect to, and who may use them.
  *
- * Binds every [server] listen address, refuses clients outside
+ * Binds every [server] listen address (SMTP) and lmtp_listen address
+ * (LMTP, smtp_server.h), refuses clients outside
  * allow_clients with 554 5.7.1 before any SMTP (never an open relay),
  * enforces max_connections (as far as the descriptor limit allows, see
  * limits.h) overall and per client address, and hands accepted

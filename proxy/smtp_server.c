@@ -20,6 +20,7 @@
 #include "conf/netaddr.h"
 #include "policy/tls.h"
 #include "proxy/data_filter.h"
+#include "proxy/fanout.h"
 #include "proxy/smtp_command.h"
 #include "proxy/smtp_reply.h"
 #include "proxy/smtp_server.h"
@@ -43,7 +44,8 @@
 	X(SMTP_S_IDLE)		/* HELO done, no transaction */		\
 	X(SMTP_S_TLS)		/* server-side handshake running */	\
 	X(SMTP_S_MAIL)		/* MAIL accepted, RCPTs may come */	\
-	X(SMTP_S_RCPT_WAIT)	/* RCPT sent upstream (or resolving) */	\
+	X(SMTP_S_RCPT_WAIT)	/* RCPT sent upstream (or resolving); LMTP: a	\
+				   command waits for the RCPT replies */	\
 	X(SMTP_S_DATA_WAIT)	/* DATA sent upstream */		\
 	X(SMTP_S_BODY)		/* streaming the body upstream */	\
 	X(SMTP_S_BODY_DISCARD)	/* reading the body to its end, to refuse it */ \
@@ -94,6 +96,8 @@ struct txn {
 	struct data_filter	 filter;
 	struct smtp_reply	 discard_reply;	/* reply after a discarded body */
 	unsigned		 number;	/* transactions in this session */
+	struct fanout		*fanout;	/* LMTP: the routes, per-recipient replies */
+	struct evbuffer		*scratch;	/* LMTP: filtered body bytes for the routes */
 };
 
 struct smtp_server {
@@ -110,6 +114,8 @@ struct smtp_server {
 	struct event			*flush_timer;	/* QUIT: waits for the socket to drain */
 	struct timeval			 quit_at;
 
+	bool				 lmtp;		/* env->lmtp: LHLO, fanout.h */
+	bool				 local_peer;	/* a Unix-domain client */
 	char				 helo[256];
 	bool				 esmtp;
 	bool				 tls;
@@ -141,6 +147,8 @@ static void smtp_read_cb(struct bufferevent *bev, void *arg);
 static void smtp_write_cb(struct bufferevent *bev, void *arg);
 static void smtp_event_cb(struct bufferevent *bev, short what, void *arg);
 static void client_timed_out(struct smtp_server *s, const char *limit);
+static void upstream_event(void *arg, enum upstream_event ev, const struct smtp_reply *r);
+static void fanout_event(void *arg, enum fanout_event ev, const struct fanout_answer *a);
 
 void
 smtp_session_id_new(char out[17])
@@ -162,20 +170,24 @@ smtp_server_peer(const struct smtp_server *s)
 	return (const struct sockaddr *)&s->peer;
 }
 
-static void
-reply(struct smtp_server *s, int code, const char *enhanced, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/*
+ * LMTP: replies to RCPTs read ahead are still owed (fanout.h), so a reply
+ * to a line read since waits its turn behind them (RFC 2920: replies in
+ * the order of the commands).
+ */
+static bool
+replies_owed(const struct smtp_server *s)
+{
+	return s->txn != NULL && s->txn->fanout != NULL && fanout_rcpts_pending(s->txn->fanout);
+}
 
 static void
-reply(struct smtp_server *s, int code, const char *enhanced, const char *fmt, ...)
+vreply(struct smtp_server *s, bool in_order, int code, const char *enhanced, const char *fmt,
+    va_list ap)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
-	va_list ap;
-	char *text;
+	char *text = xvasprintf(fmt, ap);
 
-	va_start(ap, fmt);
-	text = xvasprintf(fmt, ap);
-	va_end(ap);
 	if (code / 100 == 4) {
 		/* A deferral names the session, so the client's queue entry
 		 * leads to this session's log lines. */
@@ -184,12 +196,52 @@ reply(struct smtp_server *s, int code, const char *enhanced, const char *fmt, ..
 		free(text);
 		text = tagged;
 	}
+	if (in_order && replies_owed(s)) {
+		struct smtp_reply r;
+
+		smtp_reply_init(&r);
+		smtp_reply_set(&r, code, enhanced, "%s", text);
+		fanout_rcpt_local(s->txn->fanout, &r);
+		smtp_reply_clear(&r);
+		free(text);
+		return;
+	}
 	if (enhanced != NULL)
 		evbuffer_add_printf(out, "%d %s %s\r\n", code, enhanced, text);
 	else
 		evbuffer_add_printf(out, "%d %s\r\n", code, text);
 	log_debug("session=%s <<< %d %s %s", s->id, code, enhanced ? enhanced : "", text);
 	free(text);
+}
+
+/* The reply to the command being handled, in command order. */
+static void
+reply(struct smtp_server *s, int code, const char *enhanced, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+reply(struct smtp_server *s, int code, const char *enhanced, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreply(s, true, code, enhanced, fmt, ap);
+	va_end(ap);
+}
+
+/* A reply that goes out at once, ahead of any owed: the session is closing. */
+static void
+reply_now(struct smtp_server *s, int code, const char *enhanced, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+reply_now(struct smtp_server *s, int code, const char *enhanced, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreply(s, false, code, enhanced, fmt, ap);
+	va_end(ap);
 }
 
 static void
@@ -210,7 +262,7 @@ client_error(struct smtp_server *s)
 {
 	if (++s->errors < MAX_ERRORS)
 		return false;
-	reply(s, 421, "4.7.0", "%s Too many errors, closing connection", s->env->rt->hostname);
+	reply_now(s, 421, "4.7.0", "%s Too many errors, closing connection", s->env->rt->hostname);
 	log_notice("session=%s event=too_many_errors client=%s", s->id, s->ip);
 	smtp_enter_state(s, SMTP_S_QUIT);
 	return true;
@@ -241,6 +293,9 @@ txn_reset(struct smtp_server *s)
 	if (t == NULL)
 		return;
 	txn_drop_upstream(s);
+	fanout_free(t->fanout);
+	if (t->scratch != NULL)
+		evbuffer_free(t->scratch);
 	for (size_t i = 0; i < t->nfailed; i++) {
 		free(t->failed[i].domain);
 		smtp_reply_clear(&t->failed[i].reply);
@@ -297,6 +352,13 @@ log_rcpt(struct smtp_server *s, const char *address, const char *domain, const c
 	free(flat);
 }
 
+/* A Unix-domain socket never leaves the host: nothing for TLS to protect over LMTP. */
+static bool
+starttls_available(const struct smtp_server *s)
+{
+	return s->env->tls_ctx != NULL && !(s->lmtp && s->local_peer);
+}
+
 static void
 send_ehlo_reply(struct smtp_server *s)
 {
@@ -305,7 +367,7 @@ send_ehlo_reply(struct smtp_server *s)
 	evbuffer_add_printf(out, "250-%s Hello %s [%s]\r\n", s->env->rt->hostname, s->helo, s->ip);
 	evbuffer_add_printf(out, "250-PIPELINING\r\n");
 	evbuffer_add_printf(out, "250-SIZE %zu\r\n", s->conf->server_max_message_size);
-	if (s->env->tls_ctx != NULL && !s->tls)
+	if (starttls_available(s) && !s->tls)
 		evbuffer_add_printf(out, "250-STARTTLS\r\n");
 	evbuffer_add_printf(out, "250-8BITMIME\r\n");
 	evbuffer_add_printf(out, "250-SMTPUTF8\r\n");
@@ -318,6 +380,17 @@ cmd_helo(struct smtp_server *s, const struct smtp_command *cmd)
 {
 	size_t len = strcspn(cmd->arg, " ");
 
+	if (s->lmtp != (cmd->verb == SMTP_VERB_LHLO)) {
+		/* LMTP-1: an LMTP client greets with LHLO, and only an LMTP client does. */
+		if (s->lmtp)
+			reply(s, 500, "5.5.1", "This is an LMTP server (RFC 2033): send LHLO, not %s",
+			    smtp_verb_name(cmd->verb));
+		else
+			reply(s, 500, "5.5.1", "LHLO is LMTP (RFC 2033); this listener speaks SMTP: "
+			    "send EHLO");
+		client_error(s);
+		return;
+	}
 	if (len == 0) {
 		reply(s, 501, "5.5.4", "Syntax: %s hostname", smtp_verb_name(cmd->verb));
 		client_error(s);
@@ -328,7 +401,7 @@ cmd_helo(struct smtp_server *s, const struct smtp_command *cmd)
 	memcpy(s->helo, cmd->arg, len);
 	s->helo[len] = '\0';
 	txn_reset(s);
-	s->esmtp = cmd->verb == SMTP_VERB_EHLO;
+	s->esmtp = cmd->verb == SMTP_VERB_EHLO || cmd->verb == SMTP_VERB_LHLO;
 	if (s->esmtp)
 		send_ehlo_reply(s);
 	else
@@ -421,6 +494,9 @@ cmd_mail(struct smtp_server *s, const struct smtp_command *cmd)
 	s->txn = xcalloc(1, sizeof(*s->txn));
 	s->txn->mail = path;
 	s->txn->number = ++s->txn_count;
+	if (s->lmtp)
+		s->txn->fanout = fanout_new(s->env->rt, s->env->ops, s->id, &path,
+		    s->conf->server_lmtp_max_domains, fanout_event, s);
 	log_info("session=%s event=mail from=%s", s->id, log_quote_address(path.address));
 	reply(s, 250, "2.1.0", "Ok");
 	smtp_enter_state(s, SMTP_S_MAIL);
@@ -468,8 +544,6 @@ check_rcpt_params(struct smtp_server *s, const struct smtp_path *p)
 	}
 	return 0;
 }
-
-static void upstream_event(void *arg, enum upstream_event ev, const struct smtp_reply *r);
 
 /*
  * What the client wrote as the recipient address, for the log line of a
@@ -570,6 +644,13 @@ cmd_rcpt(struct smtp_server *s, const struct smtp_command *cmd)
 	if (idna_is_utf8(path.domain))
 		log_info("session=%s event=rcpt_idn to=%s domain=%s a_label=%s", s->id,
 		    log_quote_address(path.address), log_quote(path.domain), domain);
+	if (s->lmtp) {
+		/* Each domain gets a route of its own; the reply comes in RCPT order. */
+		t->rcpts++;
+		fanout_rcpt(t->fanout, &path, domain);
+		free(domain);
+		return;
+	}
 	if ((failed = txn_domain_failure(t, domain)) != NULL) {
 		/* The domain's upstream failed earlier in this transaction:
 		 * the same reply, with its real reason, never a 452. */
@@ -642,6 +723,18 @@ cmd_data(struct smtp_server *s, const struct smtp_command *cmd)
 		client_error(s);
 		return;
 	}
+	if (s->lmtp) {
+		if (fanout_accepted(t->fanout) == 0) {
+			/* LMTP-4: DATA with no successful RCPT fails with 503. */
+			reply(s, 503, "5.5.1", "No valid recipients");
+			return;
+		}
+		/* Every RCPT reply is out (smtp_process_input held DATA until then). */
+		if (fanout_data(t->fanout) < 0)
+			fatalx("fanout refused DATA");
+		smtp_enter_state(s, SMTP_S_DATA_WAIT);
+		return;
+	}
 	if (t->rcpts_ok == 0) {
 		reply(s, 554, "5.5.1", "No valid recipients");
 		return;
@@ -660,7 +753,7 @@ cmd_data(struct smtp_server *s, const struct smtp_command *cmd)
 static void
 cmd_starttls(struct smtp_server *s, const struct smtp_command *cmd)
 {
-	if (s->env->tls_ctx == NULL) {
+	if (!starttls_available(s)) {
 		reply(s, 502, "5.5.1", "STARTTLS not available");
 		client_error(s);
 		return;
@@ -733,6 +826,7 @@ static const struct {
 } commands[] = {
 	{ SMTP_VERB_HELO, cmd_helo },
 	{ SMTP_VERB_EHLO, cmd_helo },
+	{ SMTP_VERB_LHLO, cmd_helo },
 	{ SMTP_VERB_MAIL, cmd_mail },
 	{ SMTP_VERB_RCPT, cmd_rcpt },
 	{ SMTP_VERB_DATA, cmd_data },
@@ -781,6 +875,7 @@ add_received(struct smtp_server *s, struct evbuffer *out)
 	/* RFC 5321 §4.4: a relay adds its trace line. */
 	evbuffer_add_printf(out, "Received: from %s ([%s])\r\n\tby %s (stsproxy) with %s id %s.%u",
 	    s->helo, s->ip, s->env->rt->hostname,
+	    s->lmtp ? (s->tls ? "LMTPS" : "LMTP") :	/* RFC 3848 */
 	    s->tls ? (s->esmtp ? "ESMTPS" : "SMTPS") : (s->esmtp ? "ESMTP" : "SMTP"),
 	    s->id, s->txn->number);
 	if (s->txn->rcpts_ok == 1 && strchr(s->txn->first_rcpt, '\r') == NULL)
@@ -802,13 +897,16 @@ process_body(struct smtp_server *s)
 		bool done;
 
 		if (s->state == SMTP_S_BODY) {
-			if (s->env->ops->body_full(t->up)) {
-				/* Backpressure: the client waits until the upstream drains. */
+			if (t->fanout != NULL ? fanout_body_full(t->fanout) :
+			    s->env->ops->body_full(t->up)) {
+				/* Backpressure: the client waits until the upstream
+				 * (LMTP: the slowest one) drains. */
 				s->paused = true;
 				s->paused_at = mono_ms();
 				return false;
 			}
-			out = s->env->ops->body(t->up);
+			/* LMTP: filtered once, then copied to every route. */
+			out = t->fanout != NULL ? t->scratch : s->env->ops->body(t->up);
 		} else
 			out = sink = evbuffer_new();
 		if (evbuffer_peek(in, -1, NULL, &vec, 1) < 1) {
@@ -820,16 +918,23 @@ process_body(struct smtp_server *s)
 		evbuffer_drain(in, used);
 		if (sink)
 			evbuffer_free(sink);
+		else if (t->fanout != NULL)
+			fanout_body_write(t->fanout, out);
 		if (s->state == SMTP_S_BODY &&
 		    t->filter.bytes_out > s->conf->server_max_message_size) {
 			/* Cut the upstream mid-body so it discards the message. */
 			log_notice("session=%s event=message_too_big size_over=%zu", s->id,
 			    s->conf->server_max_message_size);
-			s->env->ops->free(t->up);
-			t->up = NULL;
 			smtp_reply_set(&t->discard_reply, 552, "5.3.4",
 			    "Message size exceeds fixed maximum message size (%zu)",
 			    s->conf->server_max_message_size);
+			if (t->fanout != NULL) {
+				/* LMTP: each recipient hears it after the final dot. */
+				fanout_body_abort(t->fanout, &t->discard_reply);
+			} else {
+				s->env->ops->free(t->up);
+				t->up = NULL;
+			}
 			smtp_enter_state(s, SMTP_S_BODY_DISCARD);
 		}
 		if (done) {
@@ -838,6 +943,12 @@ process_body(struct smtp_server *s)
 				    s->id, t->filter.bare_lf, t->filter.bare_cr);
 			if (t->filter.nul)
 				log_notice("session=%s event=nul_removed count=%lu", s->id, t->filter.nul);
+			if (t->fanout != NULL) {
+				/* LMTP-3: one reply per accepted recipient follows. */
+				fanout_body_end(t->fanout);
+				smtp_enter_state(s, SMTP_S_EOM_WAIT);
+				return false;
+			}
 			if (s->state == SMTP_S_BODY_DISCARD) {
 				reply_relay(s, &t->discard_reply);
 				txn_reset(s);
@@ -894,6 +1005,31 @@ next_line_has_bare_lf(struct evbuffer *in)
 	return eol.pos != -1 && eol_len == 1;
 }
 
+/*
+ * LMTP reads RCPTs ahead while their replies are owed, so that every
+ * domain's upstream starts at once. Any other command waits until those
+ * replies are out: DATA depends on them, and the others end or follow
+ * the transaction. true if the next whole line in `in` must wait.
+ */
+static bool
+hold_for_rcpt_replies(struct smtp_server *s, struct evbuffer *in)
+{
+	size_t eol_len = 0, n;
+	struct evbuffer_ptr eol;
+	char verb[6];
+
+	if (s->state != SMTP_S_MAIL || !replies_owed(s))
+		return false;
+	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+	if (eol.pos == -1)
+		return false;	/* no whole line yet (one too long is refused in order) */
+	n = eol.pos < 5 ? (size_t)eol.pos : 5;
+	if (evbuffer_copyout(in, verb, n) != (ev_ssize_t)n)
+		return false;
+	verb[n] = '\0';
+	return !(n >= 4 && strncasecmp(verb, "RCPT", 4) == 0 && (n == 4 || verb[4] == ' '));
+}
+
 /* Work through buffered input until it runs out or the session must wait. */
 static void
 smtp_process_input(struct smtp_server *s)
@@ -909,10 +1045,15 @@ smtp_process_input(struct smtp_server *s)
 				break;
 			continue;
 		}
+		if (hold_for_rcpt_replies(s, in)) {
+			/* fanout_event() takes it up when the last RCPT reply is out. */
+			smtp_enter_state(s, SMTP_S_RCPT_WAIT);
+			break;
+		}
 		if (!s->conf->server_allow_bare_newline && next_line_has_bare_lf(in)) {
 			/* As Postfix's smtpd_forbid_bare_newline: refuse and hang up,
 			 * since whatever the client pipelined behind it is suspect. */
-			reply(s, 550, "5.5.2", "%s Error: bare <LF> received; command lines must end "
+			reply_now(s, 550, "5.5.2", "%s Error: bare <LF> received; command lines must end "
 			    "in CR LF (RFC 5321 section 2.3.8)", s->env->rt->hostname);
 			log_notice("session=%s event=bare_lf_command client=%s state=%s", s->id, s->ip,
 			    state_names[s->state]);
@@ -1084,6 +1225,72 @@ upstream_event(void *arg, enum upstream_event ev, const struct smtp_reply *r)
 	smtp_process_input(s);
 }
 
+/*
+ * LMTP: the transaction's routes speak (fanout.h), in the order the
+ * client is owed its replies.
+ */
+static void
+fanout_event(void *arg, enum fanout_event ev, const struct fanout_answer *a)
+{
+	struct smtp_server *s = arg;
+	struct txn *t = s->txn;
+
+	if (s->state == SMTP_S_QUIT || s->state == SMTP_S_CLOSED)
+		return;		/* closing: the client keeps the whole transaction */
+	switch (ev) {
+	case FANOUT_EV_RCPT:
+		if (a->accepted) {
+			if (t->rcpts_ok++ == 0)
+				snprintf(t->first_rcpt, sizeof(t->first_rcpt), "%s", a->address);
+			strlist_add(&t->accepted, a->address);
+		}
+		/* A reply the session made itself was logged when it was made. */
+		if (!a->local)
+			log_rcpt(s, a->address, a->domain, a->mx, a->reply, a->note);
+		reply_relay(s, a->reply);
+		if (!fanout_rcpts_pending(t->fanout) &&
+		    (s->state == SMTP_S_MAIL || s->state == SMTP_S_RCPT_WAIT)) {
+			/* All owed replies are out: a held command goes on, and
+			 * command_timeout counts for the client again from now. */
+			smtp_enter_state(s, SMTP_S_MAIL);
+		}
+		break;
+	case FANOUT_EV_DATA:
+		reply_relay(s, a->reply);
+		if (a->reply->code == 354) {
+			data_filter_init(&t->filter);
+			t->scratch = evbuffer_new();
+			add_received(s, t->scratch);
+			fanout_body_write(t->fanout, t->scratch);
+			smtp_enter_state(s, SMTP_S_BODY);
+		} else {
+			txn_reset(s);
+			smtp_enter_state(s, SMTP_S_IDLE);
+		}
+		break;
+	case FANOUT_EV_WRITABLE:
+		body_resumed(s);
+		break;
+	case FANOUT_EV_FINAL: {
+		char *flat = smtp_reply_flatten(a->reply);
+
+		/* LMTP-3, LMTP-7: this recipient's own upstream said it. */
+		log_notice("session=%s event=message to=%s domain=%s mx=%s size=%llu rcpts=%u "
+		    "reply=%s", s->id, log_quote_address(a->address), a->domain, *a->mx ? a->mx : "-",
+		    t->filter.bytes_out, a->domain_rcpts, log_quote(flat));
+		free(flat);
+		reply_relay(s, a->reply);
+		break;
+	}
+	case FANOUT_EV_DONE:
+		s->messages++;
+		txn_reset(s);
+		smtp_enter_state(s, SMTP_S_IDLE);
+		break;
+	}
+	smtp_process_input(s);
+}
+
 static void
 tls_handshake_start(struct smtp_server *s)
 {
@@ -1164,6 +1371,10 @@ client_deadline(const struct smtp_server *s, const char **limit)
 	}
 	case SMTP_S_IDLE:
 	case SMTP_S_MAIL:
+		/* LMTP: while RCPT replies are owed the client may wait for them;
+		 * the upstreams' own limits run, and fanout_event() re-arms this. */
+		if (replies_owed(s))
+			return 0;
 		*limit = "command_timeout";
 		return line;
 	case SMTP_S_TLS:
@@ -1315,7 +1526,7 @@ client_timed_out(struct smtp_server *s, const char *limit)
 {
 	log_notice("session=%s event=client_timeout state=%s client=%s limit=%s", s->id,
 	    state_names[s->state], s->ip, limit);
-	reply(s, 421, "4.4.2", "%s Timeout, closing connection", s->env->rt->hostname);
+	reply_now(s, 421, "4.4.2", "%s Timeout, closing connection", s->env->rt->hostname);
 	smtp_enter_state(s, SMTP_S_QUIT);
 }
 
@@ -1390,7 +1601,7 @@ smtp_server_shutdown(struct smtp_server *s)
 	case SMTP_S_MAIL:
 		/* RFC 5321 §3.8: a server may close with 421 at any time; no
 		 * message has been accepted here, so nothing is lost. */
-		reply(s, 421, "4.3.2", "%s Service shutting down, closing connection",
+		reply_now(s, 421, "4.3.2", "%s Service shutting down, closing connection",
 		    s->env->rt->hostname);
 		smtp_enter_state(s, SMTP_S_QUIT);
 		break;
@@ -1417,7 +1628,7 @@ smtp_server_evict(struct smtp_server *s, const char *why, unsigned idle_seconds)
 		return;
 	log_notice("session=%s event=client_evicted client=%s idle=%us reason=%s", s->id, s->ip,
 	    idle_seconds, log_quote(why));
-	reply(s, 421, "4.7.0", "%s Too many connections; closing this one, idle before EHLO",
+	reply_now(s, 421, "4.7.0", "%s Too many connections; closing this one, idle before EHLO",
 	    s->env->rt->hostname);
 	smtp_enter_state(s, SMTP_S_QUIT);
 }
@@ -1431,7 +1642,7 @@ smtp_server_abort(struct smtp_server *s)
 	 * the client's queue (SMTP-10); the upstream is cut mid-way. */
 	txn_reset(s);
 	s->paused = false;
-	reply(s, 421, "4.3.2", "%s Service shutting down, try again later", s->env->rt->hostname);
+	reply_now(s, 421, "4.3.2", "%s Service shutting down, try again later", s->env->rt->hostname);
 	log_notice("session=%s event=aborted_at_shutdown client=%s", s->id, s->ip);
 	smtp_enter_state(s, SMTP_S_QUIT);
 }
@@ -1444,6 +1655,8 @@ smtp_server_new(const struct smtp_server_env *env, evutil_socket_t fd, const str
 
 	s->env = env;
 	s->conf = env->rt->conf;
+	s->lmtp = env->lmtp;
+	s->local_peer = peer->sa_family == AF_UNIX;
 	s->closed = closed;
 	s->closed_arg = arg;
 	smtp_session_id_new(s->id);
@@ -1460,8 +1673,8 @@ smtp_server_new(const struct smtp_server_env *env, evutil_socket_t fd, const str
 	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH_WATER);
 	log_info("session=%s event=connect client=%s", s->id, s->ip);
 	s->state = SMTP_S_GREETED;
-	evbuffer_add_printf(bufferevent_get_output(s->bev), "220 %s ESMTP stsproxy\r\n",
-	    env->rt->hostname);
+	evbuffer_add_printf(bufferevent_get_output(s->bev), "220 %s %s stsproxy\r\n",
+	    env->rt->hostname, s->lmtp ? "LMTP" : "ESMTP");
 	smtp_enter_state(s, SMTP_S_GREETED);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	return s;

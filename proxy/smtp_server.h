@@ -1,13 +1,18 @@
 /*
  * smtp_server.h - one client connection: the ESMTP server that legacy
- * MTAs use as their smarthost.
+ * MTAs use as their smarthost, or the LMTP server (RFC 2033) they hand
+ * outbound mail to.
  *
  * Answers EHLO, MAIL and the local commands itself; for RCPT, DATA and
  * the end of the message it waits for the upstream transaction
  * (upstream.h) and relays the upstream's reply (PRX), so the client's
- * queue stays the only queue. A session is a state machine
- * (SMTP_S_*, traced at debug level) and frees itself from the event loop
- * after it closed, never inside one of its own callbacks.
+ * queue stays the only queue. Over SMTP a transaction has one recipient
+ * domain (the first the upstream accepts; others get 452 4.5.3). Over
+ * LMTP a transaction takes any number of domains, each with its own
+ * upstream, and each recipient gets its own domain's replies, at RCPT and
+ * after the data (fanout.h). A session is a state machine (SMTP_S_*,
+ * traced at debug level) and frees itself from the event loop after it
+ * closed, never inside one of its own callbacks.
  */
 #ifndef STSPROXY_SMTP_SERVER_H
 #define STSPROXY_SMTP_SERVER_H
@@ -26,6 +31,7 @@ struct smtp_server_env {
 	struct runtime			*rt;
 	SSL_CTX				*tls_ctx;	/* NULL: no STARTTLS */
 	const struct upstream_ops	*ops;		/* upstream.h */
+	bool				 lmtp;		/* LMTP (LHLO, a reply per recipient) */
 };
 
 struct smtp_server;

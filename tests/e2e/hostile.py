@@ -5,7 +5,8 @@ usage: hostile.py MODE ADDR:PORT [options]
 
 Every mode prints its results as one line of key=value pairs.
 
-  noread    connect, optionally STARTTLS (--starttls), send the --prefix
+  noread    connect, optionally STARTTLS (--starttls), greet with --greet
+            (EHLO, or LHLO for an LMTP listener), send the --prefix
             command lines (reading their replies), then write --text
             over and over without ever reading a reply, until --bytes
             are written or writing has been blocked for --stall seconds
@@ -99,7 +100,7 @@ def mode_noread(a):
     read_reply(f)
     if a.starttls:
         s, f = starttls(s, f)
-    s.sendall(b"EHLO hostile.example\r\n")
+    s.sendall(b"%s hostile.example\r\n" % a.greet.encode())
     read_reply(f)
     send_lines(s, f, a.prefix)
     # From here on nothing is read: the replies pile up on the relay's side.
@@ -286,6 +287,7 @@ def main():
     ap.add_argument("--bytes", type=int, default=100 * 1024 * 1024)
     ap.add_argument("--stall", type=float, default=2.0)
     ap.add_argument("--starttls", action="store_true")
+    ap.add_argument("--greet", default="EHLO")  # noread: LHLO for an LMTP listener
     ap.add_argument("--hold", type=float, default=0.0)
     ap.add_argument("--count", type=int, default=1)
     ap.add_argument("--sources", default="")

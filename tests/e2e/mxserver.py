@@ -17,6 +17,8 @@ Behaviours (--behave, comma-separated):
                  multi-line 550
   rcpt452=N      after N accepted recipients, 452 4.5.3
   drop-data      close the connection after the first body line
+  slow=N         read the message body at N bytes per second at most (an
+                 MX on a slow link: the relay must hold its client back)
   inject         send an extra plaintext line right after "220" to STARTTLS
   nosmtputf8     do not offer SMTPUTF8
   rejectdata     answer end-of-data with 554 5.7.1
@@ -57,6 +59,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 
 # An end of data as a lenient (smuggling-prone, NUL-stripping) receiver sees it.
 LENIENT_EOD = re.compile(rb"(?:\r\n|\r|\n)\x00*\.\x00*(?:\r\n|\r|\n)")
@@ -257,9 +260,14 @@ def main():
                         continue
                     send("354 go ahead")
                     body = bytearray()
+                    started = time.monotonic()
                     while True:
                         l = readline()
                         body += l
+                        if "slow" in behave:
+                            ahead = len(body) / int(behave["slow"]) - (time.monotonic() - started)
+                            if ahead > 0:
+                                time.sleep(ahead)
                         if "drop-data" in behave:
                             sock.close()
                             return

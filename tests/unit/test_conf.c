@@ -194,6 +194,7 @@ static const char nondefault_text[] =
     "pid_file = /tmp/st/p.pid\nmetrics_listen = 127.0.0.1:9100\nhostname = relay.example.net\n"
     "user = nobody\nworkers = auto\nallow_root = yes\n"
     "[server]\nlisten = 127.0.0.2:2525 [::1]:2526 unix:/tmp/st/s.sock\nunix_mode = 0600\n"
+    "lmtp_listen = 127.0.0.2:2424 unix:/tmp/st/l.sock\nlmtp_max_domains = 20\n"
     "unix_group = mail\nallow_clients = 10.0.0.0/8 192.0.2.1\nmax_connections = 7\n"
     "max_connections_per_client = 3\nmax_message_size = 10M\nmax_recipients = 250\n"
     "allow_open_relay = yes\nallow_bare_newline = yes\ncommand_timeout = 61s\n"
@@ -353,6 +354,38 @@ test_open_relay(void **state)
 	assert_int_equal(c->warnings.count, 1);
 	assert_non_null(strstr(c->warnings.items[0], "OPEN RELAY"));
 	conf_free(c);
+	/* an LMTP listener relays as much as an SMTP one */
+	expect_error("[server]\nlmtp_listen = 0.0.0.0:2424\nallow_clients = 0.0.0.0/0\n",
+	    "t.conf:3: [server] allow_clients: 0.0.0.0/0 with lmtp_listen 0.0.0.0:2424 (not loopback) "
+	    "makes an open relay");
+	c = expect_ok("[server]\nlmtp_listen = 127.0.0.1:2424 unix:/run/l\nallow_clients = 0.0.0.0/0\n");
+	assert_int_equal(c->warnings.count, 0);
+	conf_free(c);
+}
+
+/* LMTP-6: LMTP is never offered on port 25; the error names file, line and key. */
+static void
+test_lmtp_listen(void **state)
+{
+	struct conf *c;
+
+	(void)state;
+	expect_error("[server]\nlmtp_listen = 127.0.0.1:2424 127.0.0.1:25\n",
+	    "t.conf:2: [server] lmtp_listen: '127.0.0.1:25': LMTP must not be offered on port 25 "
+	    "(RFC 2033 section 5); use another port, or a unix: socket");
+	expect_error("[server]\nlmtp_listen = [::1]:25\n", "'[::1]:25': LMTP must not be offered on port 25");
+	expect_error("[server]\nlmtp_listen = unix:relative\n", "a Unix socket needs an absolute path");
+	/* the SMTP listener may use 25, and LMTP any other port or a socket */
+	c = expect_ok("[server]\nlisten = 127.0.0.1:25\nlmtp_listen = 127.0.0.1:24 [::1]:2424 unix:/run/l\n"
+	    "lmtp_max_domains = 1\n");
+	assert_int_equal(c->server_lmtp_listen.count, 3);
+	assert_int_equal(c->server_lmtp_max_domains, 1);
+	conf_free(c);
+	c = expect_ok("");
+	assert_int_equal(c->server_lmtp_listen.count, 0);
+	assert_int_equal(c->server_lmtp_max_domains, 50);
+	conf_free(c);
+	expect_error("[server]\nlmtp_max_domains = 0\n", "lmtp_max_domains");
 }
 
 /* Issue 11 §4: contact becomes MAIL FROM: a bare address, or mailto:, nothing else. */
@@ -457,6 +490,7 @@ main(void)
 		cmocka_unit_test(test_print_round_trip),
 		cmocka_unit_test(test_suggestions),
 		cmocka_unit_test(test_open_relay),
+		cmocka_unit_test(test_lmtp_listen),
 		cmocka_unit_test(test_contact),
 		cmocka_unit_test(test_key_rules),
 		cmocka_unit_test(test_unknown_environment),
