@@ -5,7 +5,9 @@
 # NSD with a DNSSEC-signed zone, nginx serving an enforce policy, a CA),
 # a fast TLS sink (bench/sink) as the MX of bench.stsworld, and measures
 # stsproxy against a baseline in the same run:
-#   1. smtp-source -> stsproxy -> sink    vs  smtp-source -> Postfix -> sink
+#   1. smtp-source -> stsproxy -> sink    vs  smtp-source -> Postfix -> sink;
+#      and the same with the sink's domain authenticated by DANE-EE TLSA
+#      records instead of MTA-STS (dbench.stsworld), against the MTA-STS run
 #   2. smtp-source -> Postfix -> stsproxy -> sink  vs  Postfix -> sink
 #   3. added latency per message, with and without upstream reuse
 #   4. RSS per idle client connection; throughput at 1..1000 sessions
@@ -37,7 +39,7 @@ while [ $# -gt 0 ]; do
 	shift
 done
 want() { case ",$ONLY," in *",$1,"*) return 0 ;; esac; return 1; }
-for tool in nsd nginx ldns-signzone drill openssl smtp-source postfix; do
+for tool in nsd nginx ldns-signzone drill openssl smtp-source postfix jq; do
 	command -v "$tool" >/dev/null || { echo "bench: $tool is not installed (run ./run-tests once)"; exit 1; }
 done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
@@ -56,11 +58,17 @@ mkdir -p "$W/certs"
 world_cert "$W/ca" "$W/certs/mx" "mx.bench.$ZONE" "DNS:mx.bench.$ZONE,DNS:*.bench.$ZONE" || exit 1
 world_cert "$W/ca" "$W/certs/sts" "mta-sts.bench.$ZONE" \
 	"DNS:mta-sts.bench.$ZONE$(for n in $(seq $NDOM); do printf ',DNS:mta-sts.dom%s.%s' "$n" "$ZONE"; done)" || exit 1
+# dbench: the same sink as its MX, authenticated by DANE-EE(3 1 1) of its key.
+TLSA_DATA=$(openssl x509 -in "$W/certs/mx.pem" -noout -pubkey | openssl pkey -pubin -outform DER |
+	openssl dgst -sha256 -binary | od -An -v -tx1 | tr -d ' \n')
 world_dns_records <<ZONEDATA
 bench MX 10 mx.bench.$ZONE.
 mx.bench A $SINK_ADDR
 _mta-sts.bench TXT "v=STSv1; id=bench1;"
 mta-sts.bench A $WEB_ADDR
+dbench MX 10 mx.dbench.$ZONE.
+mx.dbench A $SINK_ADDR
+_25._tcp.mx.dbench TLSA 3 1 1 $TLSA_DATA
 $(for n in $(seq $NDOM); do
 	printf 'dom%s MX 10 mx%s.bench.%s.\nmx%s.bench A 127.0.5.%s\n' "$n" "$n" "$ZONE" "$n" "$n"
 	printf '_mta-sts.dom%s TXT "v=STSv1; id=dom%s;"\nmta-sts.dom%s A %s\n' "$n" "$n" "$n" "$WEB_ADDR"
@@ -110,12 +118,12 @@ calc() { echo "scale=${2:-2}; $1" | bc; }
 # run_source LABEL SESSIONS MESSAGES TARGET PIDS_FUNCTION: smtp-source into
 # TARGET until the sink has every message; prints msg/s and CPU ms/msg
 run_source() {
-	local label=$1 sessions=$2 msgs=$3 target=$4 pidsfn=$5
+	local label=$1 sessions=$2 msgs=$3 target=$4 pidsfn=$5 domain=${RCPT_DOMAIN:-bench.$ZONE}
 	local c0 t0 s0 k0 c1 t1 s1 k1 pids
 	pids=$($pidsfn)
 	c0=$(sink_count); s0=$(cpu $pids); k0=$(cpu $SINK_PID); t0=$(now)
 	local n0=$(sink_field 2) h0=$(sink_field 3) r0=$(sink_field 4)
-	smtp-source -d -s "$sessions" -m "$msgs" -l "$SIZE" -f "bench@client.$ZONE" -t "rcpt@bench.$ZONE" \
+	smtp-source -d -s "$sessions" -m "$msgs" -l "$SIZE" -f "bench@client.$ZONE" -t "rcpt@$domain" \
 		-M "client.$ZONE" "$target" 2> "$W/source.err" || { echo "bench: smtp-source failed:"; cat "$W/source.err"; }
 	wait_sink $(( c0 + msgs )) 600 || return 1
 	t1=$(sink_field 6); s1=$(cpu $(echo $($pidsfn) $pids | tr ' ' '\n' | sort -u)); k1=$(cpu $SINK_PID)
@@ -144,6 +152,7 @@ start_relay() { # extra env assignments
 	for _ in $(seq 100); do grep -qs event=started "$W/relay.log" && break; sleep 0.05; done
 	sleep 0.2
 	smtp-source -m 1 -l 100 -f "bench@client.$ZONE" -t "warm@bench.$ZONE" "$RELAY" 2>/dev/null
+	smtp-source -m 1 -l 100 -f "bench@client.$ZONE" -t "warm@dbench.$ZONE" "$RELAY" 2>/dev/null
 	wait_sink $(( $(sink_count) )) 5
 }
 stop_relay() { kill "$RELAY_PID" 2>/dev/null; wait "$RELAY_PID" 2>/dev/null; }
@@ -189,8 +198,20 @@ if want 1 || want 2; then
 		perf report -i "$W/perf.data" --stdio --no-children -g none --sort dso 2>/dev/null | grep '%' | head -8
 		perf report -i "$W/perf.data" --stdio --no-children -g none --sort symbol 2>/dev/null | grep '%' | head -20
 	fi
+	D_CPU=; R_CPU=$CPU_MS
+	if want 1; then
+		# The same with DANE instead of MTA-STS, right after: what governs
+		# mx.dbench as the relay decides it (its outcome lines are at info,
+		# below this run's log level), then the run.
+		echo "mx.dbench.$ZONE: $("$STSPROXY" -c "$W/stsproxy.conf" policy "dbench.$ZONE" --json 2>/dev/null |
+			jq -r '.mx.hosts[0] | .regime + ": " + .reason')"
+		RCPT_DOMAIN=dbench.$ZONE run_source "smtp-source -> stsproxy -> sink, DANE-EE" 20 "$N" "$RELAY" relay_pids
+		D1=$RATE; D_CPU=$CPU_MS
+	fi
 	run_source "smtp-source -> Postfix -> sink (baseline)" 20 "$N" "$PF_ADDR:25" postfix_pids; B1=$RATE
 	echo "ratio: $(calc "$R1 / $B1") x"
+	[ -n "$D_CPU" ] && echo "DANE / MTA-STS: $(calc "$D1 / $R1") x the rate, $(calc "$D_CPU / $R_CPU") x the CPU per message"
+
 	if want 2; then
 		echo "## 2. end to end: Postfix with relayhost = stsproxy vs Postfix alone"
 		# Postfix is the bottleneck of both paths and a 2-core machine is

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "conf/conf.h"
+#include "policy/dane.h"
 #include "policy/engine.h"
 #include "policy/mx_resolve.h"
 #include "proxy/mx_probe.h"
@@ -56,12 +57,14 @@ struct check_host {
 	size_t			 naddrs;
 	enum dns_status		 a_status, aaaa_status;
 	size_t			 probed, skipped;	/* addresses probed / over the limit */
-	/* _<port>._tcp.<name> TLSA, reported as found (no DANE verdict yet) */
-	struct resolver_query	*tlsa_query;
+	/* DANE: the TLSA records as the relay asks for them (policy/dane.h),
+	 * and with usable ones a DANE handshake with the first address */
 	bool			 tlsa_done;
-	enum dns_status		 tlsa_status;
-	enum dns_security	 tlsa_security;
-	struct strlist		 tlsa;		/* "usage selector mtype hex" */
+	struct dane_tlsa	*dane;		/* owned; NULL until the answer */
+	struct strlist		 dane_names;	/* DANE-TA reference identifiers (DANE-12) */
+	struct mx_probe		*dane_probe;	/* while running */
+	bool			 dane_probed;
+	struct mx_probe_result	 dane_result;	/* when dane_probed (result.host NULL) */
 };
 
 /** One destination of the _smtp._tls record. */
@@ -122,6 +125,7 @@ struct check_facts {
 	enum mx_status		 mx_status;
 	char			*mx_reason;
 	bool			 mx_secure;
+	char			*mx_canonname;	/* where CNAMEs led the MX lookup, or NULL */
 	struct check_host	*hosts;
 	size_t			 nhosts;
 	struct check_probe	*probes;

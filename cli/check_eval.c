@@ -3,7 +3,8 @@
  *
  * The order follows the publishing steps of the deployment guides: the
  * TXT record, the policy host and file, the id and max_age, the MX set
- * against the policy, each MX's STARTTLS and certificate, TLSA as found,
+ * against the policy, each MX's STARTTLS and certificate, DANE (TLSA
+ * records and a handshake judged by them),
  * the _smtp._tls record and its destinations, and last the readiness
  * for enforce. Every non-passing check says what to do in one sentence.
  */
@@ -562,35 +563,71 @@ eval_mx_tls(const struct check_facts *f, struct check_list *l)
 	}
 }
 
-/* DANE has not landed: TLSA records are reported as found, no verdict. */
+/*
+ * DANE as senders that implement it see the MX (RFC 7672, stsproxy's
+ * relay among them): the TLSA records as the relay asks for them, and
+ * where they are usable a handshake judged by them. Usable records that
+ * do not match, or a TLSA lookup that fails, make DANE senders defer:
+ * FAIL whatever MTA-STS says (RFC 8461 section 2).
+ */
 static void
 eval_mx_dane(const struct check_facts *f, struct check_list *l)
 {
 	for (size_t i = 0; i < f->nhosts; i++) {
 		const struct check_host *h = &f->hosts[i];
+		const struct dane_tlsa *t = h->dane;
+		const struct mx_probe_result *r = &h->dane_result;
 		char *subject = xasprintf("_%u._tcp.%s", f->port, h->name);
 		struct strbuf sb;
 
-		if (!h->tlsa_done) {
+		if (!h->tlsa_done || t == NULL) {
 			free(subject);
 			continue;
 		}
 		strbuf_init(&sb);
-		for (size_t k = 0; k < h->tlsa.count; k++)
-			strbuf_printf(&sb, "%s\"%s\"", k ? ", " : "", h->tlsa.items[k]);
-		if (h->tlsa_status == DNS_STATUS_NODATA || h->tlsa_status == DNS_STATUS_NXDOMAIN)
-			add(l, "mx-dane", subject, CHECK_INFO, NULL, "no TLSA records: DANE does not apply");
-		else if (h->tlsa_status == DNS_STATUS_OK)
-			add(l, "mx-dane", subject, CHECK_INFO, NULL,
-			    "%zu TLSA record%s found, DNSSEC %s: %s; stsproxy does not evaluate DANE yet, so the verdicts above are MTA-STS's%s",
-			    h->tlsa.count, h->tlsa.count == 1 ? "" : "s",
-			    dns_security_name(h->tlsa_security), sb.data ? sb.data : "",
-			    h->tlsa_security == DNS_SECURITY_SECURE ? "" :
-			    " (without DNSSEC, DANE senders ignore them)");
-		else
+		for (size_t k = 0; k < t->text.count; k++)
+			strbuf_printf(&sb, "%s\"%s\"", k ? ", " : "", t->text.items[k]);
+		switch (t->state) {
+		case DANE_S_FAILED:
+			add(l, "mx-dane", subject, CHECK_FAIL,
+			    "Make the zone answer TLSA queries for the MX (NODATA when there are none), with valid DNSSEC: DANE senders treat the MX as unreachable while they fail.",
+			    "%s: DANE senders (stsproxy among them) do not deliver to this MX", t->reason);
+			break;
+		case DANE_S_USABLE:
+			if (!h->dane_probed)
+				add(l, "mx-dane", subject, CHECK_INFO, NULL, "%s; no address to check them against",
+				    t->reason);
+			else if (r->verdict_known && r->verdict == RPT_RESULT_NONE)
+				add(l, "mx-dane", subject, CHECK_PASS, NULL,
+				    "%s match the certificate of %s: %s; DANE senders authenticate this MX by them, MTA-STS or not",
+				    t->reason, r->address, r->verdict_reason);
+			else if (r->verdict_known)
+				add(l, "mx-dane", subject, CHECK_FAIL,
+				    "Publish TLSA records for the certificate the MX presents (3 1 1: the SHA-256 of its public key), next to the old ones while rolling over: DANE senders defer mail while none matches.",
+				    "%s, but %s presents a certificate they do not authenticate: %s (%s)", t->reason,
+				    r->address, r->verdict_reason, rpt_result_type_name(r->verdict));
+			else
+				add(l, "mx-dane", subject, CHECK_FAIL,
+				    "Offer STARTTLS on every MX with TLSA records: DANE senders never deliver to it in the clear.",
+				    "%s, but no TLS session with %s: %s", t->reason, r->address,
+				    r->error[0] ? r->error : "no STARTTLS");
+			break;
+		case DANE_S_UNUSABLE:
 			add(l, "mx-dane", subject, CHECK_WARN,
-			    "Make the zone answer TLSA queries for the MX (NODATA when there are none), with valid DNSSEC: DANE senders defer mail while they fail.",
-			    "TLSA lookup failed: %s", dns_status_name(h->tlsa_status));
+			    "Publish DANE-EE(3) or DANE-TA(2) records (3 1 1 is the common choice): with none usable DANE senders require STARTTLS but authenticate nothing.",
+			    "%s: %s", t->reason, sb.data ? sb.data : "");
+			break;
+		case DANE_S_NONE:
+			add(l, "mx-dane", subject, CHECK_INFO, NULL, "no TLSA records: DANE does not apply");
+			break;
+		case DANE_S_INSECURE:
+			add(l, "mx-dane", subject, CHECK_INFO, NULL, "%s%s%s: DANE senders ignore them",
+			    t->reason, sb.data ? ": " : "", sb.data ? sb.data : "");
+			break;
+		default:
+			add(l, "mx-dane", subject, CHECK_INFO, NULL, "DANE does not apply: %s", t->reason);
+			break;
+		}
 		strbuf_free(&sb);
 		free(subject);
 	}

@@ -4,7 +4,8 @@
  * Everything starts at once on the runtime's loop: two policy lookups
  * (as published, and as this host's cache sees it), the MX set, the
  * _smtp._tls record. Answers start the next steps: probes of the MX
- * addresses and TLSA lookups once the MX set is known, the diagnostic
+ * addresses and TLSA lookups once the MX set is known (policy/dane.c, as
+ * the relay asks) and a DANE handshake where the records are usable, the diagnostic
  * fetch when the TXT record leaves senders no policy, resolution and a
  * TLS probe of each https: rua. A counter of outstanding operations ends
  * the loop when it reaches zero; the deadline cancels whatever is left.
@@ -27,9 +28,6 @@
 #include "cli/check.h"
 #include "report/rpt_sender.h"
 
-#define DNS_TYPE_TLSA		52
-#define TLSA_HEX_MAX		64	/* bytes of association data shown */
-
 struct check_ctx {
 	struct runtime		*rt;
 	struct check_facts	*f;
@@ -40,6 +38,8 @@ struct check_ctx {
 	struct policy_lookup	*published_lookup, *sender_lookup;
 	struct policy_fetch	*diag_fetch;
 	struct mx_lookup	*mx_lookup;
+	struct dane_hosts	*dane_lookups;	/* the TLSA lookups still out */
+	size_t			 dane_pending;
 	struct rpt_record_lookup *rpt_lookup;
 };
 
@@ -167,31 +167,41 @@ probe_done(void *arg, const struct mx_probe_result *r)
 }
 
 static void
-tlsa_answer(void *arg, const struct dns_answer *ans)
+dane_probe_done(void *arg, const struct mx_probe_result *r)
 {
 	struct check_host *h = arg;
 
-	h->tlsa_query = NULL;
-	h->tlsa_done = true;
-	h->tlsa_status = ans->status;
-	h->tlsa_security = ans->security;
-	for (size_t i = 0; ans->status == DNS_STATUS_OK && i < ans->count; i++) {
-		const unsigned char *d = ans->data[i];
-		int len = ans->len[i];
-		struct strbuf sb;
-
-		if (len < 3)
-			continue;
-		strbuf_init(&sb);
-		strbuf_printf(&sb, "%u %u %u ", d[0], d[1], d[2]);
-		for (int k = 3; k < len && k < 3 + TLSA_HEX_MAX; k++)
-			strbuf_printf(&sb, "%02x", d[k]);
-		if (len > 3 + TLSA_HEX_MAX)
-			strbuf_printf(&sb, "...");
-		strlist_add(&h->tlsa, sb.data);
-		strbuf_free(&sb);
-	}
+	h->dane_probe = NULL;
+	h->dane_probed = true;
+	h->dane_result = *r;
+	h->dane_result.host = NULL;	/* borrowed from the probe, which is going */
 	op_done(h->run);
+}
+
+/* Host i's DANE facts (DANE-5 ... DANE-7); usable records get a DANE handshake. */
+static void
+dane_known(void *arg, size_t i, struct dane_tlsa *t)
+{
+	struct check_ctx *c = arg;
+	struct check_facts *f = c->f;
+	struct check_host *h = &f->hosts[i];
+	struct check_probe *first = NULL;
+
+	if (--c->dane_pending == 0)
+		c->dane_lookups = NULL;
+	h->tlsa_done = true;
+	h->dane = t;
+	dane_reference_ids(t, f->domain, f->mx_canonname, f->mx_secure, &h->dane_names);
+	for (size_t k = 0; k < f->nprobes && first == NULL; k++)
+		if (f->probes[k].host == i)
+			first = &f->probes[k];
+	if (t->state == DANE_S_USABLE && first != NULL) {
+		op_started(c);
+		h->dane_probe = mx_probe_start(c->rt->base, c->rt->ssl_ctx, MX_PROBE_SMTP, h->name,
+		    (struct sockaddr *)&first->addr, c->rt->hostname, c->step_timeout, dane_probe_done, h);
+		mx_probe_set_dane(h->dane_probe, t, &h->dane_names);
+	}
+	op_done(c);
 }
 
 static void
@@ -205,6 +215,7 @@ mx_resolved(void *arg, const struct mx_set *set)
 	f->mx_status = set->status;
 	f->mx_reason = xstrdup(set->reason);
 	f->mx_secure = set->mx_secure;
+	f->mx_canonname = xstrdup(set->canonname);
 	f->nhosts = set->nhosts;
 	f->hosts = xcalloc(set->nhosts ? set->nhosts : 1, sizeof(*f->hosts));
 	f->probes = xcalloc(CHECK_MAX_PROBES, sizeof(*f->probes));
@@ -248,16 +259,13 @@ mx_resolved(void *arg, const struct mx_set *set)
 		    f->hosts[p->host].name, (struct sockaddr *)&p->addr, c->rt->hostname,
 		    c->step_timeout, probe_done, p);
 	}
-	for (size_t i = 0; i < f->nhosts; i++) {
-		char *name = xasprintf("_%u._tcp.%s", f->port, f->hosts[i].name);
-
+	/* The TLSA records as a DANE sender (the relay) asks for them. */
+	c->dane_pending = set->nhosts;
+	for (size_t i = 0; i < set->nhosts; i++)
 		op_started(c);
-		f->hosts[i].tlsa_query = resolver_query(c->rt->resolver, name, DNS_TYPE_TLSA,
-		    tlsa_answer, &f->hosts[i]);
-		free(name);
-		if (f->hosts[i].tlsa_query == NULL)
-			op_done(c);
-	}
+	if (set->nhosts > 0)
+		c->dane_lookups = dane_hosts_start(c->rt->resolver, set->hosts, set->nhosts,
+		    set->mx_secure, f->port, dane_known, c);
 	op_done(c);
 }
 
@@ -383,9 +391,11 @@ cancel_all(struct check_ctx *c)
 		mx_probe_cancel(f->probes[i].probe);
 		f->probes[i].probe = NULL;
 	}
+	dane_hosts_cancel(c->dane_lookups);
+	c->dane_lookups = NULL;
 	for (size_t i = 0; i < f->nhosts; i++) {
-		resolver_cancel(f->hosts[i].tlsa_query);
-		f->hosts[i].tlsa_query = NULL;
+		mx_probe_cancel(f->hosts[i].dane_probe);
+		f->hosts[i].dane_probe = NULL;
 	}
 	for (size_t i = 0; i < f->nruas; i++) {
 		mx_lookup_cancel(f->ruas[i].lookup);
@@ -476,8 +486,11 @@ check_facts_free(struct check_facts *f)
 	view_clear(&f->sender);
 	policy_cache_entry_free(f->previous);
 	free(f->mx_reason);
-	for (size_t i = 0; i < f->nhosts; i++)
-		strlist_clear(&f->hosts[i].tlsa);
+	free(f->mx_canonname);
+	for (size_t i = 0; i < f->nhosts; i++) {
+		dane_tlsa_free(f->hosts[i].dane);
+		strlist_clear(&f->hosts[i].dane_names);
+	}
 	free(f->hosts);
 	free(f->probes);
 	strlist_clear(&f->rpt_records);

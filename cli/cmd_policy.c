@@ -10,7 +10,10 @@
 
 #include "conf/idna.h"
 #include "conf/log.h"
+#include "conf/netaddr.h"
+#include "policy/dane.h"
 #include "policy/mx_match.h"
+#include "policy/mx_resolve.h"
 #include "cli/cli_args.h"
 #include "cli/commands.h"
 #include "cli/format.h"
@@ -19,9 +22,32 @@
 struct policy_cmd {
 	struct runtime	*rt;
 	const char	*path;		/* the configuration file, NULL: embedded defaults */
+	const char	*domain;
 	bool		 json;
 	int		 status;
+
+	/* the policy part, kept until the MX part is in too */
+	bool		 policy_done;
+	json_t		*doc;		/* --json */
+	char		*text;		/* text output so far */
+	size_t		 text_len;
+	bool		 sts_strict;	/* enforce or testing: the MX filter and PKIX apply */
+	struct strlist	 patterns;	/* its mx patterns */
+
+	/* the MX set and every host's DANE facts */
+	struct mx_lookup *mx_lookup;
+	struct dane_hosts *dane_lookups;
+	bool		 mx_done;
+	enum mx_status	 mx_status;
+	char		*mx_reason;
+	bool		 mx_secure;
+	char		*mx_canonname;
+	struct mx_host	*hosts;
+	size_t		 nhosts, dane_pending;
+	struct dane_tlsa **tlsa;	/* [nhosts]; NULL entries with DANE off */
 };
+
+static void maybe_finish(struct policy_cmd *pc);
 
 static json_t *
 json_strlist(const struct strlist *l)
@@ -87,8 +113,8 @@ lookup_failure(const struct policy_result *r, char *buf, size_t len)
 	return NULL;
 }
 
-static void
-print_json(const struct policy_cmd *pc, const struct policy_result *r)
+static json_t *
+policy_json(const struct policy_cmd *pc, const struct policy_result *r)
 {
 	json_t *o = json_object(), *txt = json_object(), *v = json_object();
 	char *txtname = xasprintf("_mta-sts.%s", r->domain), failed[1024];
@@ -189,75 +215,73 @@ print_json(const struct policy_cmd *pc, const struct policy_result *r)
 	}
 	json_object_set_new(o, "diagnostics", d);
 	json_object_set_new(o, "cache", json_pack("{s:b}", "enabled", r->cache_enabled));
-	json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	fputc('\n', stdout);
-	json_decref(o);
+	return o;
 }
 
 static void
-print_text(const struct policy_cmd *pc, const struct policy_result *r)
+policy_text(FILE *out, const struct policy_cmd *pc, const struct policy_result *r)
 {
 	char t1[32], t2[32], failed[1024];
 	const char *why = lookup_failure(r, failed, sizeof(failed));
 
-	format_config_header(stdout, pc->rt->conf, pc->path);
-	printf("domain:   %s\n", r->domain);
-	printf("txt:      _mta-sts.%s  status=%s dnssec=%s%s%s\n", r->domain,
+	format_config_header(out, pc->rt->conf, pc->path);
+	fprintf(out, "domain:   %s\n", r->domain);
+	fprintf(out, "txt:      _mta-sts.%s  status=%s dnssec=%s%s%s\n", r->domain,
 	    dns_status_name(r->txt_status), dns_security_name(r->txt_security),
 	    r->txt_canonname ? " cname=" : "", r->txt_canonname ? r->txt_canonname : "");
 	for (size_t i = 0; i < r->txt_records->count; i++)
-		printf("  record: \"%s\"\n", r->txt_records->items[i]);
+		fprintf(out, "  record: \"%s\"\n", r->txt_records->items[i]);
 	if (r->txt.status == STS_RECORD_VALID)
-		printf("  valid, id=%s\n", r->txt.id);
+		fprintf(out, "  valid, id=%s\n", r->txt.id);
 	else
-		printf("  %s: %s\n", sts_record_status_name(r->txt.status), r->txt.reason);
+		fprintf(out, "  %s: %s\n", sts_record_status_name(r->txt.status), r->txt.reason);
 	if (r->fetch != NULL) {
 		const struct fetch_result *f = r->fetch;
 
-		printf("fetch:    %s\n", f->url);
+		fprintf(out, "fetch:    %s\n", f->url);
 		if (f->address[0])
-			printf("  address: %s\n", f->address);
+			fprintf(out, "  address: %s\n", f->address);
 		if (f->tls_done)
-			printf("  tls:     %s %s\n  cert:    subject=%s issuer=%s expires=%s\n",
+			fprintf(out, "  tls:     %s %s\n  cert:    subject=%s issuer=%s expires=%s\n",
 			    f->peer.version, f->peer.cipher, f->peer.subject, f->peer.issuer,
 			    format_time(f->peer.not_after, t1, sizeof(t1)));
 		if (f->http_status)
-			printf("  http:    %d, Content-Type: %s\n", f->http_status,
+			fprintf(out, "  http:    %d, Content-Type: %s\n", f->http_status,
 			    f->content_type[0] ? f->content_type : "(none)");
 		if (!f->ok)
-			printf("  failed:  %s (%s)\n", f->reason, rpt_result_type_name(f->type));
+			fprintf(out, "  failed:  %s (%s)\n", f->reason, rpt_result_type_name(f->type));
 	}
 	for (size_t i = 0; r->parse_diags && i < r->parse_diags->count; i++)
-		printf("  policy line %d: %s: %s\n", r->parse_diags->items[i].line,
+		fprintf(out, "  policy line %d: %s: %s\n", r->parse_diags->items[i].line,
 		    r->parse_diags->items[i].severity == POLICY_DIAG_WARNING ? "warning" :
 		    r->parse_diags->items[i].tolerated ? "error (tolerated)" : "error",
 		    r->parse_diags->items[i].message);
 	if (r->policy != NULL) {
-		printf("policy:   id=%s mode=%s max_age=%lu fetched=%s expires=%s\n", r->id,
+		fprintf(out, "policy:   id=%s mode=%s max_age=%lu fetched=%s expires=%s\n", r->id,
 		    sts_mode_name(r->policy->mode), r->policy->max_age,
 		    format_time(r->fetched_at, t1, sizeof(t1)),
 		    format_time(r->expires_at, t2, sizeof(t2)));
 		for (size_t i = 0; i < r->policy->mx.count; i++)
-			printf("  mx:     %s\n", r->policy->mx.items[i]);
+			fprintf(out, "  mx:     %s\n", r->policy->mx.items[i]);
 	}
 	if (r->failure != RPT_RESULT_NONE)
-		printf("failure:  %s: %s%s%s\n", rpt_result_type_name(r->failure),
+		fprintf(out, "failure:  %s: %s%s%s\n", rpt_result_type_name(r->failure),
 		    r->failure_reason ? r->failure_reason : "",
 		    r->backoff ? " (back-off)" : "", r->failure_reportable ? "" : " (not reported)");
-	printf("cache:    %s\n", r->cache_enabled ? "enabled" : "disabled");
+	fprintf(out, "cache:    %s\n", r->cache_enabled ? "enabled" : "disabled");
 	if (why != NULL) {
 		/* Not the engine's note, which says what a sender does: "no policy applies". */
 		/* STS-10, STS-19 */
-		printf("verdict:  unknown: %s; nothing is cached, so until it answers senders deliver "
+		fprintf(out, "verdict:  unknown: %s; nothing is cached, so until it answers senders deliver "
 		    "without MTA-STS (a lookup or fetch that fails never holds mail back by itself)\n",
 		    why);
 		return;
 	}
-	printf("verdict:  %s%s%s (%s)\n", r->source == POLICY_SOURCE_NONE ? "no policy" :
+	fprintf(out, "verdict:  %s%s%s (%s)\n", r->source == POLICY_SOURCE_NONE ? "no policy" :
 	    sts_mode_name(r->mode), r->override_mode ? " by override, policy says " : "",
 	    r->override_mode ? sts_mode_name(r->policy->mode) : "", policy_source_name(r->source));
 	if (r->note)
-		printf("  %s\n", r->note);
+		fprintf(out, "  %s\n", r->note);
 }
 
 static void
@@ -267,10 +291,16 @@ policy_done(void *arg, const struct policy_result *r)
 	char failed[1024];
 	const char *why = lookup_failure(r, failed, sizeof(failed));
 
-	if (pc->json)
-		print_json(pc, r);
-	else
-		print_text(pc, r);
+	if (pc->json) {
+		pc->doc = policy_json(pc, r);
+	} else {
+		FILE *out = open_memstream(&pc->text, &pc->text_len);
+
+		if (out == NULL)
+			fatalx("open_memstream failed");
+		policy_text(out, pc, r);
+		fclose(out);
+	}
 	/* "No policy" would be a guess: say the lookup failed, and why. */
 	if (why != NULL) {
 		fprintf(stderr, "stsproxy: %s: lookup failed: %s\n", r->domain, why);
@@ -278,7 +308,223 @@ policy_done(void *arg, const struct policy_result *r)
 	} else
 		pc->status = (r->source != POLICY_SOURCE_NONE && r->mode != STS_MODE_NONE) ?
 		    EXIT_POLICY : EXIT_NO_POLICY;
+	/* What the relay's walk would make of each MX: enforce and testing
+	 * are evaluated strictly (testing then falls back, STS-44). */
+	pc->sts_strict = r->source != POLICY_SOURCE_NONE && r->policy != NULL &&
+	    (r->mode == STS_MODE_ENFORCE || r->mode == STS_MODE_TESTING);
+	if (pc->sts_strict)
+		strlist_copy(&pc->patterns, &r->policy->mx);
+	pc->policy_done = true;
+	maybe_finish(pc);
+}
+
+/* ---- the MX set, each host's DANE facts and the regime that governs it ---- */
+
+/* The regime of host i as the relay's walk decides it, with why. */
+static const char *
+host_regime(const struct policy_cmd *pc, size_t i, char *why, size_t len)
+{
+	const struct mx_host *h = &pc->hosts[i];
+	struct route_regime rg;
+
+	if (pc->sts_strict && !mx_match_any(&pc->patterns, h->name, NULL)) {
+		/* STS-47: the enforce filter applies to every MX, DANE or not. */
+		snprintf(why, len, "not in the MTA-STS policy's mx patterns%s",
+		    pc->tlsa[i] != NULL && pc->tlsa[i]->state == DANE_S_USABLE ?
+		    ", usable TLSA records or not (RFC 8461 section 2)" : "");
+		return "skipped";
+	}
+	if (h->naddrs == 0) {
+		snprintf(why, len, "no address");
+		return "unreachable";
+	}
+	route_regime_decide(pc->tlsa[i], pc->rt->conf->tls_dane &&
+	    conf_dane_required(pc->rt->conf, pc->domain), pc->sts_strict, &rg);
+	snprintf(why, len, "%s", rg.reason);
+	return regime_kind_name(rg.kind);
+}
+
+static const char *
+addr_text(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	netaddr_ntop((const struct sockaddr *)ss, buf, len);
+	return buf;
+}
+
+/* Whether the TLSA state came from a TLSA answer (its DNSSEC state means something). */
+static bool
+tlsa_asked(const struct dane_tlsa *t)
+{
+	return t != NULL && t->state != DANE_S_OFF && t->state != DANE_S_MX_INSECURE &&
+	    t->state != DANE_S_ADDR_INSECURE;
+}
+
+static json_t *
+mx_json(const struct policy_cmd *pc)
+{
+	json_t *m = json_object(), *hosts = json_array();
+	char why[400], ip[64];
+
+	json_object_set_new(m, "status", json_string(mx_status_name(pc->mx_status)));
+	json_object_set_new(m, "reason", pc->mx_status == MX_STATUS_OK ? json_null() :
+	    json_string(pc->mx_reason));
+	json_object_set_new(m, "dnssec", json_string(pc->mx_secure ? "secure" : "insecure"));
+	json_object_set_new(m, "canonical_name", json_string_or_null(pc->mx_canonname));
+	json_object_set_new(m, "dane", json_boolean(pc->rt->conf->tls_dane));
+	json_object_set_new(m, "dane_required", json_boolean(pc->rt->conf->tls_dane &&
+	    conf_dane_required(pc->rt->conf, pc->domain)));
+	for (size_t i = 0; i < pc->nhosts; i++) {
+		const struct mx_host *h = &pc->hosts[i];
+		const struct dane_tlsa *t = pc->tlsa[i];
+		json_t *x = json_object(), *addrs = json_array();
+		const char *regime = host_regime(pc, i, why, sizeof(why));
+
+		for (size_t k = 0; k < h->naddrs; k++)
+			json_array_append_new(addrs, json_string(addr_text(&h->addrs[k], ip, sizeof(ip))));
+		json_object_set_new(x, "host", json_string(h->name));
+		json_object_set_new(x, "preference", json_integer(h->preference));
+		json_object_set_new(x, "addresses", addrs);
+		json_object_set_new(x, "address_dnssec", h->naddrs ?
+		    json_string(h->secure ? "secure" : "insecure") : json_null());
+		json_object_set_new(x, "canonical_name", json_string_or_null(h->canonname[0] ?
+		    h->canonname : NULL));
+		if (t != NULL) {
+			json_t *tj = json_object(), *recs = json_array();
+
+			for (size_t k = 0; k < t->count; k++)
+				json_array_append_new(recs, json_pack("{s:s, s:b, s:s?}", "record",
+				    t->text.items[k], "usable", t->records[k].unusable == NULL,
+				    "unusable", t->records[k].unusable));
+			json_object_set_new(tj, "state", json_string(dane_state_name(t->state)));
+			json_object_set_new(tj, "query", tlsa_asked(t) ? json_string(t->qname) : json_null());
+			json_object_set_new(tj, "dnssec", tlsa_asked(t) && t->status != DNS_STATUS_ERROR ?
+			    json_string(dns_security_name(t->security)) : json_null());
+			json_object_set_new(tj, "base", json_string_or_null(t->base[0] ? t->base : NULL));
+			json_object_set_new(tj, "id", json_string_or_null(t->id[0] ? t->id : NULL));
+			json_object_set_new(tj, "reason", json_string(t->reason));
+			json_object_set_new(tj, "records", recs);
+			json_object_set_new(x, "tlsa", tj);
+		} else
+			json_object_set_new(x, "tlsa", json_null());
+		json_object_set_new(x, "regime", json_string(regime));
+		json_object_set_new(x, "reason", json_string(why));
+		json_array_append_new(hosts, x);
+	}
+	json_object_set_new(m, "hosts", hosts);
+	return m;
+}
+
+static void
+mx_text(FILE *out, const struct policy_cmd *pc)
+{
+	char why[400], ip[64];
+
+	fprintf(out, "mx:       status=%s dnssec=%s%s%s dane=%s%s\n", mx_status_name(pc->mx_status),
+	    pc->mx_secure ? "secure" : "insecure", pc->mx_canonname ? " cname=" : "",
+	    pc->mx_canonname ? pc->mx_canonname : "", pc->rt->conf->tls_dane ? "on" : "off",
+	    pc->rt->conf->tls_dane && conf_dane_required(pc->rt->conf, pc->domain) ?
+	    " (required: [policy] override dane-only)" : "");
+	if (pc->mx_status != MX_STATUS_OK)
+		fprintf(out, "  %s\n", pc->mx_reason);
+	for (size_t i = 0; i < pc->nhosts; i++) {
+		const struct mx_host *h = &pc->hosts[i];
+		const struct dane_tlsa *t = pc->tlsa[i];
+		const char *regime = host_regime(pc, i, why, sizeof(why));
+
+		fprintf(out, "  %u %s", h->preference, h->name);
+		if (h->canonname[0])
+			fprintf(out, " (cname %s)", h->canonname);
+		fprintf(out, "  address%s", h->naddrs == 1 ? "" : "es");
+		for (size_t k = 0; k < h->naddrs; k++)
+			fprintf(out, "%s%s", k ? ", " : " ", addr_text(&h->addrs[k], ip, sizeof(ip)));
+		if (h->naddrs == 0)
+			fprintf(out, " none");
+		else
+			fprintf(out, " dnssec=%s", h->secure ? "secure" : "insecure");
+		fputc('\n', out);
+		if (t != NULL && tlsa_asked(t))
+			fprintf(out, "    tlsa:   %s %s dnssec=%s%s%s\n", t->qname, dane_state_name(t->state),
+			    t->status == DNS_STATUS_ERROR ? "-" : dns_security_name(t->security),
+			    t->base[0] ? " base=" : "", t->base);
+		else if (t != NULL)
+			fprintf(out, "    tlsa:   not asked: %s\n", t->reason);
+		for (size_t k = 0; t != NULL && k < t->count; k++)
+			fprintf(out, "      %s  %s%s\n", t->text.items[k],
+			    t->records[k].unusable ? "unusable: " : "usable",
+			    t->records[k].unusable ? t->records[k].unusable : "");
+		fprintf(out, "    regime: %s: %s\n", regime, why);
+	}
+}
+
+/* Both parts are in: one document. */
+static void
+maybe_finish(struct policy_cmd *pc)
+{
+	if (!pc->policy_done || !pc->mx_done)
+		return;
+	if (pc->json) {
+		json_object_set_new(pc->doc, "mx", mx_json(pc));
+		json_dumpf(pc->doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		fputc('\n', stdout);
+	} else {
+		fwrite(pc->text, 1, pc->text_len, stdout);
+		mx_text(stdout, pc);
+	}
 	event_base_loopexit(pc->rt->base, NULL);
+}
+
+static void
+on_dane_host(void *arg, size_t i, struct dane_tlsa *t)
+{
+	struct policy_cmd *pc = arg;
+
+	pc->tlsa[i] = t;
+	if (--pc->dane_pending > 0)
+		return;
+	pc->dane_lookups = NULL;
+	pc->mx_done = true;
+	maybe_finish(pc);
+}
+
+static void
+on_mx_set(void *arg, const struct mx_set *set)
+{
+	struct policy_cmd *pc = arg;
+
+	pc->mx_lookup = NULL;
+	pc->mx_status = set->status;
+	pc->mx_reason = xstrdup(set->reason ? set->reason : "");
+	pc->mx_secure = set->mx_secure;
+	pc->mx_canonname = xstrdup(set->canonname);
+	pc->nhosts = set->nhosts;
+	pc->hosts = xcalloc(set->nhosts ? set->nhosts : 1, sizeof(*pc->hosts));
+	if (set->nhosts > 0)
+		memcpy(pc->hosts, set->hosts, set->nhosts * sizeof(*pc->hosts));
+	pc->tlsa = xcalloc(set->nhosts ? set->nhosts : 1, sizeof(*pc->tlsa));
+	if (!pc->rt->conf->tls_dane || set->nhosts == 0) {
+		pc->mx_done = true;
+		maybe_finish(pc);
+		return;
+	}
+	pc->dane_pending = set->nhosts;
+	pc->dane_lookups = dane_hosts_start(pc->rt->resolver, pc->hosts, pc->nhosts, pc->mx_secure,
+	    pc->rt->conf->upstream_port, on_dane_host, pc);
+}
+
+static void
+policy_cmd_clear(struct policy_cmd *pc)
+{
+	mx_lookup_cancel(pc->mx_lookup);
+	dane_hosts_cancel(pc->dane_lookups);
+	for (size_t i = 0; pc->tlsa != NULL && i < pc->nhosts; i++)
+		dane_tlsa_free(pc->tlsa[i]);
+	free(pc->tlsa);
+	free(pc->hosts);
+	free(pc->mx_reason);
+	free(pc->mx_canonname);
+	free(pc->text);
+	json_decref(pc->doc);
+	strlist_clear(&pc->patterns);
 }
 
 /* The linter's findings as one JSON document, for scripts and CI. */
@@ -397,7 +643,9 @@ cmd_policy_usage(FILE *out)
 	    "       stsproxy policy --file FILE [--mx HOST]... [--json]\n"
 	    "\n"
 	    "The MTA-STS policy a sender applies to DOMAIN now: TXT record, fetch, policy,\n"
-	    "failure and verdict. DOMAIN may also be an email address (user@example.com)\n"
+	    "failure and verdict; then each MX with the DNSSEC state of its MX, address\n"
+	    "and TLSA answers, its TLSA records, and the regime that governs it (DANE,\n"
+	    "MTA-STS, opportunistic) and why. DOMAIN may also be an email address (user@example.com)\n"
 	    "or the policy URL (https://mta-sts.example.com/.well-known/mta-sts.txt).\n"
 	    "With --file, lint a policy file before publishing it; each --mx HOST (repeat\n"
 	    "it, or give several hosts after one) is checked against its mx patterns.\n"
@@ -480,8 +728,18 @@ cmd_policy(const struct conf *conf, const char *path, int argc, char **argv)
 		free(domain);
 		return EXIT_ERROR;
 	}
+	pc.domain = domain;
+	/* The MX set and its TLSA records in parallel with the policy, as the relay asks. */
+	pc.mx_lookup = mx_resolve(pc.rt->resolver, domain, pc.rt->hostname, conf->upstream_ipv6,
+	    conf->upstream_port, on_mx_set, &pc);
+	if (pc.mx_lookup == NULL) {
+		pc.mx_status = MX_STATUS_TEMPFAIL;
+		pc.mx_reason = xstrdup("the resolver could not start the MX lookup");
+		pc.mx_done = true;
+	}
 	policy_engine_resolve(pc.rt->engine, domain, flags, policy_done, &pc);
 	event_base_dispatch(pc.rt->base);
+	policy_cmd_clear(&pc);
 	runtime_free(pc.rt);
 	free(domain);
 	return pc.status;

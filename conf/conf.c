@@ -219,6 +219,12 @@ static const struct conf_key conf_keys[] = {
 	  "Directory of hashed CA certificates, as made by openssl rehash." },
 	{ "tls", "min_version", CONF_T_ENUM, "1.2", OFF(tls_min_version), 0, 0, "1.2|1.3", NULL,
 	  "Lowest TLS version accepted for policy fetches and upstream SMTP (RFC 8461 requires 1.2 or later)." },
+	{ "tls", "dane", CONF_T_BOOL, "yes", OFF(tls_dane), 0, 0, NULL, NULL,
+	  "Authenticate MX hosts with DANE (RFC 7672): an MX whose DNSSEC-signed TLSA records at "
+	  "_25._tcp.<host> are usable is authenticated by them alone, and MTA-STS never overrides a DANE "
+	  "failure (RFC 8461 section 2); an MX without usable TLSA records keeps MTA-STS or opportunistic TLS. "
+	  "Needs [dns] dnssec = yes; with dnssec = no the default is no. Require DANE for a domain with "
+	  "[policy] override = DOMAIN:dane-only." },
 
 	{ "policy", "fetch_timeout", CONF_T_DURATION, "60s", OFF(policy_fetch_timeout), 1, 600, NULL, NULL,
 	  "Total time allowed for one HTTPS policy fetch, connection to last byte (RFC 8461 section 3.3 suggests 60s)." },
@@ -231,10 +237,16 @@ static const struct conf_key conf_keys[] = {
 	  "Maximum size of the policy cache database (the LMDB map size). About 2 KiB per domain." },
 	{ "policy", "override", CONF_T_LIST, "", OFF(policy_override), 0, 0, NULL, check_override,
 	  "Force a mode for domains, as DOMAIN:MODE with MODE enforce, testing or none. "
-	  "The discovered policy keeps its mx patterns; only its mode changes. For testing." },
+	  "The discovered policy keeps its mx patterns; only its mode changes. For testing. "
+	  "MODE dane-only makes DANE mandatory for the domain (RFC 7672 section 6): an MX without "
+	  "usable DNSSEC-signed TLSA records is not used (dane-required), and with none left the "
+	  "message is deferred. A domain may have both a mode and dane-only." },
 	{ "policy", "simulate", CONF_T_ENUM, "off", OFF(policy_simulate), 0, 0, "off|enforce", NULL,
 	  "enforce: for every domain whose policy is in testing mode, also log and record the reply "
-	  "enforce mode would have given the client (event=sts_simulate), while delivering as testing does." },
+	  "enforce mode would have given the client (event=sts_simulate), while delivering as testing does; "
+	  "and for every domain with usable TLSA records on some MX but no DOMAIN:dane-only override, log "
+	  "the reply dane-only would have given when a message goes to an MX without DANE and no MX "
+	  "with usable TLSA records is left (event=dane_simulate)." },
 
 	{ "report", "flush_interval", CONF_T_DURATION, "5s", OFF(report_flush_interval), 1, 300, NULL, NULL,
 	  "Session outcomes are written to the report database in one transaction at most this often; "
@@ -554,8 +566,8 @@ check_override(const char *item, char **owned)
 	}
 	free(norm);
 	if (strcmp(colon + 1, "enforce") != 0 && strcmp(colon + 1, "testing") != 0 &&
-	    strcmp(colon + 1, "none") != 0) {
-		*owned = xasprintf("'%s': mode must be enforce, testing or none", item);
+	    strcmp(colon + 1, "none") != 0 && strcmp(colon + 1, "dane-only") != 0) {
+		*owned = xasprintf("'%s': mode must be enforce, testing, none or dane-only", item);
 		return *owned;
 	}
 	return NULL;
@@ -1108,6 +1120,25 @@ conf_check_keys(struct conf *conf, struct strlist *errors)
 		strlist_add(&conf->warnings, "[store] postgresql is set but backend is lmdb: the database "
 		    "is not used");
 
+	/* DANE rests on DNSSEC: without validation there is no secure TLSA record. */
+	if (!conf->dns_dnssec && conf->tls_dane) {
+		if (conf->origins[conf_key_find("tls", "dane") - conf_keys] != NULL)
+			add_error(errors, origin_of(conf, "tls", "dane"), 0, conf_key_find("tls", "dane"),
+			    "yes needs [dns] dnssec = yes: without DNSSEC no TLSA record is secure "
+			    "(RFC 7672 section 2.1.1)");
+		conf->tls_dane = false;
+	}
+	for (size_t i = 0; i < conf->policy_override.count && !conf->tls_dane; i++) {
+		const char *item = conf->policy_override.items[i], *colon = strrchr(item, ':');
+
+		if (colon != NULL && strcmp(colon + 1, "dane-only") == 0) {
+			add_error(errors, origin_of(conf, "policy", "override"), 0,
+			    conf_key_find("policy", "override"),
+			    "%s requires DANE, which is off ([tls] dane = no or [dns] dnssec = no)", item);
+			break;
+		}
+	}
+
 	/* Without a certificate the key would be ignored and STARTTLS silently off. */
 	if (conf->server_tls_key_file[0] != '\0' && conf->server_tls_cert_file[0] == '\0')
 		add_error(errors, origin_of(conf, "server", "tls_key_file"), 0,
@@ -1470,8 +1501,9 @@ conf_print_man_keys(FILE *out)
 	}
 }
 
-const char *
-conf_policy_override(const struct conf *conf, const char *domain)
+/* The first override item for domain whose mode is (dane) or is not (!dane) dane-only. */
+static const char *
+override_find(const struct conf *conf, const char *domain, bool dane)
 {
 	size_t dl = strlen(domain);
 
@@ -1482,10 +1514,23 @@ conf_policy_override(const struct conf *conf, const char *domain)
 
 		if (il > 0 && item[il - 1] == '.')
 			il--;
-		if (il == dl && strncasecmp(item, domain, dl) == 0)
+		if (il == dl && strncasecmp(item, domain, dl) == 0 &&
+		    (strcmp(colon + 1, "dane-only") == 0) == dane)
 			return colon + 1;
 	}
 	return NULL;
+}
+
+const char *
+conf_policy_override(const struct conf *conf, const char *domain)
+{
+	return override_find(conf, domain, false);
+}
+
+bool
+conf_dane_required(const struct conf *conf, const char *domain)
+{
+	return conf->tls_dane && override_find(conf, domain, true) != NULL;
 }
 
 int

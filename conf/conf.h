@@ -79,6 +79,7 @@ struct conf {
 	char		*tls_ca_file;		/* empty: system store */
 	char		*tls_ca_path;
 	char		*tls_min_version;	/* "1.2" or "1.3" */
+	bool		 tls_dane;		/* DANE (RFC 7672); false whenever dns_dnssec is */
 
 	/* [policy] */
 	unsigned	 policy_fetch_timeout;	/* seconds */
@@ -169,10 +170,17 @@ size_t conf_print_changed(const struct conf *conf, FILE *out);
 void conf_print_man_keys(FILE *out);
 
 /**
- * The mode forced by [policy] override for domain (already normalised),
- * or NULL. The returned string is owned by conf.
+ * The MTA-STS mode forced by [policy] override for domain (already
+ * normalised): "enforce", "testing", "none", or NULL. dane-only items are
+ * not modes (conf_dane_required()). The returned string is owned by conf.
  */
 const char *conf_policy_override(const struct conf *conf, const char *domain);
+
+/**
+ * Whether [policy] override makes DANE mandatory for domain (already
+ * normalised) with DOMAIN:dane-only (RFC 7672 section 6, DANE-17).
+ */
+bool conf_dane_required(const struct conf *conf, const char *domain);
 
 /** TLS protocol version constant (e.g. TLS1_2_VERSION) for tls_min_version. */
 int conf_tls_min_version(const struct conf *conf);

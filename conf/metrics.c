@@ -37,6 +37,10 @@ static const struct {
 	{ "stsproxy_upstream_reuses_total", KIND_COUNTER, "Transactions that took an idle upstream connection instead of opening one." },
 	{ "stsproxy_upstream_pool_connections", KIND_GAUGE, "Idle upstream connections kept for reuse." },
 	{ "stsproxy_upstream_ready_seconds", KIND_HISTOGRAM, "Time from the first RCPT to an upstream ready for it (DNS, policy, connect, TLS)." },
+	{ "stsproxy_tlsa_lookups_total", KIND_COUNTER, "TLSA lookups of MX hosts by what they found (usable, unusable, no-tlsa, tlsa-insecure, lookup-failed)." },
+	{ "stsproxy_dane_attempts_total", KIND_COUNTER, "Upstream attempts on MX hosts governed by DANE, by action and RFC 8460 result type (none: authenticated)." },
+	{ "stsproxy_dane_deferrals_total", KIND_COUNTER, "Transactions deferred with a DANE failure among the reasons (no MX left)." },
+	{ "stsproxy_dane_simulated_deferrals_total", KIND_COUNTER, "simulate = enforce: transactions that DOMAIN:dane-only would have deferred." },
 };
 
 static const double buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30 };
@@ -222,5 +226,7 @@ metrics_render(struct strbuf *out)
 void
 metrics_reset(void)
 {
+	/* the values too: find() reuses the slots */
+	memset(mine->series, 0, mine->nseries * sizeof(mine->series[0]));
 	mine->nseries = 0;
 }

@@ -38,6 +38,7 @@ struct mx_lookup {
 
 	struct resolver_query	*mx_query;
 	bool			 mx_secure;
+	char			*mx_canonname;	/* CNAME target of the domain, or NULL */
 	struct mx_host		*hosts;
 	size_t			 nhosts;
 	struct addr_query	*aq;
@@ -61,6 +62,7 @@ static void
 lookup_free(struct mx_lookup *l)
 {
 	free(l->domain);
+	free(l->mx_canonname);
 	free(l->self);
 	free(l->hosts);
 	free(l->aq);
@@ -85,7 +87,7 @@ finish(struct mx_lookup *l, enum mx_status status, const char *reason)
 {
 	struct mx_set set = {
 		.domain = l->domain, .status = status, .reason = reason,
-		.mx_secure = l->mx_secure, .hosts = l->hosts,
+		.mx_secure = l->mx_secure, .canonname = l->mx_canonname, .hosts = l->hosts,
 		.nhosts = status == MX_STATUS_OK ? l->nhosts : 0,
 	};
 
@@ -200,6 +202,14 @@ on_address(void *arg, const struct dns_answer *ans)
 		}
 		if (ans->security != DNS_SECURITY_SECURE)
 			h->secure = false;
+		/* DANE-7: the CNAME-expanded name is a TLSA base candidate. */
+		if (ans->canonname != NULL && h->canonname[0] == '\0') {
+			snprintf(h->canonname, sizeof(h->canonname), "%s", ans->canonname);
+			size_t cl = strlen(h->canonname);
+			if (cl > 1 && h->canonname[cl - 1] == '.')
+				h->canonname[cl - 1] = '\0';
+			str_lower(h->canonname);
+		}
 	}
 	log_debug("event=mx_address domain=%s host=%s type=%s status=%s count=%zu",
 	    l->domain, h->name, aq->rrtype == RR_A ? "A" : "AAAA", dns_status_name(ans->status),
@@ -254,6 +264,13 @@ on_mx(void *arg, const struct dns_answer *ans)
 
 	l->mx_query = NULL;
 	l->mx_secure = ans->security == DNS_SECURITY_SECURE;
+	if (ans->canonname != NULL) {
+		size_t cl = strlen(ans->canonname);
+
+		l->mx_canonname = xstrndup(ans->canonname, cl > 1 && ans->canonname[cl - 1] == '.' ?
+		    cl - 1 : cl);
+		str_lower(l->mx_canonname);
+	}
 	switch (ans->status) {
 	case DNS_STATUS_OK:
 		l->hosts = xcalloc(ans->count ? ans->count : 1, sizeof(*l->hosts));

@@ -34,7 +34,8 @@ struct mx_host {
 	struct sockaddr_storage	 addrs[2 * MX_ADDRS_MAX];
 	size_t			 naddrs;
 	enum dns_status		 a_status, aaaa_status;
-	bool			 secure;	/* address lookups DNSSEC-secure */
+	bool			 secure;	/* address lookups DNSSEC-secure, CNAMEs included */
+	char			 canonname[256];	/* where CNAMEs led the address lookup; "" if none */
 };
 
 /** Valid only during the callback. */
@@ -42,7 +43,8 @@ struct mx_set {
 	const char		*domain;
 	enum mx_status		 status;
 	const char		*reason;	/* for logs and replies when not OK */
-	bool			 mx_secure;	/* the MX lookup was DNSSEC-secure */
+	bool			 mx_secure;	/* the MX lookup was DNSSEC-secure, CNAMEs included */
+	const char		*canonname;	/* where CNAMEs led the MX lookup, or NULL */
 	const struct mx_host	*hosts;
 	size_t			 nhosts;
 };

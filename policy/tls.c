@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -15,54 +16,115 @@
 #include "policy/tls.h"
 
 /*
- * Client-side TLS session cache, per host name, for resumption (a resumed
- * handshake costs a fraction of a full one). Only sessions whose
- * certificate verified for that very host name are kept, so a resumed
- * session is worth exactly what its full handshake was: the verify result
- * and peer certificate travel with the session. Direct-mapped and bounded;
- * a collision just replaces the older session.
+ * Client-side TLS session cache, for resumption (a resumed handshake costs
+ * a fraction of a full one). Only sessions whose certificate verified are
+ * kept, so a resumed session is worth exactly what its full handshake was:
+ * the verify result and peer certificate travel with the session. The key
+ * is what the verification was made against: the host name for PKIX, the
+ * TLSA base domain and the TLSA RRset's identity for DANE. A DANE session
+ * thus never serves PKIX (its certificate may be expired or self-signed,
+ * DANE-11) nor another TLSA RRset: on resumption the server presents no
+ * certificate to check again. Direct-mapped and bounded; a collision just
+ * replaces the older session.
  */
 #define SESSION_SLOTS	1024
+#define SESSION_KEY_MAX	(256 + 1 + 16 + 1 + 8 + 1)
 
 static struct {
-	char		 host[256];
+	char		 key[SESSION_KEY_MAX];
+	char		 match[TLS_DANE_MATCH_MAX];	/* DANE: the record that matched */
 	SSL_SESSION	*session;
 } session_cache[SESSION_SLOTS];
 
+/* What a DANE client SSL carries for its verdict and its session. */
+struct dane_ex {
+	char		 key[SESSION_KEY_MAX];	/* base domain "#" TLSA RRset id */
+	char		 params[128];		/* "DANE-EE 3 1 1, ...", for failure reasons */
+	char		 base[256];
+	char		 match[TLS_DANE_MATCH_MAX];	/* the record that matched (resumed: cached) */
+};
+
+static int dane_ex_index = -1;
+
+static void
+dane_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	free(ptr);
+}
+
+static struct dane_ex *
+dane_ex_of(SSL *ssl)
+{
+	return dane_ex_index < 0 ? NULL : SSL_get_ex_data(ssl, dane_ex_index);
+}
+
 static unsigned
-host_slot(const char *host)
+key_slot(const char *key)
 {
 	unsigned h = 2166136261u;
 
-	for (const unsigned char *p = (const unsigned char *)host; *p; p++)
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
 		h = (h ^ (unsigned)(*p | 0x20)) * 16777619u;
 	return h % SESSION_SLOTS;
+}
+
+/* "3 1 1 ABCD..." of the record that authenticated a fresh DANE handshake. */
+static void
+dane_matched_record(SSL *ssl, char *out, size_t len)
+{
+	uint8_t usage, selector, mtype;
+	const unsigned char *data = NULL;
+	size_t dlen = 0, o;
+
+	out[0] = '\0';
+	if (SSL_get0_dane_tlsa(ssl, &usage, &selector, &mtype, &data, &dlen) < 0 || len < 16)
+		return;
+	o = (size_t)snprintf(out, len, "%u %u %u ", usage, selector, mtype);
+	/* A Full(0) record is a whole certificate: its start names it well enough. */
+	for (size_t i = 0; i < dlen && o + 3 < len; i++)
+		o += (size_t)snprintf(out + o, len - o, "%02X", data[i]);
+	if (o + 3 >= len && len > 4)
+		memcpy(out + len - 4, "...", 4);
 }
 
 static int
 remember_session(SSL *ssl, SSL_SESSION *session)
 {
-	const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	struct dane_ex *ex = dane_ex_of(ssl);
+	const char *key = ex != NULL ? ex->key : SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
 	unsigned slot;
 
-	if (host == NULL || strlen(host) >= sizeof(session_cache[0].host) ||
+	if (key == NULL || strlen(key) >= sizeof(session_cache[0].key) ||
 	    SSL_get_verify_result(ssl) != X509_V_OK)
 		return 0;	/* not kept: OpenSSL frees it */
-	slot = host_slot(host);
+	/* DANE: verified means a TLSA record matched, now or in the session resumed. */
+	if (ex != NULL && !SSL_session_reused(ssl) && SSL_get0_dane_authority(ssl, NULL, NULL) < 0)
+		return 0;
+	if (ex != NULL && ex->match[0] == '\0')
+		dane_matched_record(ssl, ex->match, sizeof(ex->match));
+	slot = key_slot(key);
 	if (session_cache[slot].session != NULL)
 		SSL_SESSION_free(session_cache[slot].session);
-	snprintf(session_cache[slot].host, sizeof(session_cache[slot].host), "%s", host);
+	snprintf(session_cache[slot].key, sizeof(session_cache[slot].key), "%s", key);
+	snprintf(session_cache[slot].match, sizeof(session_cache[slot].match), "%s",
+	    ex != NULL ? ex->match : "");
 	session_cache[slot].session = session;
 	return 1;		/* we hold the reference now */
 }
 
+/* Offer the session kept under key, if any; match gets its DANE record. */
 static void
-resume_session(SSL *ssl, const char *host)
+resume_session(SSL *ssl, const char *key, char *match, size_t match_len)
 {
-	unsigned slot = host_slot(host);
+	unsigned slot = key_slot(key);
 	SSL_SESSION *s = session_cache[slot].session;
 
-	if (s == NULL || strcasecmp(session_cache[slot].host, host) != 0)
+	if (s == NULL || strcasecmp(session_cache[slot].key, key) != 0)
 		return;
 	if (!SSL_SESSION_is_resumable(s)) {
 		SSL_SESSION_free(s);
@@ -70,6 +132,8 @@ resume_session(SSL *ssl, const char *host)
 		return;
 	}
 	SSL_set_session(ssl, s);
+	if (match != NULL)
+		snprintf(match, match_len, "%s", session_cache[slot].match);
 }
 
 void
@@ -97,6 +161,22 @@ tls_client_ctx_new(const struct conf *conf, char **err)
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
 	SSL_CTX_sess_set_new_cb(ctx, remember_session);
+	/*
+	 * OpenSSL's DANE verifier (RFC 6698, RFC 7671) for the SSLs that ask
+	 * for it; others keep PKIX. DANE-16, RFC 7671 section 9: where records
+	 * of one usage and selector use several digests, only the strongest
+	 * counts, SHA2-512 over SHA2-256 (OpenSSL's default ordinals, stated).
+	 */
+	if (SSL_CTX_dane_enable(ctx) <= 0 ||
+	    SSL_CTX_dane_mtype_set(ctx, EVP_sha256(), 1, 1) <= 0 ||
+	    SSL_CTX_dane_mtype_set(ctx, EVP_sha512(), 2, 2) <= 0) {
+		*err = xstrdup("cannot enable DANE in the TLS context");
+		ERR_clear_error();
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (dane_ex_index < 0)
+		dane_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, dane_ex_free);
 	if (file != NULL || path != NULL) {
 		if (SSL_CTX_load_verify_locations(ctx, file, path) != 1) {
 			/* A missing file is a system error, which has no OpenSSL reason string. */
@@ -128,7 +208,7 @@ tls_client_new(SSL_CTX *ctx, const char *host)
 	 * RFC 6125 with the MTA-STS restrictions: no partial wildcards
 	 * (STS-39) and no CN fallback when SANs are absent (STS-38). */
 	SSL_set_tlsext_host_name(ssl, host);
-	resume_session(ssl, host);
+	resume_session(ssl, host, NULL, 0);
 	SSL_set_hostflags(ssl, TLS_HOST_CHECK_FLAGS);
 	if (SSL_set1_host(ssl, host) != 1)
 		fatalx("SSL_set1_host failed for %s", host);
@@ -145,6 +225,8 @@ tls_verify_result_type(long verify_result)
 		return RPT_RESULT_CERT_EXPIRED;
 	case X509_V_ERR_HOSTNAME_MISMATCH:
 		return RPT_RESULT_CERT_HOST_MISMATCH;
+	case X509_V_ERR_DANE_NO_MATCH:
+		return RPT_RESULT_TLSA_INVALID;
 	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
 	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
 	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
@@ -257,16 +339,141 @@ tls_smtp_client_new(SSL_CTX *ctx, const char *host)
 	return ssl;
 }
 
+static unsigned
+names_hash(const struct strlist *names)
+{
+	unsigned h = 2166136261u;
+
+	for (size_t i = 0; i < names->count; i++)
+		for (const unsigned char *p = (const unsigned char *)names->items[i]; ; p++) {
+			h = (h ^ (unsigned)(*p | 0x20)) * 16777619u;
+			if (*p == '\0')
+				break;
+		}
+	return h;
+}
+
+SSL *
+tls_dane_client_new(SSL_CTX *ctx, const struct dane_tlsa *tlsa, const struct strlist *names)
+{
+	SSL *ssl = SSL_new(ctx);
+	struct dane_ex *ex;
+	size_t added = 0;
+
+	if (ssl == NULL)
+		fatalx("SSL_new failed");
+	/* DANE-15: SNI is the TLSA base domain, which is also the primary
+	 * reference identifier of DANE-TA(2) certificates (DANE-12). */
+	SSL_set_tlsext_host_name(ssl, tlsa->base);
+	if (SSL_dane_enable(ssl, tlsa->base) <= 0)
+		fatalx("SSL_dane_enable failed for %s", tlsa->base);
+	/* DANE-11: DANE-EE(3) binds the key; names do not matter (RFC 7672 §3.1.1). */
+	SSL_dane_set_flags(ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+	/* DANE-13: "*" only as a whole left-most label matching one label;
+	 * DNS-IDs first, the CN only without any (OpenSSL's default). */
+	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	for (size_t i = 0; names != NULL && i < names->count; i++)
+		if (SSL_add1_host(ssl, names->items[i]) != 1)
+			fatalx("SSL_add1_host failed for %s", names->items[i]);
+	for (size_t i = 0; i < tlsa->count; i++) {
+		const struct dane_record *r = &tlsa->records[i];
+
+		/* DANE-14: PKIX-TA(0) and PKIX-EE(1) are never handed over. */
+		if (r->unusable != NULL)
+			continue;
+		if (SSL_dane_tlsa_add(ssl, r->usage, r->selector, r->mtype, r->data, r->len) > 0)
+			added++;
+		else
+			log_warnx("event=tlsa_record_refused base=%s record=\"%u %u %u\" "
+			    "reason=\"OpenSSL cannot use it\"", tlsa->base, r->usage, r->selector,
+			    r->mtype);
+	}
+	ERR_clear_error();
+	if (added == 0) {
+		/* Nothing to authenticate with: never fall back to PKIX or less. */
+		SSL_free(ssl);
+		return NULL;
+	}
+	ex = xcalloc(1, sizeof(*ex));
+	/* The key covers all the session was verified against: the RRset,
+	 * and the names a DANE-TA(2) certificate may carry. */
+	snprintf(ex->key, sizeof(ex->key), "%s#%s#%08x", tlsa->base, tlsa->id,
+	    names != NULL ? names_hash(names) : 0);
+	snprintf(ex->params, sizeof(ex->params), "%s", tlsa->params);
+	snprintf(ex->base, sizeof(ex->base), "%s", tlsa->base);
+	SSL_set_ex_data(ssl, dane_ex_index, ex);
+	resume_session(ssl, ex->key, ex->match, sizeof(ex->match));
+	/* As for MTA-STS: the handshake completes, tls_peer_verdict() judges. */
+	SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+	return ssl;
+}
+
+const char *
+tls_dane_match(SSL *ssl)
+{
+	struct dane_ex *ex = dane_ex_of(ssl);
+
+	return ex != NULL ? ex->match : "";
+}
+
+enum tls_auth
+tls_peer_auth(SSL *ssl)
+{
+	struct dane_ex *ex = dane_ex_of(ssl);
+
+	if (SSL_get0_peer_certificate(ssl) == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
+		return TLS_AUTH_NONE;
+	if (ex == NULL)
+		return TLS_AUTH_PKIX;
+	/* A resumed session was kept only if a TLSA record of this RRset matched. */
+	if (SSL_session_reused(ssl) || SSL_get0_dane_authority(ssl, NULL, NULL) >= 0)
+		return TLS_AUTH_DANE;
+	return TLS_AUTH_NONE;
+}
+
+/* The verdict of a DANE handshake: names the records that failed to match. */
+static enum rpt_result_type
+dane_verdict(SSL *ssl, struct dane_ex *ex, char *reason, size_t reason_len)
+{
+	long vr = SSL_get_verify_result(ssl);
+
+	if (tls_peer_auth(ssl) == TLS_AUTH_DANE) {
+		if (ex->match[0] == '\0')
+			dane_matched_record(ssl, ex->match, sizeof(ex->match));
+		snprintf(reason, reason_len, "DANE authenticated (%s)", ex->match);
+		return RPT_RESULT_NONE;
+	}
+	switch (vr) {
+	case X509_V_OK:
+	case X509_V_ERR_DANE_NO_MATCH:
+		snprintf(reason, reason_len, "TLSA mismatch (%s)", ex->params);
+		return RPT_RESULT_TLSA_INVALID;
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+		snprintf(reason, reason_len, "certificate not valid for %s (%s)", ex->base, ex->params);
+		return RPT_RESULT_CERT_HOST_MISMATCH;
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+		snprintf(reason, reason_len, "certificate expired (%s)", ex->params);
+		return RPT_RESULT_CERT_EXPIRED;
+	default:
+		snprintf(reason, reason_len, "certificate %s (%s)", X509_verify_cert_error_string(vr),
+		    ex->params);
+		return tls_verify_result_type(vr);
+	}
+}
+
 enum rpt_result_type
 tls_peer_verdict(SSL *ssl, char *reason, size_t reason_len)
 {
 	X509 *cert = SSL_get0_peer_certificate(ssl);
+	struct dane_ex *ex = dane_ex_of(ssl);
 	long vr;
 
 	if (cert == NULL) {
 		snprintf(reason, reason_len, "no server certificate");
 		return RPT_RESULT_VALIDATION_FAILURE;
 	}
+	if (ex != NULL)
+		return dane_verdict(ssl, ex, reason, reason_len);
 	vr = SSL_get_verify_result(ssl);
 	if (vr == X509_V_OK) {
 		snprintf(reason, reason_len, "certificate valid");

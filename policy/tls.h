@@ -17,7 +17,18 @@
 #include <openssl/x509v3.h>
 
 #include "conf/conf.h"
+#include "policy/dane.h"
 #include "policy/result_type.h"
+
+/** Room for a matched TLSA record as text ("3 1 1 " and 64 bytes of hex, or a cut Full(0)). */
+#define TLS_DANE_MATCH_MAX	144
+
+/** What a completed handshake proved about the server. */
+enum tls_auth {
+	TLS_AUTH_NONE,	/* TLS without authentication */
+	TLS_AUTH_PKIX,	/* chains to the trust store and names the host (MTA-STS) */
+	TLS_AUTH_DANE,	/* a usable TLSA record matched (RFC 7672) */
+};
 
 /**
  * Host-name check flags for every peer: "*" only as a whole left-most
@@ -56,12 +67,37 @@ void tls_session_cache_clear(void);
 SSL *tls_smtp_client_new(SSL_CTX *ctx, const char *host);
 
 /**
- * After a completed handshake on an SSL from tls_smtp_client_new(): would
- * the certificate pass MTA-STS (STS-38)? RPT_RESULT_NONE when it chains
- * to the trust store and names the host; otherwise the result type, with
- * reason ("certificate expired", ...).
+ * A client SSL for an upstream SMTP server authenticated by DANE (RFC 7672
+ * section 3) with OpenSSL's own verifier, never by hand: SNI and the
+ * primary reference identifier are tlsa->base (DANE-15, DANE-12), names
+ * (may be NULL) holds the other reference identifiers of DANE-TA(2)
+ * certificates (dane_reference_ids(); "*" only as a whole left-most label,
+ * DANE-13); DANE-EE(3) ignores names and expiry (DANE-11); PKIX-TA(0) and
+ * PKIX-EE(1) records are never handed over (DANE-14); digests follow RFC
+ * 7671 section 9 (DANE-16). A cached session is offered only if it was
+ * verified under the same TLSA RRset (tlsa->id). As with
+ * tls_smtp_client_new(), the handshake completes whatever the certificate
+ * and tls_peer_verdict() judges it. NULL when OpenSSL accepts none of the
+ * records: there is nothing to authenticate with. Caller owns the SSL.
+ */
+SSL *tls_dane_client_new(SSL_CTX *ctx, const struct dane_tlsa *tlsa, const struct strlist *names);
+
+/**
+ * After a completed handshake on an SSL from tls_smtp_client_new() or
+ * tls_dane_client_new(): does the server pass? For the first, MTA-STS
+ * (STS-38): RPT_RESULT_NONE when the certificate chains to the trust
+ * store and names the host. For the second, DANE: when a TLSA record
+ * matched (or matched when the resumed session was made). Otherwise the
+ * result type, with reason ("certificate expired", "TLSA mismatch
+ * (DANE-EE 3 1 1)", ...).
  */
 enum rpt_result_type tls_peer_verdict(SSL *ssl, char *reason, size_t reason_len);
+
+/** What the completed handshake on ssl proved (TLS_AUTH_NONE when it proved nothing). */
+enum tls_auth tls_peer_auth(SSL *ssl);
+
+/** The TLSA record that authenticated ssl, "u s m HEX"; "" if none (or not DANE). */
+const char *tls_dane_match(SSL *ssl);
 
 /**
  * A server context for STARTTLS offered to clients, from PEM files.

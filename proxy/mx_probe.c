@@ -71,6 +71,8 @@ struct mx_probe {
 	struct mx_probe_result	 result;
 	mx_probe_cb		 cb;
 	void			*arg;
+	const struct dane_tlsa	*dane;		/* borrowed: judge by DANE, not PKIX */
+	const struct strlist	*dane_names;
 };
 
 static void probe_enter_state(struct mx_probe *p, enum probe_state next);
@@ -100,6 +102,13 @@ probe_free(struct mx_probe *p)
 	free(p->host);
 	free(p->helo);
 	free(p);
+}
+
+void
+mx_probe_set_dane(struct mx_probe *p, const struct dane_tlsa *tlsa, const struct strlist *names)
+{
+	p->dane = tlsa;
+	p->dane_names = names;
 }
 
 void
@@ -273,7 +282,15 @@ probe_start_tls(struct mx_probe *p)
 {
 	struct bufferevent *tls;
 
-	p->ssl = tls_smtp_client_new(p->ssl_ctx, p->host);
+	if (p->dane != NULL) {
+		p->ssl = tls_dane_client_new(p->ssl_ctx, p->dane, p->dane_names);
+		if (p->ssl == NULL) {
+			set_verdict(p, RPT_RESULT_TLSA_INVALID, "no TLSA record the TLS library accepts");
+			probe_fail(p, false, "no TLSA record the TLS library accepts");
+			return;
+		}
+	} else
+		p->ssl = tls_smtp_client_new(p->ssl_ctx, p->host);
 	/* A diagnosis needs each address's own certificate, not the one a
 	 * resumed session would carry over from another address. */
 	SSL_set_session(p->ssl, NULL);

@@ -9,6 +9,9 @@
  * are parsed by the relay's bounded SMTP reply parser. Every step has
  * its own timeout.
  *
+ * mx_probe_set_dane() has the certificate judged by DANE instead, as the
+ * relay judges an MX with usable TLSA records.
+ *
  * MX_PROBE_TLS is the same handshake and verdict straight after connect,
  * for HTTPS endpoints (an https: rua of a _smtp._tls record); nothing is
  * sent over it.
@@ -70,6 +73,16 @@ typedef void (*mx_probe_cb)(void *arg, const struct mx_probe_result *result);
 struct mx_probe *mx_probe_start(struct event_base *base, SSL_CTX *ssl_ctx,
     enum mx_probe_mode mode, const char *host, const struct sockaddr *addr, const char *helo,
     unsigned timeout, mx_probe_cb cb, void *arg);
+
+/**
+ * Right after mx_probe_start() (MX_PROBE_SMTP): judge the certificate by
+ * DANE with these TLSA records (usable ones; tlsa and names borrowed, they
+ * must outlive the probe), exactly as the relay does (tls_dane_client_new()),
+ * instead of by PKIX. The verdict says "DANE authenticated (...)" or why
+ * not ("TLSA mismatch (DANE-EE 3 1 1)", tlsa-invalid, ...).
+ */
+void mx_probe_set_dane(struct mx_probe *probe, const struct dane_tlsa *tlsa,
+    const struct strlist *names);
 
 /** Hang up and free; the callback will not run. NULL is fine. */
 void mx_probe_cancel(struct mx_probe *probe);

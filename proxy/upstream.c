@@ -119,14 +119,16 @@ notify(struct upstream *up, enum upstream_event ev, const struct smtp_reply *rep
 static void
 record_delivery(struct upstream *up)
 {
-	upstream_record_delivery(&up->txn, up->route.mx_host, up->conn, up->last_reply,
-	    &up->recorded);
+	upstream_record_delivery(&up->txn, up->route.mx_host, &up->route.regime, up->conn,
+	    up->last_reply, &up->recorded);
 }
 
-/* The walk's phase for log lines. */
+/* The walk's phase for log lines, or DANE when DANE's rules govern the MX. */
 static const char *
 phase_name(const struct upstream *up)
 {
+	if (up->route.regime.kind == REGIME_DANE || up->route.regime.kind == REGIME_DANE_TLS)
+		return regime_kind_name(up->route.regime.kind);
 	return up->route.strict ? "strict" : "opportunistic";
 }
 
@@ -227,8 +229,8 @@ attempt_fail(struct upstream *up, enum mx_fail kind, enum rpt_result_type result
 	log_info("session=%s event=mx_failed domain=%s mx=%s ip=%s phase=%s reason=%s",
 	    up->txn.session, up->txn.domain, up->route.mx_host, up->conn->ip, phase_name(up),
 	    log_quote(reason));
-	upstream_record_failed(&up->txn, up->route.mx_host, up->conn, up->last_reply, result, reason,
-	    &up->recorded);
+	upstream_record_failed(&up->txn, up->route.mx_host, &up->route.regime, up->conn,
+	    up->last_reply, result, reason, &up->recorded);
 	mx_walk_failed(up->walk, kind, reason);
 	free(reason);
 	close_connection(up);
@@ -393,8 +395,9 @@ upstream_body_end(struct upstream *up)
 
 /*
  * Take an idle connection to this MX address from the pool, if one may
- * serve this transaction (upstream_pool.h: the policy boundary), and go
- * straight to MAIL on it. Its TLS facts come along for the outcome.
+ * serve this transaction (upstream_pool.h: the policy and DANE
+ * boundary), and go straight to MAIL on it. Its TLS facts come along for
+ * the outcome.
  */
 static bool
 adopt_pooled(struct upstream *up)
@@ -402,7 +405,7 @@ adopt_pooled(struct upstream *up)
 	bool rset_pending;
 
 	if (!up->conf->upstream_reuse || up->route.plaintext ||
-	    (up->conn = upstream_pool_take(up->route.mx_host, &up->route.addr, up->route.strict,
+	    (up->conn = upstream_pool_take(up->route.mx_host, &up->route.addr, &up->route.regime,
 	    &rset_pending)) == NULL)
 		return false;
 	up->reused = true;
@@ -471,10 +474,17 @@ next_mx(struct upstream *up)
 	struct smtp_reply r;
 
 	smtp_reply_init(&r);
-	if (mx_walk_next(up->walk, &up->route, &r) == MX_WALK_GIVE_UP)
+	switch (mx_walk_next(up->walk, &up->route, &r)) {
+	case MX_WALK_GIVE_UP:
 		transaction_failed(up, &r);
-	else if (!adopt_pooled(up))
-		upstream_enter_state(up, UPSTREAM_S_CONNECTING);
+		break;
+	case MX_WALK_WAIT:
+		break;		/* resolved() runs when the walk can go on */
+	case MX_WALK_TRY:
+		if (!adopt_pooled(up))
+			upstream_enter_state(up, UPSTREAM_S_CONNECTING);
+		break;
+	}
 	smtp_reply_clear(&r);
 }
 
@@ -487,7 +497,7 @@ start_connect(struct upstream *up)
 	free(up->last_reply);
 	up->last_reply = NULL;
 	up->conn = upstream_conn_new(up->route.mx_host, &up->route.addr,
-	    up->route.strict && !up->route.plaintext);
+	    up->route.regime.tls_required && up->route.regime.authenticate && !up->route.plaintext);
 	log_info("session=%s event=connecting domain=%s mx=%s ip=%s phase=%s%s", up->txn.session,
 	    up->txn.domain, up->route.mx_host, up->conn->ip, phase_name(up),
 	    up->route.plaintext ? " tls=no" : "");
@@ -501,24 +511,29 @@ start_connect(struct upstream *up)
 static void
 start_tls(struct upstream *up)
 {
-	if (upstream_conn_start_tls(up->conn, up->rt->base, up->rt->ssl_ctx,
-	    up->conf->upstream_command_timeout) < 0)
-		attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_VALIDATION_FAILURE, "cannot start TLS");
+	if (upstream_conn_start_tls(up->conn, up->rt->base, up->rt->ssl_ctx, &up->route.regime,
+	    up->route.dane_names, up->conf->upstream_command_timeout) < 0) {
+		if (up->conn->bev != NULL)	/* nothing to authenticate with */
+			attempt_fail(up, MX_FAIL_POLICY, up->conn->tls_result, "%s", up->conn->tls_reason);
+		else
+			attempt_fail(up, MX_FAIL_CONNECT, RPT_RESULT_VALIDATION_FAILURE, "cannot start TLS");
+	}
 }
 
-/* The handshake completed: does this MX meet the policy? */
+/* The handshake completed: does this MX pass what its regime asks? */
 static void
 tls_established(struct upstream *up)
 {
 	enum rpt_result_type verdict = upstream_conn_tls_ready(up->conn);
 
 	up->clean = true;
-	log_info("session=%s event=tls mx=%s ip=%s version=%s cipher=%s resumed=%s verify=%s reason=%s",
-	    up->txn.session, up->route.mx_host, up->conn->ip, up->conn->peer.version,
-	    up->conn->peer.cipher, up->conn->tls_resumed ? "yes" : "no",
-	    rpt_result_type_name(verdict), log_quote(up->conn->tls_reason));
-	if (verdict != RPT_RESULT_NONE && up->route.strict) {
-		/* STS-38, STS-41: a certificate that fails is an unreachable MX. */
+	log_info("session=%s event=tls mx=%s ip=%s version=%s cipher=%s resumed=%s verify=%s "
+	    "auth=%s reason=%s", up->txn.session, up->route.mx_host, up->conn->ip,
+	    up->conn->peer.version, up->conn->peer.cipher, up->conn->tls_resumed ? "yes" : "no",
+	    rpt_result_type_name(verdict), up->conn->auth == TLS_AUTH_DANE ? "dane" :
+	    up->conn->auth == TLS_AUTH_PKIX ? "pkix" : "none", log_quote(up->conn->tls_reason));
+	if (verdict != RPT_RESULT_NONE && up->route.regime.authenticate) {
+		/* STS-38, STS-41, DANE-10: a certificate that fails is an unreachable MX. */
 		attempt_fail(up, MX_FAIL_POLICY, verdict, "%s", up->conn->tls_reason);
 		return;
 	}
@@ -566,7 +581,7 @@ reply_ehlo(struct upstream *up, const struct smtp_reply *r, const char *flat)
 	int cls = smtp_reply_class(r);
 
 	if (cls != 2) {
-		if (cls == 5 && !up->route.strict) {
+		if (cls == 5 && !up->route.regime.tls_required) {
 			upstream_enter_state(up, UPSTREAM_S_HELO);
 			return;
 		}
@@ -579,7 +594,7 @@ reply_ehlo(struct upstream *up, const struct smtp_reply *r, const char *flat)
 		upstream_enter_state(up, UPSTREAM_S_MAIL);
 	else if (up->conn->starttls_offered)
 		upstream_enter_state(up, UPSTREAM_S_STARTTLS);
-	else if (up->route.strict)
+	else if (up->route.regime.tls_required)
 		attempt_fail(up, MX_FAIL_STARTTLS, RPT_RESULT_STARTTLS_NOT_SUPPORTED,
 		    "does not offer STARTTLS");
 	else
@@ -602,7 +617,7 @@ static void
 reply_starttls(struct upstream *up, const struct smtp_reply *r, const char *flat)
 {
 	if (smtp_reply_class(r) != 2) {
-		if (up->route.strict)
+		if (up->route.regime.tls_required)
 			attempt_fail(up, MX_FAIL_STARTTLS, RPT_RESULT_STARTTLS_NOT_SUPPORTED,
 			    "STARTTLS refused: %s", flat);
 		else
@@ -613,7 +628,7 @@ reply_starttls(struct upstream *up, const struct smtp_reply *r, const char *flat
 	 * follow the 220 in the clear; it would be read as TLS-protected. */
 	if (evbuffer_get_length(bufferevent_get_input(up->conn->bev)) > 0) {
 		up->clean = false;
-		attempt_fail(up, up->route.strict ? MX_FAIL_STARTTLS : MX_FAIL_CONNECT,
+		attempt_fail(up, up->route.regime.tls_required ? MX_FAIL_STARTTLS : MX_FAIL_CONNECT,
 		    RPT_RESULT_VALIDATION_FAILURE,
 		    "sent plaintext after its STARTTLS reply (command injection)");
 		return;
@@ -1028,7 +1043,7 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 		char treason[256];
 
 		t = upstream_conn_tls_failed(up->conn, treason, sizeof(treason));
-		if (!up->route.strict) {
+		if (!up->route.regime.tls_required) {
 			/* Opportunistic TLS that fails is retried in the clear (RFC 3207 §4.1
 			 * leaves it to the client); the policy phase never does. */
 			mx_walk_retry_plaintext(up->walk);
@@ -1155,6 +1170,12 @@ upstream_new_resolved(struct runtime *rt, const char *session, const char *domai
 	}
 	up->walk = mx_walk_new_resolved(rt, &up->txn, hosts, nhosts, resolved, up);
 	return up;
+}
+
+void
+upstream_set_dane(struct upstream *up, size_t i, struct dane_tlsa *tlsa, bool mx_secure)
+{
+	mx_walk_set_dane(up->walk, i, tlsa, mx_secure);
 }
 
 struct upstream *

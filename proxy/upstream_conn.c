@@ -42,6 +42,7 @@ upstream_conn_new(const char *mx_host, const struct sockaddr_storage *addr, bool
 	netaddr_ntop((const struct sockaddr *)addr, conn->ip, sizeof(conn->ip));
 	conn->opened_strict = opened_strict;
 	conn->tls_result = RPT_RESULT_NONE;
+	conn->auth = TLS_AUTH_NONE;
 	smtp_reply_init(&conn->ehlo);
 	return conn;
 }
@@ -99,11 +100,26 @@ upstream_conn_connected(struct upstream_conn *conn)
 
 int
 upstream_conn_start_tls(struct upstream_conn *conn, struct event_base *base, SSL_CTX *ssl_ctx,
-    unsigned timeout_s)
+    const struct route_regime *regime, const struct strlist *dane_names, unsigned timeout_s)
 {
 	struct bufferevent *tls;
 
-	conn->ssl = tls_smtp_client_new(ssl_ctx, conn->mx_host);
+	if (regime->kind == REGIME_DANE) {
+		conn->ssl = tls_dane_client_new(ssl_ctx, regime->tlsa, dane_names);
+		if (conn->ssl == NULL) {
+			conn->tls_result = RPT_RESULT_TLSA_INVALID;
+			snprintf(conn->tls_reason, sizeof(conn->tls_reason),
+			    "no TLSA record the TLS library accepts (%s)", regime->tlsa->params);
+			return -1;
+		}
+		snprintf(conn->tlsa_id, sizeof(conn->tlsa_id), "%s", regime->tlsa->id);
+	} else
+		conn->ssl = tls_smtp_client_new(ssl_ctx, conn->mx_host);
+	/* From now on only the TLS layer's timeouts count: one left on the
+	 * plain bufferevent below would fire on its own schedule, end
+	 * reading there and strand the layer above (an idle connection in
+	 * the pool cut at command_timeout, its QUIT never answered). */
+	bufferevent_set_timeouts(conn->bev, NULL, NULL);
 	/* With CLOSE_ON_FREE the filter owns both the SSL and the plain
 	 * bufferevent, even when it fails to start. */
 	tls = bufferevent_openssl_filter_new(base, conn->bev, conn->ssl,
@@ -134,6 +150,9 @@ upstream_conn_tls_ready(struct upstream_conn *conn)
 	if (conn->tls_resumed)
 		metrics_add("stsproxy_upstream_tls_resumed_total", "", 1);
 	conn->tls_result = tls_peer_verdict(conn->ssl, conn->tls_reason, sizeof(conn->tls_reason));
+	conn->auth = conn->tls_result == RPT_RESULT_NONE ? tls_peer_auth(conn->ssl) : TLS_AUTH_NONE;
+	snprintf(conn->dane_match, sizeof(conn->dane_match), "%s",
+	    conn->auth == TLS_AUTH_DANE ? tls_dane_match(conn->ssl) : "");
 	return conn->tls_result;
 }
 
@@ -144,9 +163,23 @@ upstream_conn_tls_failed(struct upstream_conn *conn, char *reason, size_t size)
 }
 
 bool
-upstream_conn_strict(const struct upstream_conn *conn)
+upstream_conn_fits(const struct upstream_conn *conn, const struct route_regime *regime)
 {
-	return conn->opened_strict && conn->tls_active && conn->tls_result == RPT_RESULT_NONE;
+	switch (regime->kind) {
+	case REGIME_DANE:
+		return conn->tls_active && conn->auth == TLS_AUTH_DANE && regime->tlsa != NULL &&
+		    strcmp(conn->tlsa_id, regime->tlsa->id) == 0;
+	case REGIME_MTA_STS:
+		/* never one opened without a policy (upstream_pool.h) */
+		return conn->opened_strict && conn->tls_active && conn->auth == TLS_AUTH_PKIX;
+	case REGIME_DANE_TLS:
+		return conn->tls_active;
+	case REGIME_OPPORTUNISTIC:
+		return true;
+	case REGIME_UNREACHABLE:
+		break;
+	}
+	return false;
 }
 
 /* Close the socket now; TLS gets a best-effort close_notify first. */

@@ -24,6 +24,7 @@
 #include <event2/bufferevent.h>
 #include <openssl/ssl.h>
 
+#include "policy/dane.h"
 #include "policy/result_type.h"
 #include "policy/tls.h"
 #include "proxy/smtp_reply.h"
@@ -38,7 +39,7 @@ struct upstream_conn {
 	char			 ip[64];	/* addr as text */
 	char			 local_ip[64];	/* our end (sending-mta-ip), once connected */
 	char			 mx_helo[256];	/* the name in the greeting, from the dialogue */
-	bool			 opened_strict;	/* opened in the policy phase, STARTTLS required */
+	bool			 opened_strict;	/* opened where TLS and authentication are required */
 	bool			 starttls_offered; /* by the EHLO reply in force */
 	struct smtp_reply	 ehlo;		/* the EHLO reply in force (empty after HELO) */
 	unsigned		 messages;	/* transactions carried before this one */
@@ -47,8 +48,11 @@ struct upstream_conn {
 	bool			 tls_active;
 	bool			 tls_resumed;	/* the handshake resumed a cached session */
 	struct tls_peer_info	 peer;
-	enum rpt_result_type	 tls_result;	/* RPT_RESULT_NONE: verified for mx_host */
+	enum rpt_result_type	 tls_result;	/* RPT_RESULT_NONE: verified (PKIX for mx_host, or DANE) */
 	char			 tls_reason[256];
+	enum tls_auth		 auth;		/* what the handshake proved: PKIX, DANE or nothing */
+	char			 tlsa_id[17];	/* DANE: the TLSA RRset it was verified under */
+	char			 dane_match[TLS_DANE_MATCH_MAX]; /* DANE: the record that matched */
 
 	/* the owner's callbacks, kept so the TLS filter gets them too */
 	bufferevent_data_cb	 readcb, writecb;
@@ -58,8 +62,9 @@ struct upstream_conn {
 
 /**
  * A connection to addr, for mx_host (copied), not yet connecting.
- * opened_strict says whether it is opened under a policy. The caller owns
- * it and ends it with upstream_conn_close().
+ * opened_strict says whether it is opened where TLS and authentication
+ * are required (a policy or DANE). The caller owns it and ends it with
+ * upstream_conn_close().
  */
 struct upstream_conn *upstream_conn_new(const char *mx_host, const struct sockaddr_storage *addr,
     bool opened_strict);
@@ -89,19 +94,23 @@ void upstream_conn_set_owner(struct upstream_conn *conn, bufferevent_data_cb rea
 void upstream_conn_set_timeouts(struct upstream_conn *conn, unsigned read_s, unsigned write_s);
 
 /**
- * Start the TLS handshake for mx_host (SNI, name check) over ssl_ctx,
- * after a 220 to STARTTLS; BEV_EVENT_CONNECTED on the new bufferevent
- * reports its end: then upstream_conn_tls_ready(), or on an error
- * upstream_conn_tls_failed(). -1 if the TLS layer cannot be set up
- * (the connection is gone then, bev NULL).
+ * Start the TLS handshake over ssl_ctx after a 220 to STARTTLS, as
+ * regime says: under REGIME_DANE authenticated by regime->tlsa's records
+ * with dane_names as further reference identifiers (SNI is the TLSA base
+ * domain), otherwise by PKIX for mx_host (SNI and name check).
+ * BEV_EVENT_CONNECTED on the new bufferevent reports its end: then
+ * upstream_conn_tls_ready(), or on an error upstream_conn_tls_failed().
+ * -1 if the TLS layer cannot be set up: bev NULL when the connection is
+ * gone, otherwise (no TLSA record OpenSSL accepts) tls_result and
+ * tls_reason say why.
  */
 int upstream_conn_start_tls(struct upstream_conn *conn, struct event_base *base, SSL_CTX *ssl_ctx,
-    unsigned timeout_s);
+    const struct route_regime *regime, const struct strlist *dane_names, unsigned timeout_s);
 
 /**
  * The handshake completed: fill in the TLS facts and say whether the
- * certificate verified for mx_host (RPT_RESULT_NONE) or why not
- * (tls_reason).
+ * certificate verified (RPT_RESULT_NONE) or why not (tls_reason): by
+ * DANE when started under REGIME_DANE, otherwise by PKIX for mx_host.
  */
 enum rpt_result_type upstream_conn_tls_ready(struct upstream_conn *conn);
 
@@ -109,11 +118,13 @@ enum rpt_result_type upstream_conn_tls_ready(struct upstream_conn *conn);
 enum rpt_result_type upstream_conn_tls_failed(struct upstream_conn *conn, char *reason, size_t size);
 
 /**
- * Whether the connection may carry mail under a policy: opened under
- * one, with TLS and a certificate verified for mx_host (the pool's
- * security boundary, upstream_pool.h).
+ * Whether the connection may carry a transaction whose route has regime
+ * (the pool's security boundary, upstream_pool.h): under DANE only one
+ * DANE authenticated under the same TLSA RRset; under MTA-STS only one
+ * opened under a policy whose certificate PKIX verified for mx_host;
+ * where TLS is required (DANE-9) only one with TLS; otherwise any.
  */
-bool upstream_conn_strict(const struct upstream_conn *conn);
+bool upstream_conn_fits(const struct upstream_conn *conn, const struct route_regime *regime);
 
 /**
  * End conn (NULL is fine). polite: the dialogue is at a reply boundary,

@@ -8,6 +8,7 @@
 #ifndef STSPROXY_UPSTREAM_INTERNAL_H
 #define STSPROXY_UPSTREAM_INTERNAL_H
 
+#include "policy/dane.h"
 #include "policy/mx_resolve.h"
 #include "policy/sts_policy.h"
 #include "proxy/upstream.h"
@@ -20,5 +21,12 @@
 struct upstream *upstream_new_resolved(struct runtime *rt, const char *session, const char *domain,
     const struct smtp_path *mail, const struct mx_host *hosts, size_t nhosts, enum sts_mode mode,
     const struct strlist *patterns, unsigned flags, upstream_cb cb, void *arg);
+
+/**
+ * Before the upstream is ready: host i's DANE facts (tlsa, owned from
+ * now on) as if looked up under an MX set that was DNSSEC-secure or not
+ * (mx_walk_set_dane()).
+ */
+void upstream_set_dane(struct upstream *up, size_t i, struct dane_tlsa *tlsa, bool mx_secure);
 
 #endif

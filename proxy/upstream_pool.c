@@ -127,8 +127,10 @@ upstream_pool_put(const struct conf *conf, struct upstream_conn *conn)
 	upstream_conn_set_timeouts(conn, POOL_REPLY_TIMEOUT, POOL_REPLY_TIMEOUT);
 	evbuffer_add(bufferevent_get_output(conn->bev), "RSET\r\n", 6);
 	bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
-	log_debug("event=pool_put mx=%s ip=%s messages=%u strict=%s parked=%u", conn->mx_host,
-	    conn->ip, conn->messages, upstream_conn_strict(conn) ? "yes" : "no", parked);
+	log_debug("event=pool_put mx=%s ip=%s messages=%u auth=%s tlsa=%s parked=%u", conn->mx_host,
+	    conn->ip, conn->messages, conn->auth == TLS_AUTH_DANE ? "dane" :
+	    conn->auth == TLS_AUTH_PKIX ? "pkix" : conn->tls_active ? "tls" : "none",
+	    conn->tlsa_id[0] ? conn->tlsa_id : "-", parked);
 }
 
 static bool
@@ -151,8 +153,8 @@ same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 }
 
 struct upstream_conn *
-upstream_pool_take(const char *mx_host, const struct sockaddr_storage *addr, bool strict,
-    bool *rset_pending)
+upstream_pool_take(const char *mx_host, const struct sockaddr_storage *addr,
+    const struct route_regime *regime, bool *rset_pending)
 {
 	/* newest first: the likeliest to be still open on the server's side */
 	for (struct pool_entry *e = tail; e != NULL; e = e->prev) {
@@ -161,8 +163,8 @@ upstream_pool_take(const char *mx_host, const struct sockaddr_storage *addr, boo
 		if (!(e->state == POOL_S_IDLE || (e->state == POOL_S_RSET && !e->partial)) ||
 		    strcasecmp(conn->mx_host, mx_host) != 0 || !same_address(&conn->addr, addr))
 			continue;
-		/* the policy boundary: see the header */
-		if (strict && !upstream_conn_strict(conn))
+		/* the policy and DANE boundary: see the header */
+		if (!upstream_conn_fits(conn, regime))
 			continue;
 		unlink_entry(e);
 		upstream_conn_set_owner(conn, NULL, NULL, NULL, NULL);

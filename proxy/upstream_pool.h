@@ -13,12 +13,16 @@
  * reuse_max_messages).
  *
  * The security boundary: a connection remembers whether it was opened
- * under a policy (strict: STARTTLS required, certificate verified for
- * the MX host name it was opened for). A transaction under a policy takes
- * only strict connections for exactly its MX host and address; one
- * without a policy may take any connection to that host and address.
- * So a connection opened for a domain without a policy never carries
- * mail for a domain with one.
+ * where authentication is required and what its handshake proved
+ * (upstream_conn_fits()): a certificate PKIX-verified for the MX host name
+ * it was opened for, or DANE authentication under one TLSA RRset, or
+ * nothing. A transaction takes only connections to exactly its MX host and
+ * address that prove what its route's regime asks: under MTA-STS one
+ * opened under a policy and PKIX-verified, under DANE one authenticated by DANE under
+ * the same TLSA RRset, where TLS is required (DANE-9) one with TLS;
+ * without a policy or DANE any. So a connection opened for a domain
+ * without a policy never carries mail for a domain with one, and one
+ * authenticated under old TLSA records never outlives them.
  *
  * One pool per process (per event loop), like the log.
  */
@@ -29,6 +33,7 @@
 #include <sys/socket.h>
 
 #include "conf/conf.h"
+#include "policy/dane.h"
 #include "proxy/upstream_conn.h"
 
 /**
@@ -39,13 +44,13 @@
 void upstream_pool_put(const struct conf *conf, struct upstream_conn *conn);
 
 /**
- * Take an idle connection to mx_host at addr: with strict, only one
- * opened under a policy (upstream_conn_strict()). The caller owns the
- * result (callbacks unset), or NULL when none fits. *rset_pending says
- * whether the 250 to the pool's RSET is still to be read.
+ * Take an idle connection to mx_host at addr that fits regime
+ * (upstream_conn_fits()). The caller owns the result (callbacks unset),
+ * or NULL when none fits. *rset_pending says whether the 250 to the
+ * pool's RSET is still to be read.
  */
 struct upstream_conn *upstream_pool_take(const char *mx_host, const struct sockaddr_storage *addr,
-    bool strict, bool *rset_pending);
+    const struct route_regime *regime, bool *rset_pending);
 
 /** Whether conn may be parked after a transaction under conf. */
 bool upstream_pool_accepts(const struct conf *conf, const struct upstream_conn *conn);

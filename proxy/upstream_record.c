@@ -84,14 +84,63 @@ outcome_of(const struct upstream_txn *txn, enum outcome_action action)
 	};
 }
 
-/* One record for an MX: tried over conn, or skipped (conn NULL). */
+/* An MX under DANE's rules: its records go under a "tlsa" policy (DANE-20). */
+static bool
+dane_governed(const struct route_regime *rg)
+{
+	if (rg == NULL || rg->tlsa == NULL)
+		return false;
+	return rg->kind == REGIME_DANE || rg->kind == REGIME_DANE_TLS ||
+	    (rg->kind == REGIME_UNREACHABLE && rg->failure != RPT_RESULT_NONE);
+}
+
+/*
+ * The dane= word of the outcome line: what DANE made of this MX. Never
+ * "pass" for anything DNSSEC did not secure (DANE-19).
+ */
+static const char *
+dane_word(const struct route_regime *rg, const struct upstream_conn *conn)
+{
+	if (rg == NULL || rg->tlsa == NULL)
+		return "off";
+	switch (rg->kind) {
+	case REGIME_DANE:
+		return conn != NULL && conn->tls_active && conn->auth == TLS_AUTH_DANE ? "pass" : "fail";
+	case REGIME_DANE_TLS:
+		return "unusable";
+	case REGIME_UNREACHABLE:
+		return rg->failure == RPT_RESULT_DANE_REQUIRED ? "required" : "lookup-failed";
+	default:
+		return dane_state_name(rg->tlsa->state);
+	}
+}
+
+/* One record for an MX: tried over conn, or not tried (conn NULL). */
 static void
-record_mx(const struct upstream_txn *txn, const char *mx_host, const struct upstream_conn *conn,
-    const char *reply, enum outcome_action action, bool sts_pass, enum rpt_result_type result,
-    const char *reason)
+record_mx(const struct upstream_txn *txn, const char *mx_host, const struct route_regime *rg,
+    const struct upstream_conn *conn, const char *reply, enum outcome_action action, bool pass,
+    enum rpt_result_type result, const char *reason)
 {
 	struct delivery_outcome o = outcome_of(txn, action);
 	char labels[160];
+
+	if (dane_governed(rg)) {
+		const struct dane_tlsa *t = rg->tlsa;
+
+		o.policy_type = "tlsa";
+		o.policy_domain = t->base[0] ? t->base : t->host;
+		o.mode = "";
+		o.policy_id = t->id;
+		o.mx_patterns = NULL;
+		o.policy_lines = &t->text;
+		o.would_defer = false;
+		snprintf(labels, sizeof(labels), "action=\"%s\",result=\"%s\"",
+		    outcome_action_name(action), rpt_result_type_name(result));
+		metrics_add("stsproxy_dane_attempts_total", labels, 1);
+	} else
+		o.would_defer = txn->policy.would_defer;
+	o.dane = dane_word(rg, conn);
+	o.dane_record = conn != NULL && conn->dane_match[0] ? conn->dane_match : NULL;
 
 	o.mx_host = mx_host;
 	o.ip = conn ? conn->ip : NULL;
@@ -100,11 +149,10 @@ record_mx(const struct upstream_txn *txn, const char *mx_host, const struct upst
 	o.tls_version = conn && conn->tls_active ? conn->peer.version : NULL;
 	o.cipher = conn && conn->tls_active ? conn->peer.cipher : NULL;
 	o.starttls_offered = conn && conn->starttls_offered;
-	o.sts_pass = sts_pass;
+	o.sts_pass = pass;
 	o.result = result;
 	o.reason = reason;
 	o.upstream_reply = reply;
-	o.would_defer = txn->policy.would_defer;
 	snprintf(labels, sizeof(labels), "mode=\"%s\",action=\"%s\",result=\"%s\"",
 	    upstream_txn_mode(txn), outcome_action_name(action), rpt_result_type_name(result));
 	metrics_add("stsproxy_upstream_attempts_total", labels, 1);
@@ -127,33 +175,62 @@ upstream_record_policy_failure(const struct upstream_txn *txn, enum rpt_result_t
 void
 upstream_record_skipped(const struct upstream_txn *txn, const char *mx_host)
 {
-	record_mx(txn, mx_host, NULL, NULL, OUTCOME_ACTION_SKIPPED, false,
+	record_mx(txn, mx_host, NULL, NULL, NULL, OUTCOME_ACTION_SKIPPED, false,
 	    RPT_RESULT_VALIDATION_FAILURE, "MX not in policy");
 }
 
 void
+upstream_record_unreachable(const struct upstream_txn *txn, const char *mx_host,
+    const struct route_regime *regime)
+{
+	/* Testing's fallback walk meets it again: once is enough. */
+	if (txn->policy.would_defer)
+		return;
+	record_mx(txn, mx_host, regime, NULL, NULL, OUTCOME_ACTION_FAILED, false, regime->failure,
+	    regime->reason);
+}
+
+void
 upstream_record_failed(const struct upstream_txn *txn, const char *mx_host,
-    const struct upstream_conn *conn, const char *reply, enum rpt_result_type result,
-    const char *reason, bool *recorded)
+    const struct route_regime *regime, const struct upstream_conn *conn, const char *reply,
+    enum rpt_result_type result, const char *reason, bool *recorded)
 {
 	/* Testing's fallback walk meets the MXs the strict walk already
 	 * recorded; counting them twice would inflate the TLS-RPT failures. */
 	if (*recorded || txn->policy.would_defer)
 		return;
 	*recorded = true;
-	record_mx(txn, mx_host, conn, reply, OUTCOME_ACTION_FAILED, false, result, reason);
+	record_mx(txn, mx_host, regime, conn, reply, OUTCOME_ACTION_FAILED, false, result, reason);
 }
 
 /*
- * Would this connection pass the policy (STS-36)? For the record of a
- * connection that carried the transaction, whatever the phase.
+ * Would this connection pass its regime (STS-36, DANE-10)? For the record
+ * of a connection that carried the transaction, whatever the phase.
  */
 static bool
 attempt_verdict(const struct upstream_txn *txn, const char *mx_host,
-    const struct upstream_conn *conn, enum rpt_result_type *result, const char **reason)
+    const struct route_regime *rg, const struct upstream_conn *conn, enum rpt_result_type *result,
+    const char **reason)
 {
 	const struct upstream_policy *p = &txn->policy;
 
+	if (dane_governed(rg)) {
+		if (!conn->tls_active) {
+			*result = RPT_RESULT_STARTTLS_NOT_SUPPORTED;
+			*reason = "no TLS";
+			return false;
+		}
+		if (rg->kind == REGIME_DANE_TLS) {
+			/* DANE-8: TLS, but nothing could authenticate it. */
+			*result = RPT_RESULT_TLSA_INVALID;
+			*reason = rg->reason;
+			return false;
+		}
+		*result = conn->auth == TLS_AUTH_DANE ? RPT_RESULT_NONE :
+		    conn->tls_result != RPT_RESULT_NONE ? conn->tls_result : RPT_RESULT_TLSA_INVALID;
+		*reason = conn->tls_reason;
+		return *result == RPT_RESULT_NONE;
+	}
 	if (!p->have || p->mode == STS_MODE_NONE) {
 		*result = conn->tls_active ? RPT_RESULT_NONE : RPT_RESULT_STARTTLS_NOT_SUPPORTED;
 		*reason = conn->tls_active ? "opportunistic TLS" : "no TLS";
@@ -169,6 +246,12 @@ attempt_verdict(const struct upstream_txn *txn, const char *mx_host,
 		*reason = conn->starttls_offered ? "STARTTLS failed" : "does not offer STARTTLS";
 		return false;
 	}
+	/* A connection DANE authenticated proves nothing about PKIX. */
+	if (conn->auth == TLS_AUTH_DANE) {
+		*result = RPT_RESULT_VALIDATION_FAILURE;
+		*reason = "authenticated by DANE, not checked against the MTA-STS policy";
+		return false;
+	}
 	*result = conn->tls_result;
 	*reason = conn->tls_reason;
 	return conn->tls_result == RPT_RESULT_NONE;
@@ -176,7 +259,8 @@ attempt_verdict(const struct upstream_txn *txn, const char *mx_host,
 
 void
 upstream_record_delivery(const struct upstream_txn *txn, const char *mx_host,
-    const struct upstream_conn *conn, const char *reply, bool *recorded)
+    const struct route_regime *regime, const struct upstream_conn *conn, const char *reply,
+    bool *recorded)
 {
 	enum rpt_result_type result;
 	const char *reason;
@@ -185,6 +269,6 @@ upstream_record_delivery(const struct upstream_txn *txn, const char *mx_host,
 	if (*recorded)
 		return;
 	*recorded = true;
-	pass = attempt_verdict(txn, mx_host, conn, &result, &reason);
-	record_mx(txn, mx_host, conn, reply, OUTCOME_ACTION_DELIVERED, pass, result, reason);
+	pass = attempt_verdict(txn, mx_host, regime, conn, &result, &reason);
+	record_mx(txn, mx_host, regime, conn, reply, OUTCOME_ACTION_DELIVERED, pass, result, reason);
 }

@@ -7,9 +7,17 @@
  * what gets reported is read here:
  * - a policy fetch that failed while mail still flows (STS-45);
  * - an MX the walk skips because the policy does not list it (STS-54);
- * - an attempt that failed (connection, STARTTLS, certificate, dialogue);
+ * - an MX DANE makes unreachable: its TLSA lookup failed (DANE-3,
+ *   dnssec-invalid) or DANE is required and it has no usable TLSA
+ *   records (DANE-17, dane-required);
+ * - an attempt that failed (connection, STARTTLS, certificate, DANE,
+ *   dialogue);
  * - the connection that carried the transaction or tried to, with the
- *   verdict the policy gives it whatever the phase (STS-36, STS-44).
+ *   verdict its regime gives it whatever the phase (STS-36, STS-44).
+ * An MX governed by DANE (usable TLSA records, or secure ones none of
+ * which is usable) is recorded under policy-type "tlsa" with the TLSA
+ * base domain as policy-domain and the records as policy-string
+ * (DANE-20); every other MX under the transaction's MTA-STS policy.
  * A transaction flagged UPSTREAM_F_NO_RECORD (a TLS report on its way)
  * is logged but stays out of the reports (RPT-18).
  */
@@ -19,6 +27,7 @@
 #include <stdbool.h>
 
 #include "conf/util.h"
+#include "policy/dane.h"
 #include "policy/result_type.h"
 #include "policy/sts_policy.h"
 #include "proxy/upstream_conn.h"
@@ -69,21 +78,30 @@ void upstream_record_policy_failure(const struct upstream_txn *txn, enum rpt_res
 void upstream_record_skipped(const struct upstream_txn *txn, const char *mx_host);
 
 /**
- * The attempt on mx_host over conn failed (result, reason); reply is
- * the MX's last reply, flattened, or NULL. *recorded keeps it to one
- * record per attempt. An attempt of testing's fallback walk (after
- * would_defer) is not recorded: the strict walk recorded that MX already.
+ * mx_host was not tried: its regime (REGIME_UNREACHABLE) says why, with
+ * its RFC 8460 result type (DANE-3, DANE-17).
  */
-void upstream_record_failed(const struct upstream_txn *txn, const char *mx_host,
-    const struct upstream_conn *conn, const char *reply, enum rpt_result_type result,
-    const char *reason, bool *recorded);
+void upstream_record_unreachable(const struct upstream_txn *txn, const char *mx_host,
+    const struct route_regime *regime);
 
 /**
- * conn to mx_host carried the transaction, or tried to (refused, lost):
- * its record with the verdict the policy gives this connection, once
- * per attempt (*recorded).
+ * The attempt on mx_host under regime (NULL: no DANE) over conn failed
+ * (result, reason); reply is the MX's last reply, flattened, or NULL.
+ * *recorded keeps it to one record per attempt. An attempt of testing's
+ * fallback walk (after would_defer) is not recorded: the strict walk
+ * recorded that MX already.
+ */
+void upstream_record_failed(const struct upstream_txn *txn, const char *mx_host,
+    const struct route_regime *regime, const struct upstream_conn *conn, const char *reply,
+    enum rpt_result_type result, const char *reason, bool *recorded);
+
+/**
+ * conn to mx_host under regime (NULL: no DANE) carried the transaction,
+ * or tried to (refused, lost): its record with the verdict the regime
+ * gives this connection, once per attempt (*recorded).
  */
 void upstream_record_delivery(const struct upstream_txn *txn, const char *mx_host,
-    const struct upstream_conn *conn, const char *reply, bool *recorded);
+    const struct route_regime *regime, const struct upstream_conn *conn, const char *reply,
+    bool *recorded);
 
 #endif

@@ -37,9 +37,10 @@ opt(const char *s)
 }
 
 /*
- * Whether this MX meets the policy: "pass" or "fail" under a policy in
- * force, "none" without one (a plaintext delivery to a domain without a
- * policy failed nothing), "-" for a policy-level record with no MX.
+ * Whether this MX meets the policy: "pass" or "fail" under an MTA-STS
+ * policy in force, "none" without one (a plaintext delivery to a domain
+ * without a policy failed nothing) and under DANE (dane= says how that
+ * went), "-" for a policy-level record with no MX.
  */
 static const char *
 sts_verdict(const struct delivery_outcome *o)
@@ -63,13 +64,14 @@ outcome_record(const struct delivery_outcome *o)
 	log_msg(o->result != RPT_RESULT_NONE || o->would_defer ? LOG_LEVEL_NOTICE : LOG_LEVEL_INFO,
 	    "session=%s event=outcome domain=%s to=%s policy_type=%s mode=%s policy_id=%s "
 	    "mx_patterns=%s mx=%s ip=%s action=%s starttls=%s tls=%s cipher=%s sts=%s result=%s "
-	    "reason=%s would_defer=%s reply=%s%s",
+	    "reason=%s would_defer=%s dane=%s dane_record=%s reply=%s%s",
 	    o->session, opt(o->policy_domain), log_quote(opt(o->recipients)), opt(o->policy_type),
 	    opt(o->mode), opt(o->policy_id), log_quote(opt(patterns.data)), opt(o->mx_host), opt(o->ip),
 	    outcome_action_name(o->action), o->starttls_offered ? "yes" : "no", opt(o->tls_version),
 	    opt(o->cipher), sts_verdict(o), rpt_result_type_name(o->result),
-	    log_quote(opt(o->reason)), o->would_defer ? "yes" : "no",
-	    log_quote(opt(o->upstream_reply)), o->unreported ? " report=no" : "");
+	    log_quote(opt(o->reason)), o->would_defer ? "yes" : "no", o->dane ? o->dane : "off",
+	    log_quote(opt(o->dane_record)), log_quote(opt(o->upstream_reply)),
+	    o->unreported ? " report=no" : "");
 	strbuf_free(&patterns);
 	if (hook != NULL && !o->unreported)
 		hook(hook_arg, o);

@@ -36,11 +36,11 @@ struct delivery_outcome {
 	const char		*session;	/* session id of the client connection */
 	time_t			 when;
 	const char		*policy_domain;
-	const char		*policy_type;	/* "sts" or "no-policy-found" (RFC 8460 §4.4) */
+	const char		*policy_type;	/* "sts", "tlsa" or "no-policy-found" (RFC 8460 §4.4) */
 	const char		*mode;		/* "enforce", "testing", "none" or "" */
 	const char		*policy_id;	/* "" without a policy */
 	const struct strlist	*mx_patterns;	/* NULL without a policy */
-	const struct strlist	*policy_lines;	/* the policy text, one line each; NULL without */
+	const struct strlist	*policy_lines;	/* the policy text, one line each (tlsa: the records); NULL without */
 	const char		*mx_host;	/* NULL for a policy-level record */
 	const char		*ip;		/* NULL when not connected */
 	const char		*sending_ip;	/* our end of the connection, or NULL */
@@ -48,7 +48,9 @@ struct delivery_outcome {
 	const char		*tls_version;	/* NULL without TLS */
 	const char		*cipher;
 	bool			 starttls_offered;
-	bool			 sts_pass;	/* this MX meets the policy (STS-36) */
+	bool			 sts_pass;	/* this MX meets the policy (STS-36; tlsa: DANE-10) */
+	const char		*dane;		/* what DANE made of the MX: pass, fail, no-tlsa, ...; NULL: off */
+	const char		*dane_record;	/* the TLSA record that matched, "u s m HEX", or NULL */
 	enum rpt_result_type	 result;	/* RFC 8460 failure type, NONE if none */
 	const char		*reason;	/* human-readable, with result */
 	enum outcome_action	 action;

@@ -203,6 +203,10 @@ rpt_store_add(struct rpt_store *store, const struct delivery_outcome *o)
 		policy = json_pack("{s:s, s:o, s:s, s:o}", "policy-type", "sts",
 		    "policy-string", strlist_json(o->policy_lines), "policy-domain", o->policy_domain,
 		    "mx-host", strlist_json(o->mx_patterns));
+	else if (o->policy_type != NULL && strcmp(o->policy_type, "tlsa") == 0)
+		/* RPT §4.5, DANE-20: the TLSA base domain and its records, "u s m HEX" each. */
+		policy = json_pack("{s:s, s:o, s:s}", "policy-type", "tlsa",
+		    "policy-string", strlist_json(o->policy_lines), "policy-domain", o->policy_domain);
 	else
 		policy = json_pack("{s:s, s:s}", "policy-type", "no-policy-found",
 		    "policy-domain", o->policy_domain);

@@ -110,6 +110,7 @@ TLSA_HASH=$(openssl x509 -in "$W/certs/mxgood.pem" -noout -pubkey |
 missingmx MX 20 mx2.missingmx.$ZONE.
 mx2.missingmx A $GOOD_MX
 _25._tcp.mx.clean TLSA 3 1 1 $TLSA_HASH
+_25._tcp.mx.badname TLSA 3 1 1 $TLSA_HASH
 reports A $WEB_ADDR
 reports.ruacert A $WEB_ADDR
 ZONEDATA
@@ -182,8 +183,9 @@ check "STS-36: the MX matches the policy" "$(verdict clean mx-coverage)" "pass"
 check_match "STS-38..40: the MX offers STARTTLS with a certificate valid for its name" \
 	"$(evidence clean mx-tls)" "^STARTTLS, TLSv1\\.[23] .*certificate valid for mx\\.clean\\.$ZONE \\(names: .*mx\\.clean\\.$ZONE"
 check "the MX certificate does not expire soon" "$(verdict clean mx-certificate-expiry)" "pass"
-check_match "DANE not landed: the TLSA record is reported as found, verdict left to MTA-STS" \
-	"$(verdict clean mx-dane) $(evidence clean mx-dane)" "^info 1 TLSA record found, DNSSEC secure: \"3 1 1 $TLSA_HASH\"; stsproxy does not evaluate DANE"
+check_match "DANE-10: the TLSA record is checked by a handshake, as DANE senders do: it matches" \
+	"$(verdict clean mx-dane) $(evidence clean mx-dane)" \
+	"^pass 1 usable TLSA record at _25\._tcp\.mx\.clean\.$ZONE \(DANE-EE 3 1 1\) match the certificate of $GOOD_MX: DANE authenticated \(3 1 1 $(printf '%s' "$TLSA_HASH" | tr a-f A-F)\)"
 check "RPT-1..5: the _smtp._tls record is valid" "$(verdict clean tlsrpt-record)" "pass"
 check "RPT-3: both destinations check out (mailto address; https host resolves, certificate valid)" \
 	"$(verdict clean tlsrpt-rua)" "pass pass"
@@ -282,6 +284,9 @@ check_match "case 50: an MX without STARTTLS fails with starttls-not-supported, 
 check_match "... the fix comes from the result type" "$(fix nostarttls mx-tls)" "^Enable STARTTLS"
 
 chk badname
+check_match "DANE-10: a TLSA record that does not match the MX's certificate fails, with the fix" \
+	"$(verdict badname mx-dane) $(evidence badname mx-dane) / $(fix badname mx-dane)" \
+	"^fail 1 usable TLSA record .*, but $BADNAME_MX presents a certificate they do not authenticate: TLSA mismatch \(DANE-EE 3 1 1\) \(tlsa-invalid\) / Publish TLSA records for the certificate the MX presents"
 check_match "case 47: an MX certificate not valid for its name fails with certificate-host-mismatch, exit 2" \
 	"$(verdict badname mx-tls) $(evidence badname mx-tls) $RC" \
 	"^fail certificate-host-mismatch: certificate not valid for the MX host name \\(names: other\\.$ZONE;.* 2$"

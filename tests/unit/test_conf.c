@@ -81,7 +81,43 @@ test_full_file(void **state)
 	assert_string_equal(conf_policy_override(c, "a.example"), "enforce");
 	assert_string_equal(conf_policy_override(c, "b.example"), "none");
 	assert_null(conf_policy_override(c, "c.example"));
+	/* [tls] dane defaults to no when DNSSEC is off */
+	assert_false(c->tls_dane);
 	conf_free(c);
+}
+
+/* DANE-17: dane-only makes DANE mandatory per domain; it is not an MTA-STS mode. */
+static void
+test_dane_keys(void **state)
+{
+	struct strlist errors = { 0 };
+	struct conf *c;
+
+	(void)state;
+	c = parse("[policy]\noverride = a.example:dane-only a.example:testing b.example.:dane-only\n",
+	    &errors);
+	assert_non_null(c);
+	assert_true(c->tls_dane);	/* default with dnssec = yes */
+	assert_true(conf_dane_required(c, "a.example"));
+	assert_true(conf_dane_required(c, "b.example"));
+	assert_false(conf_dane_required(c, "c.example"));
+	/* the engine sees only MTA-STS modes */
+	assert_string_equal(conf_policy_override(c, "a.example"), "testing");
+	assert_null(conf_policy_override(c, "b.example"));
+	conf_free(c);
+
+	c = parse("[tls]\ndane = no\n", &errors);
+	assert_non_null(c);
+	assert_false(c->tls_dane);
+	assert_false(conf_dane_required(c, "a.example"));
+	conf_free(c);
+
+	expect_error("[dns]\ndnssec = no\n[tls]\ndane = yes\n",
+	    "t.conf:4: [tls] dane: yes needs [dns] dnssec = yes");
+	expect_error("[tls]\ndane = no\n[policy]\noverride = a.example:dane-only\n",
+	    "t.conf:4: [policy] override: a.example:dane-only requires DANE, which is off");
+	expect_error("[dns]\ndnssec = no\n[policy]\noverride = a.example:dane-only\n",
+	    "requires DANE, which is off");
 }
 
 static void
@@ -97,7 +133,7 @@ test_errors_name_line_and_key(void **state)
 	expect_error("[dns]\nforwarders = 1.2.3.4@99999\n", "bad port");
 	expect_error("[tls]\nmin_version = 1.1\n", "t.conf:2: [tls] min_version: '1.1' is not one of 1.2|1.3");
 	expect_error("[policy]\nmax_body = 10\n", "t.conf:2: [policy] max_body: 10 is out of range");
-	expect_error("[policy]\noverride = a.example:strict\n", "mode must be enforce, testing or none");
+	expect_error("[policy]\noverride = a.example:strict\n", "mode must be enforce, testing, none or dane-only");
 	expect_error("[policy]\noverride = nocolon\n", "is not DOMAIN:MODE");
 	expect_error("[nope]\n", "t.conf:1: unknown section [nope]");
 	expect_error("[dns\n", "malformed section header");
@@ -467,6 +503,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_full_file),
+		cmocka_unit_test(test_dane_keys),
 		cmocka_unit_test(test_errors_name_line_and_key),
 		cmocka_unit_test(test_all_errors_reported),
 		cmocka_unit_test(test_limits),

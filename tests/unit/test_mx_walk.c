@@ -21,6 +21,7 @@
 #include <event2/event.h>
 
 #include "conf/log.h"
+#include "conf/metrics.h"
 #include "proxy/mx_walk.h"
 #include "proxy/upstream.h"
 #include "report/outcome.h"
@@ -30,6 +31,8 @@ struct record {
 	char			 mx_host[256];
 	enum rpt_result_type	 result;
 	char			 policy_type[32];
+	char			 policy_domain[256];
+	char			 dane[32];
 	bool			 would_defer;
 };
 
@@ -55,6 +58,8 @@ on_outcome(void *arg, const struct delivery_outcome *o)
 	snprintf(r->mx_host, sizeof(r->mx_host), "%s", o->mx_host ? o->mx_host : "");
 	r->result = o->result;
 	snprintf(r->policy_type, sizeof(r->policy_type), "%s", o->policy_type);
+	snprintf(r->policy_domain, sizeof(r->policy_domain), "%s", o->policy_domain);
+	snprintf(r->dane, sizeof(r->dane), "%s", o->dane ? o->dane : "off");
 	r->would_defer = o->would_defer;
 }
 
@@ -90,7 +95,7 @@ host(const char *name, size_t naddrs, unsigned first)
  * until it is ready.
  */
 static void
-start(const char *conf_text, const struct mx_host *hosts, size_t nhosts, enum sts_mode mode,
+start_walk(const char *conf_text, const struct mx_host *hosts, size_t nhosts, enum sts_mode mode,
     const char *patterns)
 {
 	struct strlist errors = { 0 };
@@ -116,8 +121,45 @@ start(const char *conf_text, const struct mx_host *hosts, size_t nhosts, enum st
 	W.walk = mx_walk_new_resolved(&W.rt, &W.txn, hosts, nhosts, on_ready, NULL);
 	/* never from inside the constructor: the caller is not set up yet */
 	assert_false(W.ready);
+}
+
+/* Run the loop until the walk is ready. */
+static void
+run_ready(void)
+{
 	event_base_loop(W.base, EVLOOP_NONBLOCK);
 	assert_true(W.ready);
+}
+
+static void
+start(const char *conf_text, const struct mx_host *hosts, size_t nhosts, enum sts_mode mode,
+    const char *patterns)
+{
+	start_walk(conf_text, hosts, nhosts, mode, patterns);
+	run_ready();
+}
+
+#define H32 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+/* DANE facts of host as looked up: state, and the records (text, NULL-ended). */
+static struct dane_tlsa *
+facts(const char *host, enum dane_state state, const char *const *records)
+{
+	struct dane_tlsa *t = dane_tlsa_new(host);
+	const char *why;
+
+	for (size_t i = 0; records != NULL && records[i] != NULL; i++)
+		assert_int_equal(dane_tlsa_add_text(t, records[i], &why), 0);
+	if (records != NULL) {
+		snprintf(t->qname, sizeof(t->qname), "_25._tcp.%s", host);
+		dane_tlsa_finish(t, host);
+	} else {
+		dane_tlsa_set_state(t, state, "%s for %s", dane_state_name(state), host);
+		if (state == DANE_S_FAILED)
+			t->failure = RPT_RESULT_DNSSEC_INVALID;
+	}
+	assert_int_equal(t->state, state);
+	return t;
 }
 
 static void
@@ -145,6 +187,23 @@ expect_route(const char *host, unsigned last_octet, bool strict, bool plaintext)
 	assert_int_equal(route.strict, strict);
 	assert_int_equal(route.plaintext, plaintext);
 	smtp_reply_clear(&r);
+}
+
+/* The next step must be a route to host under regime kind. */
+static struct mx_route
+expect_regime(const char *host, enum regime_kind kind)
+{
+	struct mx_route route;
+	struct smtp_reply r;
+
+	smtp_reply_init(&r);
+	assert_int_equal(mx_walk_next(W.walk, &route, &r), MX_WALK_TRY);
+	assert_string_equal(route.mx_host, host);
+	if (route.regime.kind != kind)
+		fail_msg("%s: regime %s, expected %s (%s)", host, regime_kind_name(route.regime.kind),
+		    regime_kind_name(kind), route.regime.reason);
+	smtp_reply_clear(&r);
+	return route;
 }
 
 /* The next step must be to give up with exactly this reply (flattened). */
@@ -238,7 +297,7 @@ test_testing_falls_back(void **state)
 	assert_true(W.txn.policy.would_defer);
 	assert_int_equal(W.nrecords, 1);	/* the skipped mx1, from the strict walk */
 	/* what the dialogue does with a failed attempt of the fallback */
-	upstream_record_failed(&W.txn, "mx1.other.example", NULL, NULL, RPT_RESULT_NONE,
+	upstream_record_failed(&W.txn, "mx1.other.example", NULL, NULL, NULL, RPT_RESULT_NONE,
 	    "connection refused", &recorded);
 	assert_false(recorded);
 	assert_int_equal(W.nrecords, 1);
@@ -317,6 +376,198 @@ test_no_hosts(void **state)
 	finish();
 }
 
+/* DANE-10, DANE-4: a usable TLSA RRset makes DANE the MX's only judge; the order stays. */
+static void
+test_dane_then_opportunistic(void **state)
+{
+	struct mx_host hosts[] = { host("mx1.d.example", 1, 11), host("mx2.d.example", 1, 21) };
+	const char *ee[] = { "3 1 1 " H32, NULL };
+	struct mx_route route;
+
+	(void)state;
+	start_walk("", hosts, 2, STS_MODE_NONE, NULL);
+	mx_walk_set_dane(W.walk, 0, facts("mx1.d.example", DANE_S_USABLE, ee), true);
+	mx_walk_set_dane(W.walk, 1, facts("mx2.d.example", DANE_S_NONE, NULL), true);
+	run_ready();
+	route = expect_regime("mx1.d.example", REGIME_DANE);
+	assert_true(route.regime.tls_required && route.regime.authenticate);
+	assert_string_equal(route.regime.tlsa->base, "mx1.d.example");
+	/* DANE-12: with a secure MX lookup, the next hop is a reference identifier */
+	assert_int_equal(route.dane_names->count, 1);
+	assert_string_equal(route.dane_names->items[0], "d.example");
+	mx_walk_failed(W.walk, MX_FAIL_POLICY, "TLSA mismatch (DANE-EE 3 1 1)");
+	route = expect_regime("mx2.d.example", REGIME_OPPORTUNISTIC);
+	assert_false(route.regime.tls_required);
+	mx_walk_failed(W.walk, MX_FAIL_CONNECT, "connection refused");
+	/* no policy, but a DANE failure among the reasons: 4.7.5, never 4.4.1 */
+	expect_give_up("451 4.7.5 DANE: mx1.d.example TLSA mismatch (DANE-EE 3 1 1); mx2.d.example "
+	    "connection refused [stsproxy session s1]");
+	finish();
+}
+
+/* DANE-3, case 56: a failed TLSA lookup makes the MX unreachable, whatever MTA-STS says. */
+static void
+test_dane_lookup_failure(void **state)
+{
+	struct mx_host hosts[] = { host("mx1.d.example", 1, 11), host("mx2.d.example", 1, 21) };
+
+	(void)state;
+	start_walk("", hosts, 2, STS_MODE_ENFORCE, "*.d.example");
+	mx_walk_set_dane(W.walk, 0, facts("mx1.d.example", DANE_S_FAILED, NULL), true);
+	mx_walk_set_dane(W.walk, 1, facts("mx2.d.example", DANE_S_NONE, NULL), true);
+	run_ready();
+	expect_regime("mx2.d.example", REGIME_MTA_STS);
+	assert_int_equal(W.nrecords, 1);
+	assert_int_equal(W.records[0].action, OUTCOME_ACTION_FAILED);
+	assert_int_equal(W.records[0].result, RPT_RESULT_DNSSEC_INVALID);
+	/* DANE-20: under a tlsa policy of the TLSA base domain (here the host) */
+	assert_string_equal(W.records[0].policy_type, "tlsa");
+	assert_string_equal(W.records[0].policy_domain, "mx1.d.example");
+	assert_string_equal(W.records[0].dane, "lookup-failed");
+	mx_walk_failed(W.walk, MX_FAIL_CONNECT, "connection refused");
+	/* a failed TLSA lookup among the reasons: spec §11, 4.4.3 */
+	expect_give_up("451 4.4.3 MTA-STS and DANE: mx1.d.example lookup-failed for "
+	    "mx1.d.example; mx2.d.example connection refused [stsproxy session s1]");
+	finish();
+
+	/* only lookup failures: spec §11, 4.4.3 */
+	start_walk("", hosts, 1, STS_MODE_NONE, NULL);
+	mx_walk_set_dane(W.walk, 0, facts("mx1.d.example", DANE_S_FAILED, NULL), true);
+	run_ready();
+	expect_give_up("451 4.4.3 DANE: mx1.d.example lookup-failed for mx1.d.example "
+	    "[stsproxy session s1]");
+	finish();
+}
+
+/* STS-46, STS-47: DANE authenticates its MX under enforce; the mx filter still applies. */
+static void
+test_dane_with_enforce(void **state)
+{
+	struct mx_host hosts[] = {
+		host("mx1.other.example", 1, 11),
+		host("mx2.d.example", 1, 21),
+		host("mx3.d.example", 1, 31),
+	};
+	const char *ee[] = { "3 1 1 " H32, NULL };
+
+	(void)state;
+	start_walk("", hosts, 3, STS_MODE_ENFORCE, "*.d.example");
+	mx_walk_set_dane(W.walk, 0, facts("mx1.other.example", DANE_S_USABLE, ee), true);
+	mx_walk_set_dane(W.walk, 1, facts("mx2.d.example", DANE_S_USABLE, ee), true);
+	mx_walk_set_dane(W.walk, 2, facts("mx3.d.example", DANE_S_NONE, NULL), true);
+	run_ready();
+	expect_regime("mx2.d.example", REGIME_DANE);
+	assert_int_equal(W.nrecords, 1);
+	assert_int_equal(W.records[0].action, OUTCOME_ACTION_SKIPPED);
+	assert_string_equal(W.records[0].policy_type, "sts");
+	/* STS-46, case 57: DANE fails; MTA-STS is not asked about this MX */
+	mx_walk_failed(W.walk, MX_FAIL_POLICY, "TLSA mismatch (DANE-EE 3 1 1)");
+	expect_regime("mx3.d.example", REGIME_MTA_STS);
+	mx_walk_failed(W.walk, MX_FAIL_POLICY, "certificate expired");
+	expect_give_up("451 4.7.5 MTA-STS and DANE: mx1.other.example not in policy; mx2.d.example "
+	    "TLSA mismatch (DANE-EE 3 1 1); mx3.d.example certificate expired [stsproxy session s1]");
+	finish();
+}
+
+/* DANE-8, DANE-9, case 55: secure records, none usable: STARTTLS required, not authenticated. */
+static void
+test_dane_unusable_records(void **state)
+{
+	struct mx_host hosts[] = { host("mx1.d.example", 1, 11) };
+	const char *pkix[] = { "1 1 1 " H32, "4 1 1 " H32, NULL };
+	struct mx_route route;
+
+	(void)state;
+	start_walk("", hosts, 1, STS_MODE_NONE, NULL);
+	mx_walk_set_dane(W.walk, 0, facts("mx1.d.example", DANE_S_UNUSABLE, pkix), true);
+	run_ready();
+	route = expect_regime("mx1.d.example", REGIME_DANE_TLS);
+	assert_true(route.regime.tls_required);
+	assert_false(route.regime.authenticate);
+	mx_walk_failed(W.walk, MX_FAIL_STARTTLS, "does not offer STARTTLS");
+	expect_give_up("451 4.7.4 DANE: mx1.d.example does not offer STARTTLS [stsproxy session s1]");
+	finish();
+}
+
+/* DANE-17: dane-only: an MX without usable TLSA records is never used. */
+static void
+test_dane_required(void **state)
+{
+	struct mx_host hosts[] = { host("mx1.d.example", 1, 11), host("mx2.d.example", 1, 21) };
+	const char *ee[] = { "3 1 1 " H32, NULL };
+	const char *conf = "[policy]\noverride = d.example:dane-only\n";
+
+	(void)state;
+	start_walk(conf, hosts, 2, STS_MODE_NONE, NULL);
+	mx_walk_set_dane(W.walk, 0, facts("mx1.d.example", DANE_S_INSECURE, NULL), true);
+	mx_walk_set_dane(W.walk, 1, facts("mx2.d.example", DANE_S_USABLE, ee), true);
+	run_ready();
+	expect_regime("mx2.d.example", REGIME_DANE);
+	assert_int_equal(W.nrecords, 1);
+	assert_int_equal(W.records[0].result, RPT_RESULT_DANE_REQUIRED);
+	assert_string_equal(W.records[0].policy_type, "tlsa");
+	assert_string_equal(W.records[0].dane, "required");
+	finish();
+
+	start_walk(conf, hosts, 1, STS_MODE_NONE, NULL);
+	mx_walk_set_dane(W.walk, 0, facts("mx1.d.example", DANE_S_MX_INSECURE, NULL), false);
+	run_ready();
+	expect_give_up("451 4.7.5 DANE: mx1.d.example no usable TLSA record, DANE required "
+	    "(mx-insecure for mx1.d.example) [stsproxy session s1]");
+	finish();
+}
+
+/* Only a host whose TLSA answer is still out stops the walk, and it goes on when it comes. */
+static void
+test_dane_wait(void **state)
+{
+	struct mx_host hosts[] = { host("mx1.d.example", 1, 11), host("mx2.d.example", 1, 21) };
+	const char *ee[] = { "3 1 1 " H32, NULL };
+	struct mx_route route;
+	struct smtp_reply r;
+
+	(void)state;
+	start_walk("", hosts, 2, STS_MODE_NONE, NULL);
+	mx_walk_set_dane(W.walk, 0, facts("mx1.d.example", DANE_S_NONE, NULL), true);
+	mx_walk_set_dane(W.walk, 1, NULL, true);
+	run_ready();
+	expect_regime("mx1.d.example", REGIME_OPPORTUNISTIC);
+	mx_walk_failed(W.walk, MX_FAIL_CONNECT, "connection refused");
+	smtp_reply_init(&r);
+	assert_int_equal(mx_walk_next(W.walk, &route, &r), MX_WALK_WAIT);
+	smtp_reply_clear(&r);
+	W.ready = false;
+	mx_walk_set_dane(W.walk, 1, facts("mx2.d.example", DANE_S_USABLE, ee), true);
+	assert_true(W.ready);
+	expect_regime("mx2.d.example", REGIME_DANE);
+	finish();
+}
+
+/* simulate = enforce: what dane-only would have deferred, where it is not set. */
+static void
+test_dane_simulate(void **state)
+{
+	struct mx_host hosts[] = { host("mx1.d.example", 1, 11), host("mx2.d.example", 1, 21) };
+	const char *ee[] = { "3 1 1 " H32, NULL };
+	struct strbuf m;
+
+	(void)state;
+	metrics_reset();
+	start_walk("[policy]\nsimulate = enforce\n", hosts, 2, STS_MODE_NONE, NULL);
+	mx_walk_set_dane(W.walk, 0, facts("mx1.d.example", DANE_S_USABLE, ee), true);
+	mx_walk_set_dane(W.walk, 1, facts("mx2.d.example", DANE_S_NONE, NULL), true);
+	run_ready();
+	expect_regime("mx1.d.example", REGIME_DANE);
+	mx_walk_failed(W.walk, MX_FAIL_POLICY, "TLSA mismatch (DANE-EE 3 1 1)");
+	/* delivered without DANE: dane-only would have deferred it */
+	expect_regime("mx2.d.example", REGIME_OPPORTUNISTIC);
+	strbuf_init(&m);
+	metrics_render(&m);
+	assert_non_null(strstr(m.data, "\nstsproxy_dane_simulated_deferrals_total 1\n"));
+	strbuf_free(&m);
+	finish();
+}
+
 int
 main(void)
 {
@@ -328,6 +579,13 @@ main(void)
 		cmocka_unit_test(test_max_attempts),
 		cmocka_unit_test(test_host_without_address),
 		cmocka_unit_test(test_no_hosts),
+		cmocka_unit_test(test_dane_then_opportunistic),
+		cmocka_unit_test(test_dane_lookup_failure),
+		cmocka_unit_test(test_dane_with_enforce),
+		cmocka_unit_test(test_dane_unusable_records),
+		cmocka_unit_test(test_dane_required),
+		cmocka_unit_test(test_dane_wait),
+		cmocka_unit_test(test_dane_simulate),
 	};
 	int rc;
 

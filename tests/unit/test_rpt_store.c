@@ -476,6 +476,76 @@ test_spill_and_replay(void **state)
 	json_decref(doc);
 	conf_free(conf);
 	fake_reset();
+
+/*
+ * DANE-20, RPT-9: an MX governed by DANE is counted under a "tlsa" policy
+ * of its TLSA base domain; when that is the policy domain of an MTA-STS
+ * policy too, one report holds both policies (RFC 8460 section 4.4).
+ */
+static void
+test_tlsa_policy(void **state)
+{
+	char dir[] = "/tmp/rptstore.XXXXXX";
+	struct strlist records = { 0 };
+	struct rpt_identity id;
+	struct conf *conf;
+	struct rpt_store *st;
+	struct delivery_outcome o;
+	json_t *r, *pols, *tlsa = NULL, *sts = NULL;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	conf = scratch_conf(dir);
+	st = rpt_store_open(conf, NULL);
+	strlist_add(&records, "3 1 1 0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF");
+	o = outcome("a.example", OUTCOME_ACTION_DELIVERED, RPT_RESULT_NONE, "mx2.a.example");
+	rpt_store_add(st, &o);
+	o = outcome("a.example", OUTCOME_ACTION_FAILED, RPT_RESULT_TLSA_INVALID, "a.example");
+	o.policy_type = "tlsa";
+	o.mode = "";
+	o.mx_patterns = NULL;
+	o.policy_lines = &records;
+	o.reason = "TLSA mismatch (DANE-EE 3 1 1)";
+	rpt_store_add(st, &o);
+	o.action = OUTCOME_ACTION_DELIVERED;
+	o.result = RPT_RESULT_NONE;
+	rpt_store_add(st, &o);
+	o.action = OUTCOME_ACTION_FAILED;
+	o.result = RPT_RESULT_DNSSEC_INVALID;
+	o.ip = NULL;
+	rpt_store_add(st, &o);
+	assert_int_equal(rpt_store_flush(st), 0);
+	rpt_identity_init(&id, conf, "relay.example");
+	r = rpt_report_build(st, &id, "2023-11-14", "a.example", NULL);
+	assert_non_null(r);
+	pols = json_object_get(r, "policies");
+	assert_int_equal(json_array_size(pols), 2);
+	for (size_t i = 0; i < 2; i++) {
+		json_t *p = json_array_get(pols, i);
+		const char *type = json_string_value(json_object_get(json_object_get(p, "policy"),
+		    "policy-type"));
+
+		if (strcmp(type, "tlsa") == 0)
+			tlsa = p;
+		else if (strcmp(type, "sts") == 0)
+			sts = p;
+	}
+	assert_non_null(tlsa);
+	assert_non_null(sts);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(json_object_get(tlsa,
+	    "policy"), "policy-string"), 0)), records.items[0]);
+	assert_null(json_object_get(json_object_get(tlsa, "policy"), "mx-host"));
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(tlsa, "summary"),
+	    "total-successful-session-count")), 1);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(tlsa, "summary"),
+	    "total-failure-session-count")), 2);
+	assert_int_equal(json_array_size(json_object_get(tlsa, "failure-details")), 2);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(sts, "summary"),
+	    "total-successful-session-count")), 1);
+	json_decref(r);
+	strlist_clear(&records);
+	rpt_store_close(st);
+	conf_free(conf);
 	remove_scratch(dir);
 }
 
@@ -519,6 +589,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_counts_and_persistence),
 		cmocka_unit_test(test_writer_thread),
+		cmocka_unit_test(test_tlsa_policy),
 		cmocka_unit_test(test_report_identity),
 		cmocka_unit_test(test_exactly_once),
 		cmocka_unit_test(test_spill_and_replay),

@@ -10,6 +10,9 @@
  *   # req: ...            the requirement checked
  *   policy: MODE PATTERN...  enforce/testing/none with mx patterns; absent: no policy
  *   mx: HOST...           the MX hosts, in preference order
+ *   tlsa: N RECORD|lookup-failed  the N-th MX host (from 1) has this secure TLSA
+ *                         record ("3 1 1 HEX"; repeat for more), or its TLSA
+ *                         lookup failed
  *   mail: ARG             MAIL FROM argument the client gave ("FROM:<a@b> SIZE=1")
  *   accept                the next connection from the relay must arrive
  *   S: TEXT               the server sends TEXT CR LF
@@ -25,7 +28,8 @@
  *   O: PATTERN            the next TLS-RPT outcome the upstream recorded, as
  *                         "action=A mx=M result=R sts=pass|fail tls=V|no
  *                         starttls=yes|no would_defer=yes|no reason=TEXT
- *                         reply=TEXT" (fnmatch)
+ *                         reply=TEXT" (fnmatch), and for an MX under DANE
+ *                         " policy=tlsa dane=WORD" after it
  *
  * Every outcome recorded must be asserted by an O: line: after the
  * dialogue (and the upstream_free() that ends it) none may be left over.
@@ -82,12 +86,15 @@ on_outcome(void *arg, const struct delivery_outcome *o)
 	(void)arg;
 	if (T.oc_tail == sizeof(T.outcomes) / sizeof(T.outcomes[0]))
 		fail_msg("too many outcomes");
+	bool tlsa = o->policy_type != NULL && strcmp(o->policy_type, "tlsa") == 0;
+
 	if (asprintf(&T.outcomes[T.oc_tail++],
-	    "action=%s mx=%s result=%s sts=%s tls=%s starttls=%s would_defer=%s reason=%s reply=%s",
+	    "action=%s mx=%s result=%s sts=%s tls=%s starttls=%s would_defer=%s reason=%s reply=%s%s%s",
 	    outcome_action_name(o->action), o->mx_host ? o->mx_host : "-",
 	    rpt_result_type_name(o->result), o->sts_pass ? "pass" : "fail",
 	    o->tls_version ? o->tls_version : "no", o->starttls_offered ? "yes" : "no",
-	    o->would_defer ? "yes" : "no", o->reason ? o->reason : "", o->upstream_reply ? o->upstream_reply : "") < 0)
+	    o->would_defer ? "yes" : "no", o->reason ? o->reason : "", o->upstream_reply ? o->upstream_reply : "",
+	    tlsa ? " policy=tlsa dane=" : "", tlsa ? o->dane : "") < 0)
 		fail_msg("asprintf");
 }
 
@@ -173,6 +180,7 @@ run_dialogue(void **state)
 	char line[16384];
 	int lineno = 0;
 	struct mx_host hosts[8];
+	struct dane_tlsa *tlsa[8] = { 0 };	/* until the upstream takes them */
 	size_t nhosts = 0;
 	struct strlist patterns = { 0 };
 	bool have_policy = false;
@@ -201,6 +209,20 @@ run_dialogue(void **state)
 	getsockname(T.lfd, (struct sockaddr *)&sin, &slen);
 	assert_int_equal(smtp_path_parse("FROM:<a@client.example>", true, &mail, &perr), 0);
 
+#define START_UP() do {							\
+		if (T.up == NULL) {						\
+			T.up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, \
+			    nhosts, mode, have_policy ? &patterns : NULL, 0, on_event, NULL); \
+			for (size_t k = 0; k < nhosts; k++)			\
+				if (tlsa[k] != NULL) {				\
+					if (tlsa[k]->state != DANE_S_FAILED)	\
+						dane_tlsa_finish(tlsa[k], hosts[k].name); \
+					upstream_set_dane(T.up, k, tlsa[k], true); \
+					tlsa[k] = NULL;				\
+				}						\
+		}								\
+	} while (0)
+
 	while (fgets(line, sizeof(line), f) != NULL) {
 		char *text = line + 3, *got;
 		size_t n;
@@ -228,14 +250,29 @@ run_dialogue(void **state)
 				memcpy(&h->addrs[0], &sin, sizeof(sin));
 				h->naddrs = 1;
 			}
+		} else if (strncmp(line, "tlsa: ", 6) == 0) {
+			char *rest;
+			size_t k = strtoul(line + 6, &rest, 10) - 1;
+			const char *why;
+
+			assert_true(k < nhosts);
+			rest += strspn(rest, " ");
+			if (tlsa[k] == NULL)
+				tlsa[k] = dane_tlsa_new(hosts[k].name);
+			if (strcmp(rest, "lookup-failed") == 0) {
+				tlsa[k]->failure = RPT_RESULT_DNSSEC_INVALID;
+				dane_tlsa_set_state(tlsa[k], DANE_S_FAILED, "TLSA lookup failed: bogus");
+			} else {
+				snprintf(tlsa[k]->qname, sizeof(tlsa[k]->qname), "_25._tcp.%s", hosts[k].name);
+				if (dane_tlsa_add_text(tlsa[k], rest, &why) != 0)
+					fail_msg("%s:%d: %s", path, lineno, why);
+			}
 		} else if (strncmp(line, "mail: ", 6) == 0) {
 			assert_int_equal(smtp_path_parse(line + 6, true, &mail, &perr), 0);
 		} else if (strcmp(line, "accept") == 0) {
 			struct pollfd p = { .fd = T.lfd, .events = POLLIN };
 
-			if (T.up == NULL)
-				T.up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
-				    mode, have_policy ? &patterns : NULL, 0, on_event, NULL);
+			START_UP();
 			for (int i = 0; i < 3000; i++) {
 				event_base_loop(T.base, EVLOOP_NONBLOCK);
 				if (poll(&p, 1, 1) > 0)
@@ -269,9 +306,7 @@ run_dialogue(void **state)
 				    got ? got : "(nothing)");
 			free(got);
 		} else if (line[0] == 'A') {
-			if (T.up == NULL)
-				T.up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
-				    mode, have_policy ? &patterns : NULL, 0, on_event, NULL);
+			START_UP();
 			if (strncmp(text, "rcpt ", 5) == 0) {
 				struct smtp_path rcpt;
 
@@ -294,9 +329,7 @@ run_dialogue(void **state)
 			char *sp = strchr(text, ' ');
 			struct event_rec *e;
 
-			if (T.up == NULL)
-				T.up = upstream_new_resolved(&T.rt, "test", "d.example", &mail, hosts, nhosts,
-				    mode, have_policy ? &patterns : NULL, 0, on_event, NULL);
+			START_UP();
 			for (int i = 0; i < 3000 && T.ev_head == T.ev_tail; i++)
 				pump(1);
 			if (T.ev_head == T.ev_tail)
@@ -324,6 +357,8 @@ run_dialogue(void **state)
 	if (T.oc_head != T.oc_tail)
 		fail_msg("%s: outcome not asserted by an O: line: '%s'", path, T.outcomes[T.oc_head]);
 	strlist_clear(&patterns);
+	for (size_t k = 0; k < 8; k++)
+		dane_tlsa_free(tlsa[k]);
 }
 
 int
