@@ -476,6 +476,8 @@ test_spill_and_replay(void **state)
 	json_decref(doc);
 	conf_free(conf);
 	fake_reset();
+	remove_scratch(dir);
+}
 
 /*
  * DANE-20, RPT-9: an MX governed by DANE is counted under a "tlsa" policy
