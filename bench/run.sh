@@ -98,7 +98,7 @@ cpu() {
 		v=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$p/stat" 2>/dev/null) || continue
 		[ -n "$v" ] && t=$(( t + v ))
 	done
-	echo "scale=4; $t / $HZ" | bc
+	awk -v t="$t" -v hz="$HZ" 'BEGIN { printf "%.4f\n", t / hz }'
 }
 rss_kib() { local t=0 p; for p in "$@"; do t=$(( t + $(awk '/^VmRSS/ { print $2 }' "/proc/$p/status") )); done; echo "$t"; }
 sink_count() { cut -d' ' -f1 "$W/sink.stats"; }
@@ -113,7 +113,8 @@ wait_sink() { # TARGET TIMEOUT_S
 }
 relay_pids() { echo "$RELAY_PID" $(pgrep -P "$RELAY_PID"); }
 postfix_pids() { local m; m=$(tr -d ' ' < "$PF/queue/pid/master.pid"); echo "$m" $(pgrep -P "$m"); }
-calc() { echo "scale=${2:-2}; $1" | bc; }
+# calc EXPR [DECIMALS]: arithmetic with awk (a minimal Debian has no bc).
+calc() { awk "BEGIN { printf \"%.${2:-2}f\\n\", ($1) }"; }
 
 # run_source LABEL SESSIONS MESSAGES TARGET PIDS_FUNCTION: smtp-source into
 # TARGET until the sink has every message; prints msg/s and CPU ms/msg
